@@ -1,0 +1,71 @@
+#pragma once
+/// \file kernel.hpp
+/// Empirical NTKs Θ(X1, X2) = J(X1) J(X2)ᵀ of a Sequential model: the explicit layer-wise path
+/// (`ntk`) and the generic autograd path (`autograd_ntk`) that cross-checks it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xntk/model.hpp"
+#include "xntk/tensor.hpp"
+
+namespace xntk {
+
+/// Which part of the (O × O) block of each sample pair is returned.
+enum class Mode {
+  full,     ///< (N, M, O, O)
+  trace,    ///< (N, M): Σ_o Θ[o, o] — a sum, as in the functorch tutorial (neural-tangents averages)
+  diagonal  ///< (N, M, O): Θ[o, o]
+};
+
+/// "full" / "trace" / "diagonal".
+const char* name(Mode mode);
+
+/// Options of a kernel computation.
+struct KernelOptions {
+  Mode mode = Mode::full;
+  /// Keep each parameter tensor's own component (outermost layer first, weight before bias).
+  bool components = false;
+  /// Samples per tile (0: chosen from the memory budget).
+  int64_t tile = 0;
+  /// Working-memory budget in bytes for the tiles, on top of the outputs (0: half the available RAM).
+  int64_t memory_budget = 0;
+  /// Threads (0: the OpenMP default).
+  int threads = 0;
+};
+
+/// A kernel and, on request, its components.
+template <class T>
+struct Kernel {
+  Tensor<T> total;                  ///< (N, M, O, O), (N, M) or (N, M, O) by mode
+  std::vector<std::string> names;   ///< component names, e.g. "2.weight", in component order
+  std::vector<Tensor<T>> components;///< one per name (empty unless requested), each shaped as total
+  /// Per conv layer, the evaluation order used ("3: gradients"); empty for MLPs.
+  std::vector<std::string> methods;
+  double flops = 0;                 ///< floating-point operations of the algorithm run
+  int64_t tile = 0;                 ///< samples per tile used
+};
+
+/// Explicit NTK Θ(X1, X2). X1 is (N, input...), X2 is (M, input...).
+template <class T>
+Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
+              const KernelOptions& options = {});
+/// Explicit NTK Θ(X, X), computed on one triangle and mirrored: exactly symmetric.
+template <class T>
+Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
+
+/// The same kernel through per-sample parameter Jacobians from a small reverse-mode engine
+/// (slow, generic, shares no layer backward formula with `ntk`). `tile` and `memory_budget` are ignored.
+template <class T>
+Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
+                       const KernelOptions& options = {});
+template <class T>
+Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
+
+/// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:
+/// one tensor per parameter in state_dict order, each (N, O, numel(parameter)).
+template <class T>
+std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x);
+
+}  // namespace xntk

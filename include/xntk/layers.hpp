@@ -1,0 +1,115 @@
+#pragma once
+/// \file layers.hpp
+/// Layer descriptions (scalar-type free), with PyTorch's argument names and defaults. A model is a
+/// list of these; `Sequential<T>` turns them into computing layers. Notation of docs/maths.md:
+/// a = layer input, δ_o = ∂f_o/∂y (y = layer output), ⟨·,·⟩ = dot product, c_w / c_b = the
+/// parameterisation's weight and bias multipliers (1 for `standard`).
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace xntk {
+
+/// `torch.nn.Linear`: y = c_w W a + c_b b, W is (out_features, in_features).
+/// NTK: Θ_W[o,o'] = c_w² ⟨a,a'⟩ ⟨δ_o,δ'_o'⟩,  Θ_b[o,o'] = c_b² ⟨δ_o,δ'_o'⟩.
+struct Linear {
+  int64_t out_features = 0;
+  bool bias = true;
+  int64_t in_features = 0;  ///< 0: taken from the previous layer; otherwise checked against it
+  double w_std = 1.0;       ///< σ_w of the `ntk` parameterisation (c_w = σ_w / √fan_in)
+  double b_std = 1.0;       ///< σ_b of the `ntk` parameterisation (c_b = σ_b)
+};
+
+/// `torch.nn.Conv2d` with groups = 1 on NCHW input: y = c_w W_mat im2col(a) + c_b b 1ᵀ.
+/// NTK: Θ_W[o,o'] = c_w² Σ_{p,q} ⟨δ_o[:,p], δ'_o'[:,q]⟩ ⟨U[:,p], U'[:,q]⟩,  Θ_b[o,o'] = c_b² ⟨δ_o 1, δ'_o' 1⟩.
+struct Conv2d {
+  int64_t out_channels = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t padding_h = 0, padding_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  bool bias = true;
+  int64_t in_channels = 0;  ///< 0: taken from the input shape; otherwise checked against it
+  double w_std = 1.0, b_std = 1.0;
+  /// Evaluation order of the weight component: "auto" (cost model), "gradients" (per-sample weight
+  /// gradients, then their Gram) or "positions" (the double sum over output positions).
+  std::string method = "auto";
+};
+
+/// `torch.nn.AvgPool2d` (stride defaults to the kernel size, count_include_pad = true, ceil_mode = false).
+struct AvgPool2d {
+  int64_t kernel_h = 2, kernel_w = 2;
+  int64_t stride_h = 0, stride_w = 0;  ///< 0: equal to the kernel size
+  int64_t padding_h = 0, padding_w = 0;
+};
+
+/// `torch.nn.MaxPool2d` (stride defaults to the kernel size; the gradient goes to the first maximum).
+struct MaxPool2d {
+  int64_t kernel_h = 2, kernel_w = 2;
+  int64_t stride_h = 0, stride_w = 0;  ///< 0: equal to the kernel size
+  int64_t padding_h = 0, padding_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+};
+
+/// `torch.nn.AdaptiveAvgPool2d(1)`: (C, H, W) -> (C, 1, 1).
+struct GlobalAvgPool {};
+
+/// `torch.nn.Flatten()` / `x.flatten(1)`: C-order, no data movement.
+struct Flatten {};
+
+/// The elementwise activations: y = φ(z), backward δ_z = φ'(z) ⊙ δ_y, no NTK component.
+enum class ActivationKind { relu, leaky_relu, tanh, sigmoid, gelu, erf, softplus, silu, elu, identity };
+
+/// An elementwise activation with PyTorch's parameters (each used only by its own kind).
+struct Activation {
+  ActivationKind kind = ActivationKind::identity;
+  double negative_slope = 0.01;     ///< leaky_relu
+  double alpha = 1.0;               ///< elu
+  double beta = 1.0;                ///< softplus
+  double threshold = 20.0;          ///< softplus
+  std::string approximate = "none"; ///< gelu: "none" (erf form) or "tanh"
+};
+
+/// Convenience constructors, named as PyTorch's modules.
+inline Activation ReLU() { return {ActivationKind::relu}; }
+inline Activation LeakyReLU(double negative_slope = 0.01) {
+  Activation a{ActivationKind::leaky_relu};
+  a.negative_slope = negative_slope;
+  return a;
+}
+inline Activation Tanh() { return {ActivationKind::tanh}; }
+inline Activation Sigmoid() { return {ActivationKind::sigmoid}; }
+inline Activation GELU(std::string approximate = "none") {
+  Activation a{ActivationKind::gelu};
+  a.approximate = std::move(approximate);
+  return a;
+}
+inline Activation Erf() { return {ActivationKind::erf}; }
+inline Activation Softplus(double beta = 1.0, double threshold = 20.0) {
+  Activation a{ActivationKind::softplus};
+  a.beta = beta;
+  a.threshold = threshold;
+  return a;
+}
+inline Activation SiLU() { return {ActivationKind::silu}; }
+inline Activation ELU(double alpha = 1.0) {
+  Activation a{ActivationKind::elu};
+  a.alpha = alpha;
+  return a;
+}
+inline Activation Identity() { return {ActivationKind::identity}; }
+
+/// Lower-case name of an activation kind, as in the model JSON ("leaky_relu").
+const char* name(ActivationKind kind);
+/// All activation kinds, in declaration order.
+std::vector<ActivationKind> all_activation_kinds();
+
+/// One layer of a sequential model.
+using LayerSpec = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation>;
+
+/// The lower-case type name of a layer ("linear", "conv2d", "relu", ...).
+std::string type_name(const LayerSpec& layer);
+
+}  // namespace xntk

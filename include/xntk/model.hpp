@@ -1,0 +1,88 @@
+#pragma once
+/// \file model.hpp
+/// Sequential models: a list of layers on a fixed per-sample input shape, with PyTorch state_dict names.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "xntk/layers.hpp"
+#include "xntk/tensor.hpp"
+
+namespace xntk {
+
+/// How parameters enter the network (docs/maths.md §3).
+enum class Parameterization {
+  standard,  ///< PyTorch: c_w = c_b = 1; W, b ~ U(−1/√fan_in, 1/√fan_in)
+  ntk        ///< W, b ~ N(0, 1); c_w = σ_w/√fan_in, c_b = σ_b
+};
+
+/// "standard" / "ntk".
+const char* name(Parameterization p);
+
+/// Architecture of a sequential model, independent of the scalar type.
+struct ModelSpec {
+  Shape input;  ///< per-sample input shape: (features) for MLPs, (C, H, W) for CNNs
+  Parameterization parameterization = Parameterization::standard;
+  std::vector<LayerSpec> layers;
+};
+
+namespace detail {
+template <class T>
+class Layer;
+}
+
+/// A parameter tensor and its `nn.Sequential` state_dict name ("3.weight").
+template <class T>
+struct NamedParameter {
+  std::string name;
+  Tensor<T>* tensor;
+};
+
+/// A sequential model on float or double. Output shapes are computed and validated layer by layer on
+/// construction; a bad layer raises xntk::Error naming its index. Parameters are initialised from
+/// `seed` (drawn in double, so Sequential<float> and Sequential<double> of one seed agree to rounding).
+template <class T>
+class Sequential {
+ public:
+  explicit Sequential(ModelSpec spec, uint64_t seed = 0);
+  ~Sequential();
+  Sequential(Sequential&&) noexcept;
+  Sequential& operator=(Sequential&&) noexcept;
+
+  const ModelSpec& spec() const { return spec_; }
+  const Shape& input_shape() const { return spec_.input; }
+  /// Per-sample output shape of the whole model.
+  const Shape& output_shape() const;
+  /// Number of outputs O (the product of the output shape).
+  int64_t outputs() const;
+  int num_layers() const { return static_cast<int>(layers_.size()); }
+  /// Per-sample output shape of layer i.
+  const Shape& layer_output_shape(int i) const;
+
+  /// Parameters in state_dict order (layer order, weight before bias).
+  std::vector<NamedParameter<T>> named_parameters() const;
+  /// The parameter called `name`; xntk::Error if there is none.
+  Tensor<T>& parameter(std::string_view name) const;
+  /// Total number of scalar parameters.
+  int64_t num_parameters() const;
+  /// The multipliers (c_w, c_b) of layer i (1 and 1 under `standard`, 0 for layers without parameters).
+  std::pair<double, double> multipliers(int i) const;
+
+  /// Forward pass on a batch (N, input...) -> (N, output...).
+  Tensor<T> forward(const Tensor<T>& x) const;
+
+  /// The computing layer i (implementation detail of the kernel drivers).
+  const detail::Layer<T>& layer(int i) const { return *layers_[static_cast<size_t>(i)]; }
+
+ private:
+  ModelSpec spec_;
+  std::vector<std::unique_ptr<detail::Layer<T>>> layers_;
+};
+
+extern template class Sequential<float>;
+extern template class Sequential<double>;
+
+}  // namespace xntk

@@ -1,0 +1,9 @@
+#pragma once
+/// \file xntk.hpp
+/// Everything public in one include.
+
+#include "xntk/error.hpp"
+#include "xntk/kernel.hpp"
+#include "xntk/layers.hpp"
+#include "xntk/model.hpp"
+#include "xntk/tensor.hpp"

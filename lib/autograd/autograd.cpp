@@ -1,0 +1,104 @@
+// The generic route: per-sample parameter Jacobians from the tape, contracted as Θ = J(x) J(x')ᵀ for
+// each parameter tensor (the functorch tutorial's "Jacobian contraction").
+
+#include "autograd/tape.hpp"
+#include "batch.hpp"
+#include "layer.hpp"
+#include "xntk/kernel.hpp"
+
+namespace xntk {
+
+template <class T>
+std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x) {
+  const int64_t n = detail::check_batch(model, x, "x");
+  const int64_t in = numel(model.input_shape()), O = model.outputs();
+  const auto params = model.named_parameters();
+  std::vector<Tensor<T>> J;
+  for (const auto& p : params) J.emplace_back(Shape{n, O, p.tensor->size()});
+  detail::parallel_for(n, [&](int64_t i) {
+    autograd::Tape<T> tape;
+    int v = tape.input(x.data() + i * in, in);
+    int slot = 0;
+    for (int l = 0; l < model.num_layers(); ++l) {
+      v = model.layer(l).record(tape, v, slot);
+      slot += static_cast<int>(model.layer(l).parameters().size());
+    }
+    if (tape.size(v) != O) throw Error("autograd: the recorded output has the wrong size");
+    std::vector<detail::RowMat<T>> jac(params.size());
+    for (size_t s = 0; s < params.size(); ++s) jac[s] = detail::RowMat<T>::Zero(O, params[s].tensor->size());
+    tape.jacobians(v, jac);
+    for (size_t s = 0; s < params.size(); ++s)
+      std::copy(jac[s].data(), jac[s].data() + jac[s].size(), J[s].data() + i * jac[s].size());
+  });
+  return J;
+}
+
+namespace {
+
+template <class T>
+Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
+                          const KernelOptions& opt) {
+  detail::ThreadScope threads(opt.threads);
+  const auto J1 = jacobians(model, x1);
+  const auto J2 = x2 ? jacobians(model, *x2) : std::vector<Tensor<T>>{};
+  const auto& J2r = x2 ? J2 : J1;
+  const int64_t n = x1.dim(0), m = x2 ? x2->dim(0) : n, O = model.outputs();
+  const auto params = model.named_parameters();
+  Kernel<T> k;
+  k.total = Tensor<T>(detail::kernel_shape(n, m, O, opt.mode));
+  // components: outermost layer first, weight before bias; parameters() is in layer order
+  std::vector<size_t> order;
+  for (int l = model.num_layers() - 1, s = static_cast<int>(params.size()); l >= 0; --l) {
+    const int count = static_cast<int>(model.layer(l).parameters().size());
+    s -= count;
+    for (int q = 0; q < count; ++q) order.push_back(static_cast<size_t>(s + q));
+  }
+  for (size_t s : order) {
+    const int64_t P = params[s].tensor->size();
+    detail::RowMat<T> D = detail::view(J1[s].data(), n * O, P) * detail::view(J2r[s].data(), m * O, P).transpose();
+    k.flops += 2.0 * static_cast<double>(n * O) * static_cast<double>(m * O) * static_cast<double>(P);
+    Tensor<T> c(k.total.shape());
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < m; ++j)
+        for (int64_t o = 0; o < O; ++o) {
+          switch (opt.mode) {
+            case Mode::full:
+              for (int64_t q = 0; q < O; ++q) c[((i * m + j) * O + o) * O + q] = D(i * O + o, j * O + q);
+              break;
+            case Mode::trace:
+              c[i * m + j] += D(i * O + o, j * O + o);
+              break;
+            case Mode::diagonal:
+              c[(i * m + j) * O + o] = D(i * O + o, j * O + o);
+              break;
+          }
+        }
+    for (int64_t e = 0; e < c.size(); ++e) k.total[e] += c[e];
+    k.names.push_back(params[s].name);
+    if (opt.components) k.components.push_back(std::move(c));
+  }
+  return k;
+}
+
+}  // namespace
+
+template <class T>
+Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
+                       const KernelOptions& options) {
+  return autograd_kernel(model, x1, &x2, options);
+}
+
+template <class T>
+Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options) {
+  return autograd_kernel<T>(model, x, nullptr, options);
+}
+
+#define XNTK_INSTANTIATE(T)                                                                                   \
+  template std::vector<Tensor<T>> jacobians(const Sequential<T>&, const Tensor<T>&);                           \
+  template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const Tensor<T>&, const KernelOptions&); \
+  template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const KernelOptions&);
+XNTK_INSTANTIATE(float)
+XNTK_INSTANTIATE(double)
+#undef XNTK_INSTANTIATE
+
+}  // namespace xntk

@@ -1,0 +1,253 @@
+// The explicit driver: tiles of samples, a forward pass per tile, then one backward sweep of the O
+// output-derivative streams in which every parameterised layer adds its closed-form components.
+
+#include "xntk/kernel.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+#include "batch.hpp"
+#include "cpu/backend.hpp"
+#include "layer.hpp"
+
+namespace xntk {
+
+const char* name(Mode mode) {
+  switch (mode) {
+    case Mode::full: return "full";
+    case Mode::trace: return "trace";
+    case Mode::diagonal: return "diagonal";
+  }
+  return "?";
+}
+
+namespace detail {
+
+ThreadScope::ThreadScope(int threads) {
+#ifdef _OPENMP
+  previous_ = omp_get_max_threads();
+  if (threads > 0) omp_set_num_threads(threads);
+#else
+  (void)threads;
+#endif
+}
+
+ThreadScope::~ThreadScope() {
+#ifdef _OPENMP
+  omp_set_num_threads(previous_);
+#endif
+}
+
+namespace {
+
+/// Bytes of memory the system reports as available (MemAvailable), or all physical memory.
+double available_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024.0;
+  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+}
+
+/// Forward values and the current output-derivative streams of one tile of samples.
+template <class T>
+struct Pass {
+  std::vector<std::vector<T>> values;  // values[l]: input of layer l; values[L]: the model's output
+  std::vector<T> delta, next;          // (batch·O, size of the current layer's output)
+  bool identity = true;                // δ_o = e_o (not materialised)
+  int64_t batch = 0;
+};
+
+template <class T>
+void run_forward(const Sequential<T>& model, const T* x, int64_t batch, Pass<T>& p, double& flops) {
+  const int L = model.num_layers();
+  p.batch = batch;
+  p.values.assign(static_cast<size_t>(L + 1), {});
+  p.values[0].assign(x, x + batch * numel(model.input_shape()));
+  for (int l = 0; l < L; ++l) {
+    const auto& layer = model.layer(l);
+    p.values[l + 1].resize(static_cast<size_t>(batch * layer.out_size()));
+    layer.forward(p.values[l].data(), p.values[l + 1].data(), batch);
+    flops += layer.forward_flops(batch);
+  }
+}
+
+template <class T>
+void materialize(Pass<T>& p, int64_t outputs) {
+  if (!p.identity) return;
+  p.delta.assign(static_cast<size_t>(p.batch * outputs * outputs), T(0));
+  for (int64_t r = 0; r < p.batch * outputs; ++r) p.delta[r * outputs + r % outputs] = T(1);
+  p.identity = false;
+}
+
+/// δ through layer l: from its output to its input. Frees the layer's output values.
+template <class T>
+void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops) {
+  materialize(p, outputs);
+  const int l = layer.index();
+  p.next.resize(static_cast<size_t>(p.batch * outputs * layer.in_size()));
+  layer.backward(p.values[l].data(), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
+  flops += layer.backward_flops(p.batch, outputs);
+  p.delta.swap(p.next);
+  std::vector<T>().swap(p.values[l + 1]);
+}
+
+/// Copies a tile block (n1, n2, per) into the kernel at (i0, j0); with `mirror`, also its transpose
+/// (samples and, in full mode, outputs swapped) at (j0, i0).
+template <class T>
+void scatter(const T* block, int64_t n1, int64_t n2, int64_t i0, int64_t j0, int64_t cols, int64_t outputs, Mode mode,
+             bool mirror, T* dst) {
+  const int64_t per = per_pair(outputs, mode);
+  parallel_for(n1, [&](int64_t i) {
+    for (int64_t j = 0; j < n2; ++j) {
+      const T* src = block + (i * n2 + j) * per;
+      std::copy(src, src + per, dst + ((i0 + i) * cols + j0 + j) * per);
+      if (!mirror) continue;
+      T* t = dst + ((j0 + j) * cols + i0 + i) * per;
+      if (mode == Mode::full) {
+        for (int64_t o = 0; o < outputs; ++o)
+          for (int64_t q = 0; q < outputs; ++q) t[q * outputs + o] = src[o * outputs + q];
+      } else {
+        std::copy(src, src + per, t);
+      }
+    }
+  });
+}
+
+/// Working bytes of one tile pair of n1 × n2 samples.
+template <class T>
+double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components) {
+  const int64_t O = model.outputs();
+  double values = static_cast<double>(numel(model.input_shape())), widest = 0, layer_extra = 0;
+  for (int l = 0; l < model.num_layers(); ++l) {
+    const auto& layer = model.layer(l);
+    values += static_cast<double>(layer.out_size());
+    widest = std::max({widest, static_cast<double>(layer.out_size()), static_cast<double>(layer.in_size())});
+    layer_extra = std::max(layer_extra, layer.component_bytes(n1, n2, O));
+  }
+  const double side = static_cast<double>(sizeof(T)) * (values + 2.0 * static_cast<double>(O) * widest);
+  const double blocks = static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2 * per_pair(O, mode)) *
+                        (components ? 3.0 : 1.0);
+  return side * static_cast<double>(n1 + n2) + blocks + layer_extra;
+}
+
+template <class T>
+Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2, const KernelOptions& opt) {
+  ThreadScope threads(opt.threads);
+  const bool same = x2 == nullptr;
+  const int64_t n = check_batch(model, x1, "x1");
+  const int64_t m = same ? n : check_batch(model, *x2, "x2");
+  const int64_t O = model.outputs(), per = per_pair(O, opt.mode), in = numel(model.input_shape());
+  const int L = model.num_layers();
+  if (opt.tile < 0) throw Error("kernel: tile must be 0 (automatic) or positive, got " + std::to_string(opt.tile));
+  if (opt.memory_budget < 0) throw Error("kernel: memory_budget must be 0 (automatic) or positive");
+
+  std::vector<int> with_params;  // outermost first
+  Kernel<T> k;
+  for (int l = L - 1; l >= 0; --l) {
+    const auto params = model.layer(l).parameters();
+    if (params.empty()) continue;
+    with_params.push_back(l);
+    for (const auto& p : params) k.names.push_back(p.name);
+  }
+  const Shape shape = kernel_shape(n, m, O, opt.mode);
+  const double out_bytes = static_cast<double>(sizeof(T)) * static_cast<double>(numel(shape)) *
+                           static_cast<double>(1 + (opt.components ? k.names.size() : 0));
+  const double avail = available_bytes();
+  if (out_bytes > 0.9 * avail)
+    throw Error("kernel: the result needs " + std::to_string(out_bytes / 1e9) + " GB but only " +
+                std::to_string(avail / 1e9) + " GB of memory is available; use trace or diagonal mode, fewer " +
+                "samples, or no components");
+  k.total = Tensor<T>(shape);
+  if (opt.components) k.components.assign(k.names.size(), Tensor<T>(shape));
+  if (with_params.empty()) return k;
+  const int first = with_params.back();
+
+  const double budget = opt.memory_budget > 0 ? static_cast<double>(opt.memory_budget) : 0.5 * (avail - out_bytes);
+  int64_t tile = opt.tile > 0 ? opt.tile : std::max(n, m);
+  if (opt.tile == 0)
+    while (tile > 1 && tile_bytes(model, std::min(tile, n), std::min(tile, m), opt.mode, opt.components) > budget)
+      tile = (tile + 1) / 2;
+  if (tile_bytes(model, std::min(tile, n), std::min(tile, m), opt.mode, opt.components) > budget && opt.tile == 0)
+    throw Error("kernel: even one sample per tile needs more than the memory budget of " +
+                std::to_string(budget / 1e6) + " MB");
+  k.tile = tile;
+  for (int l : with_params) {
+    const std::string method = model.layer(l).method(std::min(tile, n), std::min(tile, m), O);
+    if (!method.empty()) k.methods.push_back(std::to_string(l) + ": " + method);
+  }
+
+  const T* data2 = same ? x1.data() : x2->data();
+  std::vector<T> acc, wbuf, bbuf;
+  for (int64_t i0 = 0; i0 < n; i0 += tile) {
+    for (int64_t j0 = same ? i0 : 0; j0 < m; j0 += tile) {
+      const int64_t n1 = std::min(tile, n - i0), n2 = std::min(tile, m - j0);
+      const bool diag = same && i0 == j0;
+      Pass<T> a, b;
+      run_forward(model, x1.data() + i0 * in, n1, a, k.flops);
+      if (!diag) run_forward(model, data2 + j0 * in, n2, b, k.flops);
+      Pass<T>& pb = diag ? a : b;
+      const size_t block = static_cast<size_t>(n1 * n2 * per);
+      acc.assign(block, T(0));
+      size_t c = 0;
+      for (int l = L - 1; l >= first; --l) {
+        const auto& layer = model.layer(l);
+        const auto params = layer.parameters();
+        if (!params.empty()) {
+          if (a.identity && !layer.accepts_identity_delta()) {
+            materialize(a, O);
+            materialize(pb, O);
+          }
+          const Side<T> sa{a.values[l].data(), a.identity ? nullptr : a.delta.data(), n1};
+          const Side<T> sb{pb.values[l].data(), pb.identity ? nullptr : pb.delta.data(), n2};
+          ComponentTarget<T> target{opt.mode, O, diag, acc.data(), acc.data(), &k.flops};
+          if (opt.components) {
+            wbuf.assign(block, T(0));
+            bbuf.assign(block, T(0));
+            target.weight = wbuf.data();
+            target.bias = bbuf.data();
+          }
+          layer.components(sa, sb, target);
+          if (opt.components) {
+            for (size_t e = 0; e < block; ++e) acc[e] += wbuf[e] + bbuf[e];
+            scatter(wbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c].data());
+            if (params.size() > 1)
+              scatter(bbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c + 1].data());
+            c += params.size();
+          }
+        }
+        if (l > first) {
+          step_back(layer, a, O, k.flops);
+          if (!diag) step_back(layer, b, O, k.flops);
+        }
+      }
+      scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
+    }
+  }
+  return k;
+}
+
+}  // namespace
+}  // namespace detail
+
+template <class T>
+Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options) {
+  return detail::explicit_ntk<T>(model, x1, &x2, options);
+}
+
+template <class T>
+Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options) {
+  return detail::explicit_ntk<T>(model, x, nullptr, options);
+}
+
+template Kernel<float> ntk(const Sequential<float>&, const Tensor<float>&, const Tensor<float>&, const KernelOptions&);
+template Kernel<double> ntk(const Sequential<double>&, const Tensor<double>&, const Tensor<double>&,
+                            const KernelOptions&);
+template Kernel<float> ntk(const Sequential<float>&, const Tensor<float>&, const KernelOptions&);
+template Kernel<double> ntk(const Sequential<double>&, const Tensor<double>&, const KernelOptions&);
+
+}  // namespace xntk

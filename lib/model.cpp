@@ -1,0 +1,129 @@
+#include "xntk/model.hpp"
+
+#include "batch.hpp"
+#include "layer.hpp"
+#include "layers/factory.hpp"
+#include "random.hpp"
+
+namespace xntk {
+
+const char* name(Parameterization p) { return p == Parameterization::ntk ? "ntk" : "standard"; }
+
+const char* name(ActivationKind kind) {
+  switch (kind) {
+    case ActivationKind::relu: return "relu";
+    case ActivationKind::leaky_relu: return "leaky_relu";
+    case ActivationKind::tanh: return "tanh";
+    case ActivationKind::sigmoid: return "sigmoid";
+    case ActivationKind::gelu: return "gelu";
+    case ActivationKind::erf: return "erf";
+    case ActivationKind::softplus: return "softplus";
+    case ActivationKind::silu: return "silu";
+    case ActivationKind::elu: return "elu";
+    case ActivationKind::identity: return "identity";
+  }
+  return "?";
+}
+
+std::vector<ActivationKind> all_activation_kinds() {
+  using K = ActivationKind;
+  return {K::relu, K::leaky_relu, K::tanh, K::sigmoid, K::gelu, K::erf, K::softplus, K::silu, K::elu, K::identity};
+}
+
+std::string type_name(const LayerSpec& layer) {
+  struct Visitor {
+    std::string operator()(const Linear&) { return "linear"; }
+    std::string operator()(const Conv2d&) { return "conv2d"; }
+    std::string operator()(const AvgPool2d&) { return "avgpool2d"; }
+    std::string operator()(const MaxPool2d&) { return "maxpool2d"; }
+    std::string operator()(const GlobalAvgPool&) { return "global_avgpool"; }
+    std::string operator()(const Flatten&) { return "flatten"; }
+    std::string operator()(const Activation& a) { return name(a.kind); }
+  };
+  return std::visit(Visitor{}, layer);
+}
+
+template <class T>
+Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)) {
+  if (spec_.input.empty()) throw Error("model: input shape is empty; expected e.g. (784) or (3, 32, 32)");
+  for (int64_t d : spec_.input)
+    if (d <= 0) throw Error("model: input shape " + to_string(spec_.input) + " must have positive dimensions");
+  if (spec_.layers.empty()) throw Error("model: no layers");
+  detail::Rng rng(seed);
+  Shape shape = spec_.input;
+  for (size_t i = 0; i < spec_.layers.size(); ++i) {
+    layers_.push_back(detail::make_layer<T>(spec_.layers[i], static_cast<int>(i), shape, spec_.parameterization, rng));
+    shape = layers_.back()->out_shape();
+  }
+}
+
+template <class T>
+Sequential<T>::~Sequential() = default;
+template <class T>
+Sequential<T>::Sequential(Sequential&&) noexcept = default;
+template <class T>
+Sequential<T>& Sequential<T>::operator=(Sequential&&) noexcept = default;
+
+template <class T>
+const Shape& Sequential<T>::output_shape() const {
+  return layers_.back()->out_shape();
+}
+
+template <class T>
+int64_t Sequential<T>::outputs() const {
+  return numel(output_shape());
+}
+
+template <class T>
+const Shape& Sequential<T>::layer_output_shape(int i) const {
+  if (i < 0 || i >= num_layers())
+    throw Error("model: layer index " + std::to_string(i) + " out of range [0, " + std::to_string(num_layers()) + ")");
+  return layers_[static_cast<size_t>(i)]->out_shape();
+}
+
+template <class T>
+std::vector<NamedParameter<T>> Sequential<T>::named_parameters() const {
+  std::vector<NamedParameter<T>> all;
+  for (const auto& l : layers_)
+    for (auto& p : l->parameters()) all.push_back(p);
+  return all;
+}
+
+template <class T>
+Tensor<T>& Sequential<T>::parameter(std::string_view name) const {
+  for (const auto& p : named_parameters())
+    if (p.name == name) return *p.tensor;
+  throw Error("model: no parameter named \"" + std::string(name) + "\"");
+}
+
+template <class T>
+int64_t Sequential<T>::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : named_parameters()) n += p.tensor->size();
+  return n;
+}
+
+template <class T>
+std::pair<double, double> Sequential<T>::multipliers(int i) const {
+  layer_output_shape(i);  // range check
+  return layers_[static_cast<size_t>(i)]->multipliers();
+}
+
+template <class T>
+Tensor<T> Sequential<T>::forward(const Tensor<T>& x) const {
+  const int64_t n = detail::check_batch(*this, x, "forward: input");
+  std::vector<T> cur(x.data(), x.data() + x.size()), next;
+  for (const auto& l : layers_) {
+    next.assign(static_cast<size_t>(n * l->out_size()), T(0));
+    l->forward(cur.data(), next.data(), n);
+    cur.swap(next);
+  }
+  Shape out{n};
+  out.insert(out.end(), output_shape().begin(), output_shape().end());
+  return Tensor<T>(out, std::move(cur));
+}
+
+template class Sequential<float>;
+template class Sequential<double>;
+
+}  // namespace xntk

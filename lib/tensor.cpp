@@ -1,0 +1,62 @@
+#include "xntk/tensor.hpp"
+
+#include <sstream>
+
+namespace xntk {
+
+int64_t numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string to_string(const Shape& shape) {
+  std::ostringstream s;
+  s << '(';
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  if (shape.size() == 1) s << ',';
+  s << ')';
+  return s.str();
+}
+
+template <class T>
+Tensor<T>::Tensor(Shape shape, T fill) : shape_(std::move(shape)) {
+  for (int64_t d : shape_)
+    if (d < 0) throw Error("Tensor: negative dimension in shape " + to_string(shape_));
+  data_.assign(static_cast<size_t>(numel(shape_)), fill);
+}
+
+template <class T>
+Tensor<T>::Tensor(Shape shape, std::vector<T> data) : shape_(std::move(shape)), data_(std::move(data)) {
+  if (numel(shape_) != static_cast<int64_t>(data_.size()))
+    throw Error("Tensor: shape " + to_string(shape_) + " needs " + std::to_string(numel(shape_)) +
+                " values, got " + std::to_string(data_.size()));
+}
+
+template <class T>
+Tensor<T> Tensor<T>::reshaped(Shape shape) const {
+  if (numel(shape) != size())
+    throw Error("Tensor::reshaped: cannot view " + to_string(shape_) + " as " + to_string(shape));
+  return Tensor(std::move(shape), data_);
+}
+
+template <class T>
+int64_t Tensor<T>::offset(std::initializer_list<int64_t> idx) const {
+  if (idx.size() != shape_.size())
+    throw Error("Tensor: " + std::to_string(idx.size()) + " indices for a tensor of rank " +
+                std::to_string(shape_.size()));
+  int64_t off = 0;
+  size_t k = 0;
+  for (int64_t i : idx) {
+    if (i < 0 || i >= shape_[k])
+      throw Error("Tensor: index " + std::to_string(i) + " out of range for axis " + std::to_string(k) +
+                  " of shape " + to_string(shape_));
+    off = off * shape_[k++] + i;
+  }
+  return off;
+}
+
+template class Tensor<float>;
+template class Tensor<double>;
+
+}  // namespace xntk

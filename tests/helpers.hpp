@@ -1,0 +1,46 @@
+#pragma once
+// Shared test utilities: seeded random data, relative errors, and the random-model table.
+
+#include <xntk/xntk.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+
+namespace xntk::test {
+
+/// Standard-normal tensor from a fixed seed.
+template <class T>
+Tensor<T> randn(Shape shape, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<double> d;
+  Tensor<T> t(std::move(shape));
+  for (int64_t i = 0; i < t.size(); ++i) t[i] = static_cast<T>(d(g));
+  return t;
+}
+
+/// max_i |a_i − b_i| / max_i |b_i|: the error relative to the reference's scale (elementwise relative
+/// errors are meaningless at entries that cancel to ~0, such as off-diagonal output pairs).
+template <class A, class B>
+double rel_error(const Tensor<A>& a, const Tensor<B>& b) {
+  if (a.shape() != b.shape()) return INFINITY;
+  double diff = 0, scale = 0;
+  for (int64_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    scale = std::max(scale, std::abs(static_cast<double>(b[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+/// A description for failure messages.
+inline std::string describe(const ModelSpec& spec) {
+  std::string s = std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":";
+  for (const auto& l : spec.layers) {
+    s += " " + type_name(l);
+    if (auto* lin = std::get_if<Linear>(&l)) s += "(" + std::to_string(lin->out_features) + (lin->bias ? "" : ",nobias") + ")";
+  }
+  return s;
+}
+
+}  // namespace xntk::test
