@@ -181,6 +181,9 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
     if (!method.empty()) k.methods.push_back(std::to_string(l) + ": " + method);
   }
 
+  const int64_t tiles_n = (n + tile - 1) / tile, tiles_m = (m + tile - 1) / tile;
+  const int64_t steps = (same ? tiles_n * (tiles_n + 1) / 2 : tiles_n * tiles_m) * (L - first);
+  int64_t done = 0;
   const T* data2 = same ? x1.data() : x2->data();
   std::vector<T> acc, wbuf, bbuf;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
@@ -224,6 +227,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
           step_back(layer, a, O, k.flops);
           if (!diag) step_back(layer, b, O, k.flops);
         }
+        if (opt.progress) opt.progress(++done, steps);
       }
       scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
     }

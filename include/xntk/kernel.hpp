@@ -4,6 +4,7 @@
 /// (`ntk`) and the generic autograd path (`autograd_ntk`) that cross-checks it.
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ struct KernelOptions {
   int64_t memory_budget = 0;
   /// Threads (0: the OpenMP default).
   int threads = 0;
+  /// Called from the calling thread as work completes: (steps done, steps in all).
+  std::function<void(int64_t, int64_t)> progress;
 };
 
 /// A kernel and, on request, its components.
