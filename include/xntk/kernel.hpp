@@ -35,7 +35,7 @@ struct KernelOptions {
   /// Threads (0: the OpenMP default).
   int threads = 0;
   /// Called from the calling thread as work completes: (steps done, steps in all).
-  std::function<void(int64_t, int64_t)> progress;
+  std::function<void(int64_t, int64_t)> progress = nullptr;
 };
 
 /// A kernel and, on request, its components.

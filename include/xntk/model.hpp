@@ -24,9 +24,9 @@ const char* name(Parameterization p);
 
 /// Architecture of a sequential model, independent of the scalar type.
 struct ModelSpec {
-  Shape input;  ///< per-sample input shape: (features) for MLPs, (C, H, W) for CNNs
+  Shape input = {};  ///< per-sample input shape: (features) for MLPs, (C, H, W) for CNNs
   Parameterization parameterization = Parameterization::standard;
-  std::vector<LayerSpec> layers;
+  std::vector<LayerSpec> layers = {};
 };
 
 namespace detail {
