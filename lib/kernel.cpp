@@ -56,22 +56,25 @@ double available_bytes() {
 /// Forward values and the current output-derivative streams of one tile of samples.
 template <class T>
 struct Pass {
-  std::vector<std::vector<T>> values;  // values[l]: input of layer l; values[L]: the model's output
+  const T* x = nullptr;                // the tile's rows of the caller's batch (not copied)
+  std::vector<std::vector<T>> values;  // values[l]: output of layer l − 1 (values[0] unused)
   std::vector<T> delta, next;          // (batch·O, size of the current layer's output)
   bool identity = true;                // δ_o = e_o (not materialised)
   int64_t batch = 0;
+  /// Input of layer l.
+  const T* in(int l) const { return l == 0 ? x : values[static_cast<size_t>(l)].data(); }
 };
 
 template <class T>
 void run_forward(const Sequential<T>& model, const T* x, int64_t batch, Pass<T>& p, double& flops) {
   const int L = model.num_layers();
   p.batch = batch;
+  p.x = x;
   p.values.assign(static_cast<size_t>(L + 1), {});
-  p.values[0].assign(x, x + batch * numel(model.input_shape()));
   for (int l = 0; l < L; ++l) {
     const auto& layer = model.layer(l);
     p.values[l + 1].resize(static_cast<size_t>(batch * layer.out_size()));
-    layer.forward(p.values[l].data(), p.values[l + 1].data(), batch);
+    layer.forward(p.in(l), p.values[l + 1].data(), batch);
     flops += layer.forward_flops(batch);
   }
 }
@@ -90,9 +93,10 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
   materialize(p, outputs);
   const int l = layer.index();
   p.next.resize(static_cast<size_t>(p.batch * outputs * layer.in_size()));
-  layer.backward(p.values[l].data(), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
+  layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
   flops += layer.backward_flops(p.batch, outputs);
   p.delta.swap(p.next);
+  std::vector<T>().swap(p.next);
   std::vector<T>().swap(p.values[l + 1]);
 }
 
@@ -122,7 +126,7 @@ void scatter(const T* block, int64_t n1, int64_t n2, int64_t i0, int64_t j0, int
 template <class T>
 double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components) {
   const int64_t O = model.outputs();
-  double values = static_cast<double>(numel(model.input_shape())), widest = 0, layer_extra = 0;
+  double values = 0, widest = 0, layer_extra = 0;
   for (int l = 0; l < model.num_layers(); ++l) {
     const auto& layer = model.layer(l);
     values += static_cast<double>(layer.out_size());
@@ -185,7 +189,10 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
   const int64_t steps = (same ? tiles_n * (tiles_n + 1) / 2 : tiles_n * tiles_m) * (L - first);
   int64_t done = 0;
   const T* data2 = same ? x1.data() : x2->data();
-  std::vector<T> acc, wbuf, bbuf;
+  // One tile pair covering everything writes straight into the results; otherwise blocks are
+  // accumulated in buffers and scattered (mirrored too when X2 is omitted).
+  const bool whole = tile >= n && tile >= m;
+  std::vector<T> acc, wbuf, bbuf, scratch;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     for (int64_t j0 = same ? i0 : 0; j0 < m; j0 += tile) {
       const int64_t n1 = std::min(tile, n - i0), n2 = std::min(tile, m - j0);
@@ -195,7 +202,8 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
       if (!diag) run_forward(model, data2 + j0 * in, n2, b, k.flops);
       Pass<T>& pb = diag ? a : b;
       const size_t block = static_cast<size_t>(n1 * n2 * per);
-      acc.assign(block, T(0));
+      if (!whole) acc.assign(block, T(0));
+      T* total = whole ? k.total.data() : acc.data();
       size_t c = 0;
       for (int l = L - 1; l >= first; --l) {
         const auto& layer = model.layer(l);
@@ -205,21 +213,37 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
             materialize(a, O);
             materialize(pb, O);
           }
-          const Side<T> sa{a.values[l].data(), a.identity ? nullptr : a.delta.data(), n1};
-          const Side<T> sb{pb.values[l].data(), pb.identity ? nullptr : pb.delta.data(), n2};
-          ComponentTarget<T> target{opt.mode, O, diag, acc.data(), acc.data(), &k.flops};
+          const Side<T> sa{a.in(l), a.identity ? nullptr : a.delta.data(), n1};
+          const Side<T> sb{pb.in(l), pb.identity ? nullptr : pb.delta.data(), n2};
+          ComponentTarget<T> target{opt.mode, O, diag, total, total, &k.flops};
           if (opt.components) {
-            wbuf.assign(block, T(0));
-            bbuf.assign(block, T(0));
-            target.weight = wbuf.data();
-            target.bias = bbuf.data();
+            // each component into its own block, then added to the total
+            const bool has_bias = params.size() > 1;
+            if (whole) {
+              target.weight = k.components[c].data();
+              scratch.assign(has_bias ? 0 : block, T(0));
+              target.bias = has_bias ? k.components[c + 1].data() : scratch.data();
+            } else {
+              wbuf.assign(block, T(0));
+              bbuf.assign(block, T(0));
+              target.weight = wbuf.data();
+              target.bias = bbuf.data();
+            }
           }
           layer.components(sa, sb, target);
           if (opt.components) {
-            for (size_t e = 0; e < block; ++e) acc[e] += wbuf[e] + bbuf[e];
-            scatter(wbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c].data());
-            if (params.size() > 1)
-              scatter(bbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c + 1].data());
+            const T* cw = target.weight;
+            const T* cb = target.bias;
+            const bool has_bias = params.size() > 1;
+            parallel_for(n1, [&](int64_t i) {
+              for (size_t e = i * n2 * per; e < static_cast<size_t>((i + 1) * n2 * per); ++e)
+                total[e] += has_bias ? cw[e] + cb[e] : cw[e];
+            });
+            if (!whole) {
+              scatter(wbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c].data());
+              if (has_bias)
+                scatter(bbuf.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.components[c + 1].data());
+            }
             c += params.size();
           }
         }
@@ -229,7 +253,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
         }
         if (opt.progress) opt.progress(++done, steps);
       }
-      scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
+      if (!whole) scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
     }
   }
   return k;

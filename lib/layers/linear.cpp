@@ -43,18 +43,20 @@ LinearLayer<T>::LinearLayer(int index, const Shape& in, const Linear& spec, Para
 
 template <class T>
 void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
-  auto y = view(out, batch, out_features_);
-  y.noalias() = T(cw_) * (view(in, batch, in_features_) * view(weight_.data(), out_features_, in_features_).transpose());
+  gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_, T(0),
+       out, out_features_);
   if (has_bias_) {
-    const auto b = view(bias_.data(), 1, out_features_);
-    for (int64_t i = 0; i < batch; ++i) y.row(i) += T(cb_) * b;
+    const T cb(cb_);
+    parallel_for(batch, [&](int64_t i) {
+      for (int64_t j = 0; j < out_features_; ++j) out[i * out_features_ + j] += cb * bias_[j];
+    });
   }
 }
 
 template <class T>
 void LinearLayer<T>::backward(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams) const {
-  view(din, batch * streams, in_features_).noalias() =
-      T(cw_) * (view(dout, batch * streams, out_features_) * view(weight_.data(), out_features_, in_features_));
+  gemm(false, false, batch * streams, in_features_, out_features_, T(cw_), dout, out_features_, weight_.data(),
+       in_features_, T(0), din, in_features_);
 }
 
 template <class T>
@@ -80,110 +82,106 @@ double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) 
   return static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2) * static_cast<double>(1 + outputs * outputs);
 }
 
+namespace {
+
+/// Gram matrix of the rows of a (r1 × k, leading dimension lda) with those of b; with `same`, a SYRK
+/// mirrored to an exactly symmetric matrix. Adds its FLOPs.
+template <class T>
+void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T* out,
+             double* flops) {
+  if (same) {
+    gram_lower(a, r1, k, out, lda);
+    mirror_lower(out, r1);
+    *flops += static_cast<double>(r1 * (r1 + 1)) * static_cast<double>(k);
+  } else {
+    gram(a, r1, b, r2, k, out, lda, lda);
+    *flops += 2.0 * static_cast<double>(r1 * r2) * static_cast<double>(k);
+  }
+}
+
+}  // namespace
+
 template <class T>
 void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const {
   const int64_t n1 = a.batch, n2 = b.batch, O = t.outputs, in = in_features_, out = out_features_;
   const T cw2 = T(cw_ * cw_), cb2 = T(cb_ * cb_);
   T* w = t.weight;
   T* bias = has_bias_ ? t.bias : nullptr;
-  const double sym = t.same ? 0.5 : 1.0;  // a symmetric Gram costs half
 
-  // ⟨a, a'⟩ for every sample pair
+  // ⟨a, a'⟩ for every sample pair, scaled by c_w²
   RowMat<T> A(n1, n2);
-  if (t.same)
-    gram_lower(a.in, n1, in, A.data());
-  else
-    gram(a.in, n1, b.in, n2, in, A.data());
-  *t.flops += sym * 2.0 * static_cast<double>(n1 * n2 * in);
-  auto Aat = [&](int64_t i, int64_t j) { return t.same ? lower(A.data(), n2, i, j) : A(i, j); };
+  gram_of(a.in, n1, b.in, n2, in, in, t.same, A.data(), t.flops);
+  A *= cw2;
+  *t.flops += static_cast<double>(n1 * n2);
 
   if (a.delta == nullptr) {  // last layer: δ_o = e_o, so ⟨δ_o, δ'_o'⟩ = [o = o']
+    const int64_t per = t.mode == Mode::full ? O * O : t.mode == Mode::diagonal ? O : 1;
+    const int64_t step = t.mode == Mode::full ? O + 1 : 1;  // stride between the (o, o) entries
+    const int64_t count = t.mode == Mode::trace ? 1 : O;
+    const T scale = t.mode == Mode::trace ? T(O) : T(1);
     parallel_for(n1, [&](int64_t i) {
       for (int64_t j = 0; j < n2; ++j) {
-        const T s = Aat(i, j);
-        const int64_t ij = i * n2 + j;
-        switch (t.mode) {
-          case Mode::full:
-            for (int64_t o = 0; o < O; ++o) {
-              w[(ij * O + o) * O + o] += cw2 * s;
-              if (bias) bias[(ij * O + o) * O + o] += cb2;
-            }
-            break;
-          case Mode::trace:
-            w[ij] += cw2 * s * T(O);
-            if (bias) bias[ij] += cb2 * T(O);
-            break;
-          case Mode::diagonal:
-            for (int64_t o = 0; o < O; ++o) {
-              w[ij * O + o] += cw2 * s;
-              if (bias) bias[ij * O + o] += cb2;
-            }
-            break;
+        const T s = A(i, j) * scale;
+        T* wij = w + (i * n2 + j) * per;
+        for (int64_t o = 0; o < count; ++o) wij[o * step] += s;
+        if (bias) {
+          T* bij = bias + (i * n2 + j) * per;
+          for (int64_t o = 0; o < count; ++o) bij[o * step] += cb2 * scale;
         }
       }
     });
     return;
   }
 
-  switch (t.mode) {
+  // with one output the three modes coincide; the trace loop is the flat one
+  switch (O == 1 ? Mode::trace : t.mode) {
     case Mode::full: {
-      // D[(i,o), (j,o')] = ⟨δ_o(x_i), δ_o'(x'_j)⟩
+      // D[(i,o), (j,o')] = ⟨δ_o(x_i), δ_o'(x'_j)⟩; Θ[i,j,o,o'] = c_w² A[i,j] D[(i,o),(j,o')] (+ c_b² D)
       const int64_t r1 = n1 * O, r2 = n2 * O;
       RowMat<T> D(r1, r2);
-      if (t.same)
-        gram_lower(a.delta, r1, out, D.data());
-      else
-        gram(a.delta, r1, b.delta, r2, out, D.data());
-      *t.flops += sym * 2.0 * static_cast<double>(r1 * r2 * out) + 3.0 * static_cast<double>(r1 * r2);
+      gram_of(a.delta, r1, b.delta, r2, out, out, t.same, D.data(), t.flops);
+      *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
       parallel_for(n1, [&](int64_t i) {
-        for (int64_t j = 0; j < n2; ++j) {
-          const T s = cw2 * Aat(i, j);
-          T* wij = w + (i * n2 + j) * O * O;
-          T* bij = bias ? bias + (i * n2 + j) * O * O : nullptr;
-          for (int64_t o = 0; o < O; ++o)
-            for (int64_t p = 0; p < O; ++p) {
-              const T d = t.same ? lower(D.data(), r2, i * O + o, j * O + p) : D(i * O + o, j * O + p);
-              wij[o * O + p] += s * d;
-              if (bij) bij[o * O + p] += cb2 * d;
+        for (int64_t o = 0; o < O; ++o) {
+          const T* d = D.data() + (i * O + o) * r2;
+          for (int64_t j = 0; j < n2; ++j) {
+            const T s = A(i, j);
+            T* wij = w + ((i * n2 + j) * O + o) * O;
+            for (int64_t p = 0; p < O; ++p) wij[p] += s * d[j * O + p];
+            if (bias) {
+              T* bij = bias + ((i * n2 + j) * O + o) * O;
+              for (int64_t p = 0; p < O; ++p) bij[p] += cb2 * d[j * O + p];
             }
+          }
         }
       });
       break;
     }
     case Mode::trace: {
-      // Σ_o ⟨δ_o, δ'_o⟩: the O rows of a sample are contiguous, so this is one Gram of (n, O·out) rows
+      // Σ_o ⟨δ_o, δ'_o⟩: a sample's O rows are contiguous, so this is one Gram of (n, O·out) rows
       RowMat<T> D(n1, n2);
-      if (t.same)
-        gram_lower(a.delta, n1, O * out, D.data());
-      else
-        gram(a.delta, n1, b.delta, n2, O * out, D.data());
-      *t.flops += sym * 2.0 * static_cast<double>(n1 * n2 * O * out) + 3.0 * static_cast<double>(n1 * n2);
+      gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, D.data(), t.flops);
+      *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2);
       parallel_for(n1, [&](int64_t i) {
-        for (int64_t j = 0; j < n2; ++j) {
-          const T d = t.same ? lower(D.data(), n2, i, j) : D(i, j);
-          w[i * n2 + j] += cw2 * Aat(i, j) * d;
-          if (bias) bias[i * n2 + j] += cb2 * d;
-        }
+        for (int64_t j = 0; j < n2; ++j) w[i * n2 + j] += A(i, j) * D(i, j);
+        if (bias)
+          for (int64_t j = 0; j < n2; ++j) bias[i * n2 + j] += cb2 * D(i, j);
       });
       break;
     }
     case Mode::diagonal: {
+      // one Gram per output over rows o, O + o, 2O + o, ...
       RowMat<T> D(n1, n2);
       for (int64_t o = 0; o < O; ++o) {
-        // rows o, O + o, 2O + o, ...: one output's deltas across the batch
-        if (t.same)
-          gram_lower(a.delta + o * out, n1, out, D.data(), O * out);
-        else
-          gram(a.delta + o * out, n1, b.delta + o * out, n2, out, D.data(), O * out, O * out);
+        gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, D.data(), t.flops);
         parallel_for(n1, [&](int64_t i) {
           for (int64_t j = 0; j < n2; ++j) {
-            const T d = t.same ? lower(D.data(), n2, i, j) : D(i, j);
-            w[(i * n2 + j) * O + o] += cw2 * Aat(i, j) * d;
-            if (bias) bias[(i * n2 + j) * O + o] += cb2 * d;
+            w[(i * n2 + j) * O + o] += A(i, j) * D(i, j);
+            if (bias) bias[(i * n2 + j) * O + o] += cb2 * D(i, j);
           }
         });
       }
-      *t.flops += sym * 2.0 * static_cast<double>(n1 * n2 * O * out) + 3.0 * static_cast<double>(n1 * n2 * O);
+      *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2 * O);
       break;
     }
   }
