@@ -60,6 +60,7 @@ struct Pass {
   std::vector<std::vector<T>> values;  // values[l]: output of layer l − 1 (values[0] unused)
   std::vector<T> delta, next;          // (batch·O, size of the current layer's output)
   bool identity = true;                // δ_o = e_o (not materialised)
+  bool shared = false;                 // delta holds O rows shared by every sample of the tile
   int64_t batch = 0;
   /// Input of layer l.
   const T* in(int l) const { return l == 0 ? x : values[static_cast<size_t>(l)].data(); }
@@ -79,22 +80,44 @@ void run_forward(const Sequential<T>& model, const T* x, int64_t batch, Pass<T>&
   }
 }
 
+/// Identity deltas written out, as O shared rows.
 template <class T>
 void materialize(Pass<T>& p, int64_t outputs) {
   if (!p.identity) return;
-  p.delta.assign(static_cast<size_t>(p.batch * outputs * outputs), T(0));
-  for (int64_t r = 0; r < p.batch * outputs; ++r) p.delta[r * outputs + r % outputs] = T(1);
+  p.delta.assign(static_cast<size_t>(outputs * outputs), T(0));
+  for (int64_t o = 0; o < outputs; ++o) p.delta[o * outputs + o] = T(1);
   p.identity = false;
+  p.shared = true;
 }
 
-/// δ through layer l: from its output to its input. Frees the layer's output values.
+/// Shared deltas (O rows of `size`) repeated for every sample of the tile into `dst`.
+template <class T>
+void expand(const Pass<T>& p, int64_t outputs, int64_t size, std::vector<T>& dst) {
+  const size_t rows = static_cast<size_t>(outputs * size);
+  dst.resize(static_cast<size_t>(p.batch) * rows);
+  parallel_for(p.batch, [&](int64_t b) { std::copy(p.delta.begin(), p.delta.begin() + rows, dst.begin() + b * rows); });
+}
+
+/// δ through layer l: from its output to its input. Frees the layer's output values. Shared deltas stay
+/// shared through layers whose backward is a fixed linear map (one product instead of one per sample).
 template <class T>
 void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops) {
   materialize(p, outputs);
   const int l = layer.index();
-  p.next.resize(static_cast<size_t>(p.batch * outputs * layer.in_size()));
-  layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
-  flops += layer.backward_flops(p.batch, outputs);
+  if (p.shared && layer.input_independent_backward()) {
+    p.next.resize(static_cast<size_t>(outputs * layer.in_size()));
+    layer.backward(nullptr, nullptr, p.delta.data(), p.next.data(), 1, outputs);
+    flops += layer.backward_flops(1, outputs);
+  } else {
+    if (p.shared) {
+      expand(p, outputs, layer.out_size(), p.next);
+      p.delta.swap(p.next);
+      p.shared = false;
+    }
+    p.next.resize(static_cast<size_t>(p.batch * outputs * layer.in_size()));
+    layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
+    flops += layer.backward_flops(p.batch, outputs);
+  }
   p.delta.swap(p.next);
   std::vector<T>().swap(p.next);
   std::vector<T>().swap(p.values[l + 1]);
@@ -192,7 +215,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
   // One tile pair covering everything writes straight into the results; otherwise blocks are
   // accumulated in buffers and scattered (mirrored too when X2 is omitted).
   const bool whole = tile >= n && tile >= m;
-  std::vector<T> acc, wbuf, bbuf, scratch;
+  std::vector<T> acc, wbuf, bbuf, scratch, expanded_a, expanded_b;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     for (int64_t j0 = same ? i0 : 0; j0 < m; j0 += tile) {
       const int64_t n1 = std::min(tile, n - i0), n2 = std::min(tile, m - j0);
@@ -213,8 +236,16 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
             materialize(a, O);
             materialize(pb, O);
           }
-          const Side<T> sa{a.in(l), a.identity ? nullptr : a.delta.data(), n1};
-          const Side<T> sb{pb.in(l), pb.identity ? nullptr : pb.delta.data(), n2};
+          Side<T> sa{a.in(l), a.identity ? nullptr : a.delta.data(), n1, a.shared};
+          Side<T> sb{pb.in(l), pb.identity ? nullptr : pb.delta.data(), n2, pb.shared};
+          if (a.shared && !layer.accepts_shared_delta()) {  // a per-sample copy for this layer only
+            expand(a, O, layer.out_size(), expanded_a);
+            sa.delta = expanded_a.data();
+            sa.shared = false;
+            if (!diag) expand(pb, O, layer.out_size(), expanded_b);
+            sb.delta = diag ? expanded_a.data() : expanded_b.data();
+            sb.shared = false;
+          }
           ComponentTarget<T> target{opt.mode, O, diag, total, total, &k.flops};
           if (opt.components) {
             // each component into its own block, then added to the total
@@ -254,6 +285,8 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
         if (opt.progress) opt.progress(++done, steps);
       }
       if (!whole) scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
+      std::vector<T>().swap(expanded_a);
+      std::vector<T>().swap(expanded_b);
     }
   }
   return k;

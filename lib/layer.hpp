@@ -22,6 +22,7 @@ struct Side {
   const T* in = nullptr;     // (batch, in_size): the layer's input
   const T* delta = nullptr;  // (batch·O, out_size), row b·O + o = ∂f_o(x_b)/∂y; nullptr: δ_o = e_o
   int64_t batch = 0;
+  bool shared = false;  // delta holds only O rows, the same for every sample
 };
 
 /// Where a layer adds its components for one tile pair: buffers (n1, n2, per) with per = O·O, 1 or O.
@@ -67,6 +68,11 @@ class Layer {
   virtual std::pair<double, double> multipliers() const { return {0.0, 0.0}; }
   /// Whether components() accepts Side::delta == nullptr (δ_o = e_o).
   virtual bool accepts_identity_delta() const { return false; }
+  /// Whether components() accepts Side::shared deltas (O rows shared by all samples).
+  virtual bool accepts_shared_delta() const { return false; }
+  /// Whether backward() ignores in/out (a linear map): then deltas shared by all samples stay shared,
+  /// and backward is called once with batch = 1 and in = out = nullptr.
+  virtual bool input_independent_backward() const { return false; }
   /// Adds this layer's weight and bias components for sides a (rows) and b (columns).
   virtual void components(const Side<T>&, const Side<T>&, const ComponentTarget<T>&) const {}
   /// Extra working memory of components() for batches n1, n2, in bytes.

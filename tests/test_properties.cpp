@@ -135,3 +135,22 @@ TEST_CASE("initialisation is seeded and follows the parameterisation", "[propert
   CHECK(var2 == Approx(1.0).epsilon(0.02));
   CHECK(n.multipliers(0).first == Approx(1.0 / 20.0));
 }
+
+TEST_CASE("a memory budget makes the driver tile, with the same result", "[properties][memory]") {
+  const Sequential<double> net(mlp(Parameterization::standard, SiLU()), 10);
+  const auto x = test::randn<double>({40, 6}, 11), x2 = test::randn<double>({30, 6}, 12);
+  for (Mode mode : {Mode::full, Mode::trace}) {
+    const auto ref = ntk(net, x, {.mode = mode});
+    const auto ref2 = ntk(net, x, x2, {.mode = mode});
+    CHECK(ref.tile == 40);
+    // a budget far below one tile of 40 samples: the driver must cut the batch
+    const auto small = ntk(net, x, {.mode = mode, .memory_budget = 60000});
+    const auto small2 = ntk(net, x, x2, {.mode = mode, .memory_budget = 60000});
+    CHECK(small.tile < 40);
+    CHECK(small.tile >= 1);
+    CHECK(test::rel_error(small.total, ref.total) <= 1e-13);
+    CHECK(test::rel_error(small2.total, ref2.total) <= 1e-13);
+  }
+  // a budget too small for even one sample is refused with a message, not ignored
+  CHECK_THROWS_WITH(ntk(net, x, {.memory_budget = 16}), Catch::Matchers::Contains("memory budget"));
+}

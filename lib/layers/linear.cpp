@@ -114,22 +114,32 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
   A *= cw2;
   *t.flops += static_cast<double>(n1 * n2);
 
-  if (a.delta == nullptr) {  // last layer: δ_o = e_o, so ⟨δ_o, δ'_o'⟩ = [o = o']
+  if (a.delta == nullptr || a.shared) {
+    // Deltas shared by all samples (at the last layer δ_o = e_o): ⟨δ_o, δ'_o'⟩ = S[o, o'] for every pair
+    RowMat<T> S = RowMat<T>::Identity(O, O);
+    if (a.delta) gram_of(a.delta, O, b.delta, O, out, out, true, S.data(), t.flops);
     const int64_t per = t.mode == Mode::full ? O * O : t.mode == Mode::diagonal ? O : 1;
-    const int64_t step = t.mode == Mode::full ? O + 1 : 1;  // stride between the (o, o) entries
-    const int64_t count = t.mode == Mode::trace ? 1 : O;
-    const T scale = t.mode == Mode::trace ? T(O) : T(1);
+    RowMat<T> s = RowMat<T>::Zero(1, per);  // the (o, o') block of one pair in the mode's layout
+    for (int64_t o = 0; o < O; ++o) {
+      if (t.mode == Mode::full)
+        for (int64_t p = 0; p < O; ++p) s(0, o * O + p) = S(o, p);
+      else if (t.mode == Mode::diagonal)
+        s(0, o) = S(o, o);
+      else
+        s(0, 0) += S(o, o);
+    }
     parallel_for(n1, [&](int64_t i) {
       for (int64_t j = 0; j < n2; ++j) {
-        const T s = A(i, j) * scale;
+        const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
-        for (int64_t o = 0; o < count; ++o) wij[o * step] += s;
+        for (int64_t e = 0; e < per; ++e) wij[e] += aij * s(0, e);
         if (bias) {
           T* bij = bias + (i * n2 + j) * per;
-          for (int64_t o = 0; o < count; ++o) bij[o * step] += cb2 * scale;
+          for (int64_t e = 0; e < per; ++e) bij[e] += cb2 * s(0, e);
         }
       }
     });
+    *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2 * per);
     return;
   }
 

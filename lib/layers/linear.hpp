@@ -20,6 +20,8 @@ class LinearLayer final : public Layer<T> {
   std::vector<NamedParameter<T>> parameters() const override;
   std::pair<double, double> multipliers() const override { return {cw_, cb_}; }
   bool accepts_identity_delta() const override { return true; }
+  bool accepts_shared_delta() const override { return true; }
+  bool input_independent_backward() const override { return true; }
   void components(const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
   double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
   int record(autograd::Tape<T>& tape, int in, int first_slot) const override;
