@@ -1,17 +1,16 @@
 // The torchntk README's MLP: 784-100-100-1 with tanh and 1/√width scaling (the `ntk` parameterisation),
 // its explicit per-parameter NTK components, and the largest difference from the autograd path.
-#include <xntk/xntk.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <xntk/xntk.hpp>
 
 int main() {
   using namespace xntk;
-  const ModelSpec spec{.input = {784},
-                       .parameterization = Parameterization::ntk,
-                       .layers = {Linear{.out_features = 100}, Tanh(), Linear{.out_features = 100}, Tanh(),
-                                  Linear{.out_features = 1}}};
+  const ModelSpec spec{
+      .input = {784},
+      .parameterization = Parameterization::ntk,
+      .layers = {Linear{.out_features = 100}, Tanh(), Linear{.out_features = 100}, Tanh(), Linear{.out_features = 1}}};
   const Sequential<double> net(spec, 0);
   const int64_t n = 40;
   Tensor<double> x({n, 784});

@@ -3,10 +3,11 @@
 
 #include "xntk/kernel.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <unistd.h>
 
 #include "batch.hpp"
 #include "cpu/backend.hpp"
@@ -157,8 +158,8 @@ double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode,
     layer_extra = std::max(layer_extra, layer.component_bytes(n1, n2, O));
   }
   const double side = static_cast<double>(sizeof(T)) * (values + 2.0 * static_cast<double>(O) * widest);
-  const double blocks = static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2 * per_pair(O, mode)) *
-                        (components ? 3.0 : 1.0);
+  const double blocks =
+      static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2 * per_pair(O, mode)) * (components ? 3.0 : 1.0);
   return side * static_cast<double>(n1 + n2) + blocks + layer_extra;
 }
 

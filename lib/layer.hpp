@@ -54,8 +54,7 @@ class Layer {
   virtual void forward(const T* in, T* out, int64_t batch) const = 0;
   /// din = dout · ∂y/∂a for `streams` derivative rows per sample: dout (batch·streams, out_size),
   /// din (batch·streams, in_size); in/out are the forward values of the same batch.
-  virtual void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch,
-                        int64_t streams) const = 0;
+  virtual void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const = 0;
   /// FLOPs of forward and of backward for `streams` rows per sample.
   virtual double forward_flops(int64_t batch) const { return static_cast<double>(batch * out_size()); }
   virtual double backward_flops(int64_t batch, int64_t streams) const {

@@ -29,8 +29,8 @@ Tensor<T>::Tensor(Shape shape, T fill) : shape_(std::move(shape)) {
 template <class T>
 Tensor<T>::Tensor(Shape shape, std::vector<T> data) : shape_(std::move(shape)), data_(std::move(data)) {
   if (numel(shape_) != static_cast<int64_t>(data_.size()))
-    throw Error("Tensor: shape " + to_string(shape_) + " needs " + std::to_string(numel(shape_)) +
-                " values, got " + std::to_string(data_.size()));
+    throw Error("Tensor: shape " + to_string(shape_) + " needs " + std::to_string(numel(shape_)) + " values, got " +
+                std::to_string(data_.size()));
 }
 
 template <class T>
@@ -49,8 +49,8 @@ int64_t Tensor<T>::offset(std::initializer_list<int64_t> idx) const {
   size_t k = 0;
   for (int64_t i : idx) {
     if (i < 0 || i >= shape_[k])
-      throw Error("Tensor: index " + std::to_string(i) + " out of range for axis " + std::to_string(k) +
-                  " of shape " + to_string(shape_));
+      throw Error("Tensor: index " + std::to_string(i) + " out of range for axis " + std::to_string(k) + " of shape " +
+                  to_string(shape_));
     off = off * shape_[k++] + i;
   }
   return off;

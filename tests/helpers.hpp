@@ -1,12 +1,11 @@
 #pragma once
 // Shared test utilities: seeded random data, relative errors, and the random-model table.
 
-#include <xntk/xntk.hpp>
-
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <xntk/xntk.hpp>
 
 namespace xntk::test {
 
@@ -38,7 +37,8 @@ inline std::string describe(const ModelSpec& spec) {
   std::string s = std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":";
   for (const auto& l : spec.layers) {
     s += " " + type_name(l);
-    if (auto* lin = std::get_if<Linear>(&l)) s += "(" + std::to_string(lin->out_features) + (lin->bias ? "" : ",nobias") + ")";
+    if (auto* lin = std::get_if<Linear>(&l))
+      s += "(" + std::to_string(lin->out_features) + (lin->bias ? "" : ",nobias") + ")";
   }
   return s;
 }

@@ -7,9 +7,10 @@ using namespace xntk;
 using Catch::Matchers::Contains;
 
 TEST_CASE("invalid layers and shapes name the layer", "[errors]") {
-  CHECK_THROWS_WITH(Sequential<double>({.input = {4}, .layers = {Linear{.out_features = 3}, ReLU(),
-                                                                 Linear{.out_features = 2, .in_features = 5}}}),
-                    Contains("layer 2 (linear)") && Contains("in_features is 5") && Contains("gives 3"));
+  CHECK_THROWS_WITH(
+      Sequential<double>(
+          {.input = {4}, .layers = {Linear{.out_features = 3}, ReLU(), Linear{.out_features = 2, .in_features = 5}}}),
+      Contains("layer 2 (linear)") && Contains("in_features is 5") && Contains("gives 3"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {4}, .layers = {Linear{.out_features = 0}}}),
                     Contains("layer 0 (linear)") && Contains("out_features must be positive"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {3, 4, 4}, .layers = {Linear{.out_features = 2}}}),

@@ -94,8 +94,8 @@ TEST_CASE("one linear layer has the analytic kernel of its parameterisation", "[
   // standard: Θ = (⟨x, x'⟩ + 1) I;  ntk: Θ = (σ_w² ⟨x, x'⟩ / fan_in + σ_b²) I, whatever the weights
   const auto param = GENERATE(Parameterization::standard, Parameterization::ntk);
   const double ws = 1.7, bs = 0.3;
-  const Sequential<double> net({.input = {5}, .parameterization = param,
-                                .layers = {Linear{.out_features = 2, .w_std = ws, .b_std = bs}}}, 9);
+  const Sequential<double> net(
+      {.input = {5}, .parameterization = param, .layers = {Linear{.out_features = 2, .w_std = ws, .b_std = bs}}}, 9);
   const auto x1 = test::randn<double>({3, 5}, 1), x2 = test::randn<double>({2, 5}, 2);
   const auto k = ntk(net, x1, x2).total;
   for (int64_t n = 0; n < 3; ++n)

@@ -41,19 +41,18 @@ struct KernelOptions {
 /// A kernel and, on request, its components.
 template <class T>
 struct Kernel {
-  Tensor<T> total;                  ///< (N, M, O, O), (N, M) or (N, M, O) by mode
-  std::vector<std::string> names;   ///< component names, e.g. "2.weight", in component order
-  std::vector<Tensor<T>> components;///< one per name (empty unless requested), each shaped as total
+  Tensor<T> total;                    ///< (N, M, O, O), (N, M) or (N, M, O) by mode
+  std::vector<std::string> names;     ///< component names, e.g. "2.weight", in component order
+  std::vector<Tensor<T>> components;  ///< one per name (empty unless requested), each shaped as total
   /// Per conv layer, the evaluation order used ("3: gradients"); empty for MLPs.
   std::vector<std::string> methods;
-  double flops = 0;                 ///< floating-point operations of the algorithm run
-  int64_t tile = 0;                 ///< samples per tile used
+  double flops = 0;  ///< floating-point operations of the algorithm run
+  int64_t tile = 0;  ///< samples per tile used
 };
 
 /// Explicit NTK Θ(X1, X2). X1 is (N, input...), X2 is (M, input...).
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
-              const KernelOptions& options = {});
+Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options = {});
 /// Explicit NTK Θ(X, X), computed on one triangle and mirrored: exactly symmetric.
 template <class T>
 Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});

@@ -33,8 +33,9 @@ struct Conv2d {
   bool bias = true;
   int64_t in_channels = 0;  ///< 0: taken from the input shape; otherwise checked against it
   double w_std = 1.0, b_std = 1.0;
-  /// Evaluation order of the weight component: "auto" (cost model), "gradients" (per-sample weight
-  /// gradients, then their Gram) or "positions" (the double sum over output positions).
+  /// Evaluation order of the weight component: "auto" (the one with fewer FLOPs, docs/maths.md),
+  /// "gradients" (per-sample weight gradients, then their Gram) or "positions" (the double sum over output
+  /// positions). The order used is reported in Kernel::methods.
   std::string method = "auto";
 };
 
@@ -65,11 +66,11 @@ enum class ActivationKind { relu, leaky_relu, tanh, sigmoid, gelu, erf, softplus
 /// An elementwise activation with PyTorch's parameters (each used only by its own kind).
 struct Activation {
   ActivationKind kind = ActivationKind::identity;
-  double negative_slope = 0.01;     ///< leaky_relu
-  double alpha = 1.0;               ///< elu
-  double beta = 1.0;                ///< softplus
-  double threshold = 20.0;          ///< softplus
-  std::string approximate = "none"; ///< gelu: "none" (erf form) or "tanh"
+  double negative_slope = 0.01;      ///< leaky_relu
+  double alpha = 1.0;                ///< elu
+  double beta = 1.0;                 ///< softplus
+  double threshold = 20.0;           ///< softplus
+  std::string approximate = "none";  ///< gelu: "none" (erf form) or "tanh"
 };
 
 /// Convenience constructors, named as PyTorch's modules.

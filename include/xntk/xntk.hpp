@@ -2,7 +2,9 @@
 /// \file xntk.hpp
 /// Everything public in one include.
 
+#include "xntk/analysis.hpp"
 #include "xntk/error.hpp"
+#include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
 #include "xntk/layers.hpp"
 #include "xntk/model.hpp"

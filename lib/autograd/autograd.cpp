@@ -65,12 +65,8 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const
             case Mode::full:
               for (int64_t q = 0; q < O; ++q) c[((i * m + j) * O + o) * O + q] = D(i * O + o, j * O + q);
               break;
-            case Mode::trace:
-              c[i * m + j] += D(i * O + o, j * O + o);
-              break;
-            case Mode::diagonal:
-              c[(i * m + j) * O + o] = D(i * O + o, j * O + o);
-              break;
+            case Mode::trace: c[i * m + j] += D(i * O + o, j * O + o); break;
+            case Mode::diagonal: c[(i * m + j) * O + o] = D(i * O + o, j * O + o); break;
           }
         }
     for (int64_t e = 0; e < c.size(); ++e) k.total[e] += c[e];
@@ -93,8 +89,8 @@ Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const Ker
   return autograd_kernel<T>(model, x, nullptr, options);
 }
 
-#define XNTK_INSTANTIATE(T)                                                                                   \
-  template std::vector<Tensor<T>> jacobians(const Sequential<T>&, const Tensor<T>&);                           \
+#define XNTK_INSTANTIATE(T)                                                                                        \
+  template std::vector<Tensor<T>> jacobians(const Sequential<T>&, const Tensor<T>&);                               \
   template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const Tensor<T>&, const KernelOptions&); \
   template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const KernelOptions&);
 XNTK_INSTANTIATE(float)

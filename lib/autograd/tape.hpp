@@ -136,11 +136,8 @@ class Tape {
         return cot[a];
       };
       switch (n.op) {
-        case Op::input:
-          break;
-        case Op::parameter:
-          jac.at(n.slot) += g;
-          break;
+        case Op::input: break;
+        case Op::parameter: jac.at(n.slot) += g; break;
         case Op::matmul: {
           const int a = n.args[0], b = n.args[1];
           const int64_t r = n.dims[0], k = n.dims[1], c = n.dims[2];

@@ -62,8 +62,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 void syrk_lower(int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c, int64_t ldc) {
   cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, k, alpha, a, lda, beta, c, ldc);
 }
-void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c,
-                int64_t ldc) {
+void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c, int64_t ldc) {
   cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, n, k, alpha, a, lda, beta, c, ldc);
 }
 const char* blas_name() { return openblas_get_parallel() == 2 ? "openblas (openmp)" : "openblas (pthreads)"; }
@@ -79,8 +78,7 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 void syrk_lower(int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c, int64_t ldc) {
   eigen_syrk(n, k, alpha, a, lda, beta, c, ldc);
 }
-void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c,
-                int64_t ldc) {
+void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c, int64_t ldc) {
   eigen_syrk(n, k, alpha, a, lda, beta, c, ldc);
 }
 const char* blas_name() { return "eigen"; }

@@ -17,8 +17,7 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
 /// Lower triangle of C (n × n) = alpha · A Aᵀ + beta · C for A (n × k); the strict upper triangle is
 /// not touched.
 void syrk_lower(int64_t n, int64_t k, float alpha, const float* a, int64_t lda, float beta, float* c, int64_t ldc);
-void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c,
-                int64_t ldc);
+void syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda, double beta, double* c, int64_t ldc);
 
 /// "openblas (openmp)", "openblas (pthreads)" or "eigen".
 const char* blas_name();

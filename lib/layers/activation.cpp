@@ -16,8 +16,7 @@ ActivationLayer<T>::ActivationLayer(int index, const Shape& in, const Activation
   const std::string where = "layer " + std::to_string(index) + " (" + name(spec.kind) + ")";
   if (spec.kind == ActivationKind::gelu && spec.approximate != "none" && spec.approximate != "tanh")
     throw Error(where + ": approximate must be \"none\" or \"tanh\", got \"" + spec.approximate + "\"");
-  if (spec.kind == ActivationKind::softplus && !(spec.beta > 0))
-    throw Error(where + ": beta must be positive");
+  if (spec.kind == ActivationKind::softplus && !(spec.beta > 0)) throw Error(where + ": beta must be positive");
   if (!std::isfinite(spec.negative_slope) || !std::isfinite(spec.alpha) || !std::isfinite(spec.threshold))
     throw Error(where + ": parameters must be finite");
 }
@@ -34,14 +33,10 @@ template <class T>
 T ActivationLayer<T>::derivative(T z, T y) const {
   const T one(1);
   switch (spec_.kind) {
-    case ActivationKind::relu:
-      return z > T(0) ? one : T(0);
-    case ActivationKind::leaky_relu:
-      return z > T(0) ? one : T(spec_.negative_slope);
-    case ActivationKind::tanh:
-      return one - y * y;
-    case ActivationKind::sigmoid:
-      return y * (one - y);
+    case ActivationKind::relu: return z > T(0) ? one : T(0);
+    case ActivationKind::leaky_relu: return z > T(0) ? one : T(spec_.negative_slope);
+    case ActivationKind::tanh: return one - y * y;
+    case ActivationKind::sigmoid: return y * (one - y);
     case ActivationKind::gelu: {
       if (spec_.approximate == "tanh") {
         const T k = std::sqrt(T(2) / std::numbers::pi_v<T>), c = T(0.044715);
@@ -52,8 +47,7 @@ T ActivationLayer<T>::derivative(T z, T y) const {
       const T pdf = std::exp(T(-0.5) * z * z) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
       return cdf + z * pdf;
     }
-    case ActivationKind::erf:
-      return T(2 * std::numbers::inv_sqrtpi) * std::exp(-z * z);
+    case ActivationKind::erf: return T(2 * std::numbers::inv_sqrtpi) * std::exp(-z * z);
     case ActivationKind::softplus: {
       const T bz = z * T(spec_.beta);
       if (bz > T(spec_.threshold)) return one;
@@ -63,10 +57,8 @@ T ActivationLayer<T>::derivative(T z, T y) const {
       const T s = one / (one + std::exp(-z));
       return s * (one + z * (one - s));
     }
-    case ActivationKind::elu:
-      return z > T(0) ? one : T(spec_.alpha) * std::exp(z);
-    case ActivationKind::identity:
-      return one;
+    case ActivationKind::elu: return z > T(0) ? one : T(spec_.alpha) * std::exp(z);
+    case ActivationKind::identity: return one;
   }
   return one;
 }

@@ -1,7 +1,10 @@
 #include "layers/factory.hpp"
 
 #include "layers/activation.hpp"
+#include "layers/conv2d.hpp"
+#include "layers/flatten.hpp"
 #include "layers/linear.hpp"
+#include "layers/pool.hpp"
 
 namespace xntk::detail {
 
@@ -12,10 +15,18 @@ std::unique_ptr<Layer<T>> make_layer(const LayerSpec& spec, int index, const Sha
         using S = std::decay_t<decltype(s)>;
         if constexpr (std::is_same_v<S, Linear>)
           return std::make_unique<LinearLayer<T>>(index, in, s, p, rng);
-        else if constexpr (std::is_same_v<S, Activation>)
-          return std::make_unique<ActivationLayer<T>>(index, in, s);
+        else if constexpr (std::is_same_v<S, Conv2d>)
+          return std::make_unique<Conv2dLayer<T>>(index, in, s, p, rng);
+        else if constexpr (std::is_same_v<S, AvgPool2d>)
+          return std::make_unique<AvgPool2dLayer<T>>(index, in, s);
+        else if constexpr (std::is_same_v<S, MaxPool2d>)
+          return std::make_unique<MaxPool2dLayer<T>>(index, in, s);
+        else if constexpr (std::is_same_v<S, GlobalAvgPool>)
+          return std::make_unique<GlobalAvgPoolLayer<T>>(index, in);
+        else if constexpr (std::is_same_v<S, Flatten>)
+          return std::make_unique<FlattenLayer<T>>(index, in);
         else
-          throw Error("layer " + std::to_string(index) + " (" + type_name(spec) + "): not supported yet");
+          return std::make_unique<ActivationLayer<T>>(index, in, s);
       },
       spec);
 }

@@ -87,8 +87,7 @@ namespace {
 /// Gram matrix of the rows of a (r1 × k, leading dimension lda) with those of b; with `same`, a SYRK
 /// mirrored to an exactly symmetric matrix. Adds its FLOPs.
 template <class T>
-void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T* out,
-             double* flops) {
+void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T* out, double* flops) {
   if (same) {
     gram_lower(a, r1, k, out, lda);
     mirror_lower(out, r1);

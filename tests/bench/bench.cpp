@@ -36,7 +36,7 @@ struct Workload {
   ModelSpec spec;
   int64_t n, m;  // m = 0: X2 omitted
   Mode mode;
-  int repeats;   // median of this many timed runs after one warm-up (fewer for the slow ones)
+  int repeats;  // median of this many timed runs after one warm-up (fewer for the slow ones)
 };
 
 std::vector<LayerSpec> mlp(std::vector<int64_t> widths, Activation act) {
@@ -59,11 +59,21 @@ ModelSpec tutorial_cnn() {
 ModelSpec small_cnn() {
   // a CIFAR-sized CNN for conv scaling in trace mode
   return {.input = {3, 32, 32},
-          .layers = {Conv2d{.out_channels = 16, .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
-                            .padding_h = 1, .padding_w = 1},
+          .layers = {Conv2d{.out_channels = 16,
+                            .kernel_h = 3,
+                            .kernel_w = 3,
+                            .stride_h = 2,
+                            .stride_w = 2,
+                            .padding_h = 1,
+                            .padding_w = 1},
                      ReLU(),
-                     Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
-                            .padding_h = 1, .padding_w = 1},
+                     Conv2d{.out_channels = 32,
+                            .kernel_h = 3,
+                            .kernel_w = 3,
+                            .stride_h = 2,
+                            .stride_w = 2,
+                            .padding_h = 1,
+                            .padding_w = 1},
                      ReLU(), AvgPool2d{.kernel_h = 2, .kernel_w = 2}, Flatten{}, Linear{.out_features = 10}}};
 }
 
@@ -160,14 +170,19 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--threads") threads = std::stoi(value());
-    else if (a == "--repeats") repeats = std::stoi(value());
-    else if (a == "--dtype") dtype = value();
-    else if (a == "--child") child = value();
+    if (a == "--threads")
+      threads = std::stoi(value());
+    else if (a == "--repeats")
+      repeats = std::stoi(value());
+    else if (a == "--dtype")
+      dtype = value();
+    else if (a == "--child")
+      child = value();
     else if (a == "--list") {
       for (const auto& w : workloads()) std::printf("%s\n", w.name.c_str());
       return 0;
-    } else names.push_back(a);
+    } else
+      names.push_back(a);
   }
   if (dtype != "float32" && dtype != "float64") {
     std::fprintf(stderr, "xntk_bench: --dtype must be float32 or float64, got %s\n", dtype.c_str());
@@ -199,8 +214,8 @@ int main(int argc, char** argv) {
     const pid_t pid = fork();
     if (pid == 0) {
       const std::string t = std::to_string(threads), r = std::to_string(repeats);
-      execl("/proc/self/exe", argv[0], "--child", n.c_str(), "--threads", t.c_str(), "--repeats", r.c_str(),
-            "--dtype", dtype.c_str(), static_cast<char*>(nullptr));
+      execl("/proc/self/exe", argv[0], "--child", n.c_str(), "--threads", t.c_str(), "--repeats", r.c_str(), "--dtype",
+            dtype.c_str(), static_cast<char*>(nullptr));
       std::perror("xntk_bench: exec");
       _exit(127);
     }

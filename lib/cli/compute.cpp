@@ -1,0 +1,202 @@
+// `xntk compute`: load the model, weights and data, check them, compute the kernel, and write the results
+// under temporary names that are renamed only once every output is complete.
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "cli/commands.hpp"
+#include "io/file.hpp"
+#include "xntk/io.hpp"
+#include "xntk/kernel.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace xntk::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+/// A one-line progress bar on stderr, shown only when stderr is a terminal and the computation has already
+/// taken two seconds (short runs stay silent; pipes and logs never see control characters).
+class ProgressBar {
+ public:
+  ProgressBar() : tty_(isatty(2) == 1), start_(Clock::now()) {}
+  ~ProgressBar() {
+    if (shown_) std::fputs("\r\033[K", stderr);
+  }
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+
+  void update(int64_t done, int64_t total) {
+    if (!tty_ || total <= 0) return;
+    const double elapsed = seconds_since(start_);
+    if (elapsed < 2.0 || (shown_ && elapsed - last_ < 0.1 && done < total)) return;
+    shown_ = true;
+    last_ = elapsed;
+    const double f = static_cast<double>(done) / static_cast<double>(total);
+    constexpr int width = 30;
+    const int filled = static_cast<int>(f * width);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.append(static_cast<size_t>(width - filled), '-');
+    const double left = f > 0 ? elapsed * (1 - f) / f : 0;
+    std::fprintf(stderr, "\r[%s] %3.0f%%  %.0f s elapsed, ~%.0f s left\033[K", bar.c_str(), 100 * f, elapsed, left);
+    std::fflush(stderr);
+  }
+
+ private:
+  bool tty_, shown_ = false;
+  Clock::time_point start_;
+  double last_ = 0;
+};
+
+Mode parse_mode(const std::string& m) {
+  return m == "trace" ? Mode::trace : m == "diagonal" ? Mode::diagonal : Mode::full;
+}
+
+/// Reads a data file as T and checks that every value is finite in T.
+template <class T>
+Tensor<T> read_data(const std::string& path, const char* option) {
+  Tensor<T> x = read_npy<T>(path);
+  for (int64_t i = 0; i < x.size(); ++i) {
+    if (std::isfinite(x[i])) continue;
+    std::string what = std::isnan(x[i]) ? "NaN" : "Inf";
+    if constexpr (std::is_same_v<T, float>) {
+      const double original = read_npy<double>(path)[i];
+      if (std::isfinite(original)) what = std::to_string(original) + ", which overflows float32";
+    }
+    throw Error(path + " (" + option + "): holds " + what + " at flat index " + std::to_string(i) +
+                "; expected finite values");
+  }
+  return x;
+}
+
+std::string batch_shape(const Shape& input, const char* samples) {
+  std::string s = std::string("(") + samples;
+  for (int64_t d : input) s += ", " + std::to_string(d);
+  return s + ")";
+}
+
+/// The model's input shape must follow the sample axis; names the file and the expected shape.
+void check_data(const Shape& input, const Shape& got, const std::string& path, const char* option,
+                const char* samples) {
+  const bool ok = got.size() == input.size() + 1 && std::equal(input.begin(), input.end(), got.begin() + 1);
+  if (!ok)
+    throw Error(path + " (" + option + "): shape " + to_string(got) + " does not fit the model's input " +
+                to_string(input) + "; expected " + batch_shape(input, samples));
+  if (got[0] == 0) throw Error(path + " (" + option + "): no samples (shape " + to_string(got) + ")");
+}
+
+template <class T>
+void run(const ComputeArgs& args) {
+  const Mode mode = parse_mode(args.mode);
+  // Create the outputs first: an unwritable destination fails now, not after a long computation.
+  detail::AtomicFile out(args.output);
+  std::optional<detail::AtomicFile> comp_out;
+  if (!args.components.empty()) comp_out.emplace(args.components);
+
+  auto t0 = Clock::now();
+  const ModelSpec spec = load_model_spec(args.model);
+  std::optional<Sequential<T>> model;
+  try {
+    model.emplace(spec, args.seed);
+  } catch (const Error& e) {
+    throw Error(args.model + ": " + e.what());
+  }
+  if (!args.weights.empty()) load_weights(*model, args.weights);
+  const Tensor<T> x1 = read_data<T>(args.x1, "--x1");
+  std::optional<Tensor<T>> x2;
+  if (!args.x2.empty()) x2 = read_data<T>(args.x2, "--x2");
+  check_data(model->input_shape(), x1.shape(), args.x1, "--x1", "N");
+  if (x2) {
+    const Shape &a = x1.shape(), &b = x2->shape();
+    if (a.size() != b.size() || !std::equal(a.begin() + 1, a.end(), b.begin() + 1))
+      throw Error(args.x2 + " (--x2): shape " + to_string(b) + " has other features than " + args.x1 + " (--x1) " +
+                  to_string(a) + "; expected " + batch_shape(model->input_shape(), "M"));
+    check_data(model->input_shape(), b, args.x2, "--x2", "M");
+  }
+  const double load_s = seconds_since(t0);
+
+  ProgressBar bar;
+  KernelOptions opt{.mode = mode, .components = comp_out.has_value(), .tile = args.tile, .threads = args.threads};
+  opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
+  t0 = Clock::now();
+  Kernel<T> k;
+  if (args.method == "autograd")
+    k = x2 ? autograd_ntk(*model, x1, *x2, opt) : autograd_ntk(*model, x1, opt);
+  else
+    k = x2 ? ntk(*model, x1, *x2, opt) : ntk(*model, x1, opt);
+  const double compute_s = seconds_since(t0);
+
+  t0 = Clock::now();
+  write_npy(out.stream(), k.total);
+  if (comp_out) {
+    std::vector<NamedTensor<T>> named;
+    named.reserve(k.names.size() + 1);
+    for (size_t i = 0; i < k.names.size(); ++i) named.push_back({k.names[i], std::move(k.components[i])});
+    named.push_back({"total", std::move(k.total)});
+    write_safetensors(comp_out->stream(), named, {{"mode", args.mode}, {"dtype", args.dtype}});
+  }
+  // Finish every output before renaming any, so that a full disk leaves no file half-updated.
+  out.close();
+  if (comp_out) comp_out->close();
+  out.commit();
+  if (comp_out) comp_out->commit();
+  const double write_s = seconds_since(t0);
+
+  if (args.stats) {
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    nlohmann::ordered_json s;
+    s["mode"] = args.mode;
+    s["dtype"] = args.dtype;
+    s["method"] = args.method;
+    s["n"] = x1.dim(0);
+    s["m"] = x2 ? x2->dim(0) : x1.dim(0);
+    s["outputs"] = model->outputs();
+    s["parameters"] = model->num_parameters();
+    s["tile"] = k.tile;
+#ifdef _OPENMP
+    s["threads"] = args.threads > 0 ? args.threads : omp_get_max_threads();
+#else
+    s["threads"] = 1;
+#endif
+    s["load_s"] = load_s;
+    s["compute_s"] = compute_s;
+    s["write_s"] = write_s;
+    s["flops"] = k.flops;
+    s["gflops"] = compute_s > 0 ? k.flops / compute_s / 1e9 : 0.0;
+    s["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports kilobytes
+    // "3: gradients" -> {"3": "gradients"}
+    s["conv_methods"] = nlohmann::ordered_json::object();
+    for (const std::string& m : k.methods) {
+      const size_t colon = m.find(": ");
+      if (colon == std::string::npos)
+        s["conv_methods"][m] = m;
+      else
+        s["conv_methods"][m.substr(0, colon)] = m.substr(colon + 2);
+    }
+    std::cout << s.dump() << std::endl;
+  }
+}
+
+}  // namespace
+
+void compute(const ComputeArgs& args) {
+  if (args.dtype == "float32")
+    run<float>(args);
+  else
+    run<double>(args);
+}
+
+}  // namespace xntk::cli

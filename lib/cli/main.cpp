@@ -1,0 +1,124 @@
+// Entry point of the `xntk` program: argument parsing (CLI11), signal handling, and the mapping of every
+// failure to one line on stderr and an exit code (0 ok, 1 runtime error, 2 usage error).
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+#include <new>
+
+#include "cli/commands.hpp"
+#include "io/file.hpp"
+#include "xntk/error.hpp"
+
+namespace {
+
+/// Scripts parse stderr line by line: one failure, one line.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  return s;
+}
+
+extern "C" void on_signal(int sig) {
+  // an interrupted run leaves no temporary output behind; then die of the signal as usual
+  xntk::detail::remove_pending_files();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
+/// CLI11's NonNegativeNumber prints the range up to DBL_MAX in full; say it plainly.
+const CLI::Validator kNonNegative(
+    [](std::string& value) -> std::string {
+      try {
+        size_t used = 0;
+        if (std::stoll(value, &used) >= 0 && used == value.size()) return "";
+      } catch (const std::exception&) {
+      }
+      return "expected 0 or a positive integer, got " + value;
+    },
+    "NONNEGATIVE");
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+
+  CLI::App app{"xntk: empirical neural tangent kernels from closed-form layer-wise formulas (docs/cli.md)", "xntk"};
+  app.set_version_flag("--version", XNTK_VERSION);
+  app.require_subcommand(1);
+
+  xntk::cli::ComputeArgs c;
+  CLI::App* compute = app.add_subcommand("compute", "Compute the NTK of a model on X1 (and X2) and write it as .npy");
+  compute->add_option("model", c.model, "Model JSON file")->required();
+  compute->add_option("--x1", c.x1, "Inputs X1 (.npy, float32/float64, shape (N, input...))")->required();
+  compute->add_option("--x2", c.x2, "Inputs X2 (.npy, shape (M, input...)); default X1 (symmetric kernel)");
+  compute->add_option("--weights", c.weights, "Weights (safetensors, state_dict names such as \"3.weight\")");
+  compute->add_option("--seed", c.seed, "Seed of the initialisation when no --weights are given")
+      ->capture_default_str();
+  compute->add_option("--mode", c.mode, "full (N,M,O,O), trace (N,M) or diagonal (N,M,O)")
+      ->check(CLI::IsMember({"full", "trace", "diagonal"}))
+      ->capture_default_str();
+  compute->add_option("--method", c.method, "explicit (layer-wise closed forms) or autograd (Jacobians)")
+      ->check(CLI::IsMember({"explicit", "autograd"}))
+      ->capture_default_str();
+  compute->add_option("--dtype", c.dtype, "Arithmetic and output type")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
+  compute->add_option("--components", c.components, "Also write every component and \"total\" (safetensors)");
+  compute->add_option("-o,--output", c.output, "Output kernel (.npy)")->required();
+  compute->add_flag("--stats", c.stats, "Print one JSON line of timings, FLOPs and memory to stdout");
+  compute->add_option("--threads", c.threads, "Threads (0: the OpenMP default)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+  compute->add_option("--tile", c.tile, "Samples per tile (0: from the memory budget)")
+      ->check(kNonNegative)
+      ->capture_default_str();
+
+  xntk::cli::AnalyzeArgs a;
+  CLI::App* analyze = app.add_subcommand("analyze", "Spectrum, condition number and effective rank of Θ(X, X)");
+  analyze->add_option("kernel", a.kernel, "Kernel (.npy): (N,N,O,O), (N,N) or (N,N,O)")->required();
+  analyze->add_option("--components", a.components, "Components (safetensors) from xntk compute --components");
+  analyze->add_flag("--json", a.json, "Print one JSON object instead of text");
+  analyze->add_flag("--eigenvalues", a.eigenvalues, "Also list the eigenvalues in the text output");
+
+  // CLI11 would only say that a subcommand is required; name the word it did not know
+  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "compute" && std::string(argv[1]) != "analyze") {
+    std::cerr << "xntk: unknown command \"" << one_line(argv[1])
+              << "\"; expected compute or analyze (see xntk --help)\n";
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "xntk: " << one_line(e.what()) << " (see xntk --help)\n";
+    return 2;
+  }
+
+  try {
+    if (compute->parsed()) {
+      if (!c.components.empty() && c.components == c.output)
+        throw CLI::ValidationError("-o and --components name the same file \"" + c.output + "\"");
+      xntk::cli::compute(c);
+    } else {
+      xntk::cli::analyze(a);
+    }
+  } catch (const CLI::ValidationError& e) {
+    std::cerr << "xntk: " << one_line(e.what()) << "\n";
+    return 2;
+  } catch (const xntk::Error& e) {
+    std::cerr << "xntk: " << one_line(e.what()) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "xntk: out of memory; use trace or diagonal mode, fewer samples, or --tile\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "xntk: " << one_line(e.what()) << "\n";
+    return 1;
+  } catch (...) {
+    std::cerr << "xntk: internal error (unknown exception)\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,75 @@
+#pragma once
+// im2col / col2im for 2-D cross-correlation on one C-order (C, H, W) image: the patch matrix U (K × P),
+// K = C·kh·kw (rows ordered (c, i, j) as a PyTorch weight's trailing axes), P = OH·OW positions. With it
+// a convolution is the GEMM W_mat U and its input gradient col2im(W_matᵀ δ).
+
+#include <algorithm>
+#include <cstdint>
+
+namespace xntk::detail {
+
+/// Shape arithmetic of a convolution (or pooling) window sliding over one (channels, height, width) image.
+struct ConvGeometry {
+  int64_t channels = 0, height = 0, width = 0;
+  int64_t kernel_h = 1, kernel_w = 1;
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t pad_h = 0, pad_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+
+  /// Span of the dilated kernel.
+  int64_t span_h() const { return dilation_h * (kernel_h - 1) + 1; }
+  int64_t span_w() const { return dilation_w * (kernel_w - 1) + 1; }
+  /// Output size with PyTorch's floor rounding (ceil_mode = false); ≤ 0 when the kernel does not fit.
+  int64_t out_h() const { return (height + 2 * pad_h - span_h()) / stride_h + 1; }
+  int64_t out_w() const { return (width + 2 * pad_w - span_w()) / stride_w + 1; }
+  bool fits() const { return height + 2 * pad_h >= span_h() && width + 2 * pad_w >= span_w(); }
+  int64_t rows() const { return channels * kernel_h * kernel_w; }
+  int64_t positions() const { return out_h() * out_w(); }
+};
+
+/// columns (K × P) = im2col(image); zero where the window reaches into the padding.
+template <class T>
+void im2col(const T* image, const ConvGeometry& g, T* columns) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t i = 0; i < g.kernel_h; ++i)
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        T* row = columns + ((c * g.kernel_h + i) * g.kernel_w + j) * P;
+        for (int64_t y = 0; y < oh; ++y) {
+          T* dst = row + y * ow;
+          const int64_t iy = y * g.stride_h - g.pad_h + i * g.dilation_h;
+          if (iy < 0 || iy >= g.height) {
+            std::fill(dst, dst + ow, T(0));
+            continue;
+          }
+          const T* src = image + (c * g.height + iy) * g.width;
+          for (int64_t x = 0; x < ow; ++x) {
+            const int64_t ix = x * g.stride_w - g.pad_w + j * g.dilation_w;
+            dst[x] = ix >= 0 && ix < g.width ? src[ix] : T(0);
+          }
+        }
+      }
+}
+
+/// image (C, H, W) += col2im(columns): the adjoint of im2col (entries in the padding are dropped).
+template <class T>
+void col2im(const T* columns, const ConvGeometry& g, T* image) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
+  for (int64_t c = 0; c < g.channels; ++c)
+    for (int64_t i = 0; i < g.kernel_h; ++i)
+      for (int64_t j = 0; j < g.kernel_w; ++j) {
+        const T* row = columns + ((c * g.kernel_h + i) * g.kernel_w + j) * P;
+        for (int64_t y = 0; y < oh; ++y) {
+          const int64_t iy = y * g.stride_h - g.pad_h + i * g.dilation_h;
+          if (iy < 0 || iy >= g.height) continue;
+          const T* src = row + y * ow;
+          T* dst = image + (c * g.height + iy) * g.width;
+          for (int64_t x = 0; x < ow; ++x) {
+            const int64_t ix = x * g.stride_w - g.pad_w + j * g.dilation_w;
+            if (ix >= 0 && ix < g.width) dst[ix] += src[x];
+          }
+        }
+      }
+}
+
+}  // namespace xntk::detail

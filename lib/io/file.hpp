@@ -1,0 +1,93 @@
+#pragma once
+// File plumbing shared by the readers, the writers and the command line: a checked binary input file,
+// an output file that appears under its name only once complete, and little-endian conversions.
+
+#include <bit>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "xntk/error.hpp"
+
+namespace xntk::detail {
+
+/// A regular file opened for reading, its size known before anything is read, so that headers can be
+/// validated against it before any allocation.
+class InputFile {
+ public:
+  /// Opens `path`; xntk::Error naming it if it is missing, unreadable, a directory or not a regular file.
+  explicit InputFile(std::string path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t size() const { return size_; }
+  uint64_t position() const { return position_; }
+  /// Reads exactly n bytes; xntk::Error "truncated" naming `what` if the file ends first.
+  void read(void* buffer, uint64_t n, const std::string& what);
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  uint64_t size_ = 0, position_ = 0;
+};
+
+/// An output file written under a temporary name in the target's directory and renamed onto the target
+/// by commit(); destroyed uncommitted (an error, an exception), it removes the temporary file, and the
+/// command line's signal handler removes it on SIGINT/SIGTERM. A target that exists and is not a regular
+/// file (/dev/null, a FIFO) is written directly, since renaming over it would replace the device.
+class AtomicFile {
+ public:
+  /// Creates the temporary file now, so that an unwritable destination fails before any long computation.
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  std::ostream& stream() { return out_; }
+  const std::string& path() const { return path_; }
+  /// Flushes and closes the temporary file, checking that everything was written (a full disk shows here);
+  /// xntk::Error naming the target on failure. Lets a caller with several outputs finish them all before
+  /// renaming any.
+  void close();
+  /// close() if not yet done, then renames onto the target; xntk::Error naming the target on failure.
+  void commit();
+  /// Removes the temporary file (idempotent; commit() after discard() is an error).
+  void discard();
+
+ private:
+  std::string path_, temp_;
+  std::ofstream out_;
+  int slot_ = -1;
+  bool direct_ = false, closed_ = false, done_ = false;
+};
+
+/// Removes every temporary file of an uncommitted AtomicFile. Async-signal-safe (unlink only).
+void remove_pending_files() noexcept;
+
+/// "path: " + strerror(errno) style reason for the last failed system call.
+std::string system_reason();
+
+/// Byte-swaps a value of 2, 4 or 8 bytes.
+template <class U>
+U byteswap(U v) {
+  unsigned char b[sizeof(U)];
+  std::memcpy(b, &v, sizeof(U));
+  for (size_t i = 0; i < sizeof(U) / 2; ++i) std::swap(b[i], b[sizeof(U) - 1 - i]);
+  std::memcpy(&v, b, sizeof(U));
+  return v;
+}
+
+/// Converts between little-endian file order and the host's order (its own inverse).
+template <class U>
+U little_endian(U v) {
+  if constexpr (std::endian::native == std::endian::little)
+    return v;
+  else
+    return byteswap(v);
+}
+
+}  // namespace xntk::detail

@@ -1,0 +1,359 @@
+// The model JSON of docs/files.md: PyTorch's module names (lower case) and argument names and defaults.
+// Fields are checked against a per-type list first, so that a misspelt field is reported as unknown
+// rather than as a missing required one.
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "io/file.hpp"
+#include "xntk/io.hpp"
+
+namespace xntk {
+namespace {
+
+using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
+
+std::string join(const std::vector<std::string>& names) {
+  std::string s;
+  for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+/// Reads the fields of one layer object, naming the layer and field in every error.
+class Fields {
+ public:
+  Fields(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+
+  /// Every field present must be in `allowed` (besides "type").
+  void only(const std::vector<std::string>& allowed) const {
+    for (const auto& [key, _] : j_.items()) {
+      if (key == "type") continue;
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
+        throw Error(where_ + ": unknown field \"" + key + "\"; expected " +
+                    (allowed.empty() ? std::string("no other field") : "one of " + join(allowed)));
+    }
+  }
+  bool has(const std::string& key) const { return j_.contains(key); }
+  const json& at(const std::string& key) const { return j_.at(key); }
+
+  [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
+    throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + j_.at(key).dump());
+  }
+  [[noreturn]] void missing(const std::string& key, const std::string& expected) const {
+    throw Error(where_ + ": missing field \"" + key + "\" (" + expected + ")");
+  }
+
+  /// An integer ≥ `min`; required when `fallback` is empty.
+  int64_t integer(const std::string& key, int64_t min, std::optional<int64_t> fallback) const {
+    const std::string expected = min > 0 ? "a positive integer" : "a non-negative integer";
+    if (!has(key)) {
+      if (!fallback) missing(key, expected);
+      return *fallback;
+    }
+    const json& v = at(key);
+    if (!v.is_number_integer() || v.get<int64_t>() < min) fail(key, expected);
+    return v.get<int64_t>();
+  }
+  /// An integer or [h, w] of integers ≥ `min`, as PyTorch's `_pair`.
+  std::pair<int64_t, int64_t> pair(const std::string& key, int64_t min, std::optional<int64_t> fallback) const {
+    const std::string expected = std::string(min > 0 ? "a positive" : "a non-negative") + " integer or [h, w]";
+    if (!has(key)) {
+      if (!fallback) missing(key, expected);
+      return {*fallback, *fallback};
+    }
+    const json& v = at(key);
+    auto ok = [&](const json& e) { return e.is_number_integer() && e.get<int64_t>() >= min; };
+    if (ok(v)) return {v.get<int64_t>(), v.get<int64_t>()};
+    if (v.is_array() && v.size() == 2 && ok(v[0]) && ok(v[1])) return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+    fail(key, expected);
+  }
+  double number(const std::string& key, double fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = at(key);
+    if (!v.is_number() || !std::isfinite(v.get<double>())) fail(key, "a number");
+    return v.get<double>();
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    if (!has(key)) return fallback;
+    if (!at(key).is_boolean()) fail(key, "true or false");
+    return at(key).get<bool>();
+  }
+  std::string choice(const std::string& key, const std::vector<std::string>& allowed) const {
+    if (!has(key)) return allowed.front();
+    const json& v = at(key);
+    std::string expected;
+    for (const auto& a : allowed) expected += (expected.empty() ? "\"" : ", \"") + a + "\"";
+    if (!v.is_string() || std::find(allowed.begin(), allowed.end(), v.get<std::string>()) == allowed.end())
+      fail(key, "one of " + expected);
+    return v.get<std::string>();
+  }
+  /// PyTorch arguments xntk supports at one value only (e.g. ceil_mode): present, they must have it.
+  void fixed(const std::string& key, const json& value, const std::string& why) const {
+    if (has(key) && at(key) != value) fail(key, value.dump() + " (" + why + ")");
+  }
+
+ private:
+  const json& j_;
+  std::string where_;
+};
+
+/// Conv2d padding: an integer, [h, w], or PyTorch's "valid" / "same" (the latter when it is symmetric).
+std::pair<int64_t, int64_t> conv_padding(const Fields& f, const Conv2d& c) {
+  if (f.has("padding") && f.at("padding").is_string()) {
+    const std::string p = f.choice("padding", {"valid", "same"});
+    if (p == "valid") return {0, 0};
+    if (c.stride_h != 1 || c.stride_w != 1) f.fail("padding", "\"same\" only with stride 1, as in PyTorch");
+    const int64_t th = c.dilation_h * (c.kernel_h - 1), tw = c.dilation_w * (c.kernel_w - 1);
+    if (th % 2 || tw % 2)
+      f.fail("padding",
+             "\"same\" only where it is symmetric (an odd dilation·(kernel_size−1) needs one-sided padding)");
+    return {th / 2, tw / 2};
+  }
+  return f.pair("padding", 0, 0);
+}
+
+LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
+  const std::string at = source + ": layer " + std::to_string(index);
+  if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + j.dump());
+  if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
+  if (!j["type"].is_string()) throw Error(at + ": field \"type\": expected a string, got " + j["type"].dump());
+  const std::string type = j["type"].get<std::string>();
+  const Fields f(j, at + " (" + type + ")");
+
+  if (type == "linear") {
+    f.only({"out_features", "in_features", "bias", "w_std", "b_std"});
+    Linear l;
+    l.out_features = f.integer("out_features", 1, std::nullopt);
+    l.in_features = f.integer("in_features", 1, 0);
+    l.bias = f.boolean("bias", true);
+    l.w_std = f.number("w_std", 1.0);
+    l.b_std = f.number("b_std", 1.0);
+    return l;
+  }
+  if (type == "conv2d") {
+    f.only({"out_channels", "kernel_size", "stride", "padding", "dilation", "bias", "in_channels", "w_std", "b_std",
+            "method", "groups", "padding_mode"});
+    f.fixed("groups", 1, "xntk supports groups = 1 only");
+    f.fixed("padding_mode", "zeros", "xntk supports zero padding only");
+    Conv2d c;
+    c.out_channels = f.integer("out_channels", 1, std::nullopt);
+    c.in_channels = f.integer("in_channels", 1, 0);
+    std::tie(c.kernel_h, c.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
+    std::tie(c.stride_h, c.stride_w) = f.pair("stride", 1, 1);
+    std::tie(c.dilation_h, c.dilation_w) = f.pair("dilation", 1, 1);
+    std::tie(c.padding_h, c.padding_w) = conv_padding(f, c);
+    c.bias = f.boolean("bias", true);
+    c.w_std = f.number("w_std", 1.0);
+    c.b_std = f.number("b_std", 1.0);
+    c.method = f.choice("method", {"auto", "gradients", "positions"});
+    return c;
+  }
+  if (type == "avgpool2d") {
+    f.only({"kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"});
+    f.fixed("ceil_mode", false, "xntk supports ceil_mode = false only");
+    f.fixed("count_include_pad", true, "xntk supports count_include_pad = true only");
+    f.fixed("divisor_override", nullptr, "xntk supports no divisor_override");
+    AvgPool2d p;
+    std::tie(p.kernel_h, p.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
+    // PyTorch's stride=None means the kernel size; the spec says so with 0
+    if (f.has("stride") && !f.at("stride").is_null()) std::tie(p.stride_h, p.stride_w) = f.pair("stride", 1, 0);
+    std::tie(p.padding_h, p.padding_w) = f.pair("padding", 0, 0);
+    return p;
+  }
+  if (type == "maxpool2d") {
+    f.only({"kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"});
+    f.fixed("ceil_mode", false, "xntk supports ceil_mode = false only");
+    f.fixed("return_indices", false, "a model's layers return their output only");
+    MaxPool2d p;
+    std::tie(p.kernel_h, p.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
+    if (f.has("stride") && !f.at("stride").is_null()) std::tie(p.stride_h, p.stride_w) = f.pair("stride", 1, 0);
+    std::tie(p.padding_h, p.padding_w) = f.pair("padding", 0, 0);
+    std::tie(p.dilation_h, p.dilation_w) = f.pair("dilation", 1, 1);
+    return p;
+  }
+  if (type == "global_avgpool") {
+    f.only({});
+    return GlobalAvgPool{};
+  }
+  if (type == "flatten") {
+    f.only({"start_dim", "end_dim"});
+    f.fixed("start_dim", 1, "xntk flattens everything but the sample axis");
+    f.fixed("end_dim", -1, "xntk flattens everything but the sample axis");
+    return Flatten{};
+  }
+  for (ActivationKind kind : all_activation_kinds()) {
+    if (type != name(kind)) continue;
+    Activation a{kind};
+    switch (kind) {
+      case ActivationKind::leaky_relu:
+        f.only({"negative_slope"});
+        a.negative_slope = f.number("negative_slope", 0.01);
+        break;
+      case ActivationKind::elu:
+        f.only({"alpha"});
+        a.alpha = f.number("alpha", 1.0);
+        break;
+      case ActivationKind::softplus:
+        f.only({"beta", "threshold"});
+        a.beta = f.number("beta", 1.0);
+        a.threshold = f.number("threshold", 20.0);
+        break;
+      case ActivationKind::gelu:
+        f.only({"approximate"});
+        a.approximate = f.choice("approximate", {"none", "tanh"});
+        break;
+      default: f.only({});
+    }
+    return a;
+  }
+  std::vector<std::string> types = {"linear", "conv2d", "avgpool2d", "maxpool2d", "global_avgpool", "flatten"};
+  for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
+  throw Error(at + ": unknown layer type \"" + type + "\"; expected one of " + join(types));
+}
+
+Shape parse_input(const json& v, const std::string& source) {
+  const std::string expected = "a positive integer or an array of them, e.g. 784 or [3, 32, 32]";
+  if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>()};
+  if (!v.is_array() || v.empty()) throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+  Shape s;
+  for (const auto& d : v) {
+    if (!d.is_number_integer() || d.get<int64_t>() <= 0)
+      throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+    s.push_back(d.get<int64_t>());
+  }
+  return s;
+}
+
+/// An integer pair as PyTorch prints it: `3` when both are equal, else `[3, 5]`.
+ordered_json pair_json(int64_t h, int64_t w) {
+  if (h == w) return h;
+  return ordered_json::array({h, w});
+}
+
+ordered_json layer_json(const LayerSpec& layer) {
+  ordered_json j;
+  j["type"] = type_name(layer);
+  std::visit(
+      [&](const auto& s) {
+        using S = std::decay_t<decltype(s)>;
+        if constexpr (std::is_same_v<S, Linear>) {
+          j["out_features"] = s.out_features;
+          if (s.in_features > 0) j["in_features"] = s.in_features;
+          j["bias"] = s.bias;
+          j["w_std"] = s.w_std;
+          j["b_std"] = s.b_std;
+        } else if constexpr (std::is_same_v<S, Conv2d>) {
+          j["out_channels"] = s.out_channels;
+          if (s.in_channels > 0) j["in_channels"] = s.in_channels;
+          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
+          j["stride"] = pair_json(s.stride_h, s.stride_w);
+          j["padding"] = pair_json(s.padding_h, s.padding_w);
+          j["dilation"] = pair_json(s.dilation_h, s.dilation_w);
+          j["bias"] = s.bias;
+          j["w_std"] = s.w_std;
+          j["b_std"] = s.b_std;
+          j["method"] = s.method;
+        } else if constexpr (std::is_same_v<S, AvgPool2d>) {
+          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
+          j["stride"] = s.stride_h == 0 && s.stride_w == 0 ? ordered_json(nullptr) : pair_json(s.stride_h, s.stride_w);
+          j["padding"] = pair_json(s.padding_h, s.padding_w);
+        } else if constexpr (std::is_same_v<S, MaxPool2d>) {
+          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
+          j["stride"] = s.stride_h == 0 && s.stride_w == 0 ? ordered_json(nullptr) : pair_json(s.stride_h, s.stride_w);
+          j["padding"] = pair_json(s.padding_h, s.padding_w);
+          j["dilation"] = pair_json(s.dilation_h, s.dilation_w);
+        } else if constexpr (std::is_same_v<S, Activation>) {
+          switch (s.kind) {
+            case ActivationKind::leaky_relu: j["negative_slope"] = s.negative_slope; break;
+            case ActivationKind::elu: j["alpha"] = s.alpha; break;
+            case ActivationKind::softplus:
+              j["beta"] = s.beta;
+              j["threshold"] = s.threshold;
+              break;
+            case ActivationKind::gelu: j["approximate"] = s.approximate; break;
+            default: break;
+          }
+        }
+      },
+      layer);
+  return j;
+}
+
+}  // namespace
+
+ModelSpec parse_model_spec(const std::string& json_text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    // nlohmann prefixes "[json.exception.parse_error.101] "; the position and reason are what users need
+    std::string what = e.what();
+    if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+    // the parser quotes what it read, which may be binary (a .npy given as a model): keep messages printable
+    for (char& c : what)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    throw Error(source + ": not valid JSON: " + what);
+  }
+  if (!j.is_object())
+    throw Error(source + ": expected a JSON object {\"input\": [...], \"layers\": [...]}, got " +
+                std::string(j.type_name()));
+  for (const auto& [key, _] : j.items())
+    if (key != "input" && key != "parameterization" && key != "layers")
+      throw Error(source + ": unknown field \"" + key + "\"; expected input, parameterization, layers");
+  if (!j.contains("input"))
+    throw Error(source + ": missing field \"input\" (the per-sample input shape, e.g. [3, 32, 32])");
+  if (!j.contains("layers")) throw Error(source + ": missing field \"layers\" (an array of layer objects)");
+  ModelSpec spec;
+  spec.input = parse_input(j["input"], source);
+  if (j.contains("parameterization")) {
+    const json& p = j["parameterization"];
+    if (p == "standard")
+      spec.parameterization = Parameterization::standard;
+    else if (p == "ntk")
+      spec.parameterization = Parameterization::ntk;
+    else
+      throw Error(source + ": field \"parameterization\": expected \"standard\" or \"ntk\", got " + p.dump());
+  }
+  const json& layers = j["layers"];
+  if (!layers.is_array() || layers.empty())
+    throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " + layers.dump());
+  for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, i));
+  return spec;
+}
+
+ModelSpec load_model_spec(const std::string& path) {
+  detail::InputFile f(path);
+  // a model description is small; anything huge is the wrong file, refused before reading it into memory
+  if (f.size() > 64u << 20)
+    throw Error(path + ": " + std::to_string(f.size()) + " bytes is too large for a model JSON");
+  std::string text(f.size(), '\0');
+  f.read(text.data(), f.size(), "the model JSON");
+  return parse_model_spec(text, path);
+}
+
+std::string model_spec_to_json(const ModelSpec& spec) {
+  ordered_json j;
+  j["input"] = spec.input;
+  j["parameterization"] = name(spec.parameterization);
+  j["layers"] = ordered_json::array();
+  for (const auto& l : spec.layers) j["layers"].push_back(layer_json(l));
+  // one layer per line: readable, and diffs show which layer changed
+  std::ostringstream out;
+  out << "{\n  \"input\": " << j["input"].dump() << ",\n  \"parameterization\": " << j["parameterization"].dump()
+      << ",\n  \"layers\": [\n";
+  for (size_t i = 0; i < j["layers"].size(); ++i)
+    out << "    " << j["layers"][i].dump() << (i + 1 < j["layers"].size() ? ",\n" : "\n");
+  out << "  ]\n}\n";
+  return out.str();
+}
+
+void save_model_spec(const std::string& path, const ModelSpec& spec) {
+  detail::AtomicFile f(path);
+  f.stream() << model_spec_to_json(spec);
+  f.commit();
+}
+
+}  // namespace xntk

@@ -1,0 +1,282 @@
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+// {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}}, then the
+// data buffer that the offsets index. Validation follows the reference implementation: offsets must tile
+// the buffer exactly, in some order, with no gap, overlap or trailing byte.
+
+#include <algorithm>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <ostream>
+#include <set>
+
+#include "io/file.hpp"
+#include "xntk/io.hpp"
+
+namespace xntk {
+namespace {
+
+using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
+
+// The reference implementation refuses headers over 100 MB; so do we, before allocating one.
+constexpr uint64_t kMaxHeader = 100'000'000;
+
+/// Bytes per element of the safetensors dtypes (0: unknown dtype).
+int dtype_size(const std::string& d) {
+  static const std::pair<const char*, int> table[] = {
+      {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2}, {"F16", 2},
+      {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4},     {"I64", 8},     {"U64", 8}, {"F64", 8}};
+  for (const auto& [name, size] : table)
+    if (d == name) return size;
+  return 0;
+}
+
+struct Entry {
+  std::string name;
+  int itemsize = 0;
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+
+/// A non-negative integer field of the header, or xntk::Error naming the tensor.
+uint64_t header_uint(const json& v, const std::string& where) {
+  if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+    throw Error(where + ": expected a non-negative integer, got " + v.dump());
+  return v.get<uint64_t>();
+}
+
+Entry parse_entry(const std::string& path, const std::string& name, const json& e, uint64_t buffer) {
+  const std::string where = path + ": tensor \"" + name + "\"";
+  if (!e.is_object()) throw Error(where + ": expected an object with dtype, shape and data_offsets");
+  for (const auto& [key, _] : e.items())
+    if (key != "dtype" && key != "shape" && key != "data_offsets")
+      throw Error(where + ": unexpected field \"" + key + "\"; expected dtype, shape and data_offsets");
+  if (!e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
+    throw Error(where + ": missing field \"" +
+                std::string(!e.contains("dtype")   ? "dtype"
+                            : !e.contains("shape") ? "shape"
+                                                   : "data_offsets") +
+                "\"");
+  Entry r;
+  r.name = name;
+  if (!e["dtype"].is_string()) throw Error(where + ": dtype must be a string such as \"F32\"");
+  const std::string dtype = e["dtype"].get<std::string>();
+  r.itemsize = dtype_size(dtype);
+  if (r.itemsize == 0) throw Error(where + ": unknown dtype \"" + dtype + "\"; expected F32 or F64");
+  if (dtype != "F32" && dtype != "F64")
+    throw Error(where + ": dtype " + dtype + " is not supported; expected F32 or F64");
+  if (!e["shape"].is_array()) throw Error(where + ": shape must be an array of non-negative integers");
+  uint64_t count = 1;
+  for (const auto& d : e["shape"]) {
+    const uint64_t n = header_uint(d, where + ": shape");
+    if (n != 0 && count > (std::numeric_limits<uint64_t>::max() / 16) / n) throw Error(where + ": shape is too large");
+    count *= n;
+    r.shape.push_back(static_cast<int64_t>(n));
+  }
+  const json& off = e["data_offsets"];
+  if (!off.is_array() || off.size() != 2) throw Error(where + ": data_offsets must be [begin, end]");
+  r.begin = header_uint(off[0], where + ": data_offsets");
+  r.end = header_uint(off[1], where + ": data_offsets");
+  if (r.begin > r.end)
+    throw Error(where + ": data_offsets [" + std::to_string(r.begin) + ", " + std::to_string(r.end) +
+                "] end before they begin");
+  if (r.end > buffer)
+    throw Error(where + ": data_offsets end at byte " + std::to_string(r.end) + " but the data buffer has " +
+                std::to_string(buffer) + " bytes (truncated file?)");
+  if (r.end - r.begin != count * static_cast<uint64_t>(r.itemsize))
+    throw Error(where + ": shape " + to_string(r.shape) + " of " + dtype + " needs " +
+                std::to_string(count * static_cast<uint64_t>(r.itemsize)) + " bytes but data_offsets span " +
+                std::to_string(r.end - r.begin));
+  return r;
+}
+
+template <class T>
+void read_into(detail::InputFile& f, T* dst, uint64_t count, int itemsize, const std::string& what) {
+  constexpr uint64_t chunk = 1 << 16;
+  if (itemsize == static_cast<int>(sizeof(T)) && std::endian::native == std::endian::little) {
+    f.read(dst, count * sizeof(T), what);
+    return;
+  }
+  std::vector<unsigned char> buf(static_cast<size_t>(std::min(count, chunk)) * static_cast<size_t>(itemsize));
+  for (uint64_t done = 0; done < count;) {
+    const uint64_t k = std::min(chunk, count - done);
+    f.read(buf.data(), k * static_cast<uint64_t>(itemsize), what);
+    for (uint64_t i = 0; i < k; ++i) {
+      if (itemsize == 4) {
+        uint32_t u;
+        std::memcpy(&u, buf.data() + 4 * i, 4);
+        dst[done + i] = static_cast<T>(std::bit_cast<float>(detail::little_endian(u)));
+      } else {
+        uint64_t u;
+        std::memcpy(&u, buf.data() + 8 * i, 8);
+        dst[done + i] = static_cast<T>(std::bit_cast<double>(detail::little_endian(u)));
+      }
+    }
+    done += k;
+  }
+}
+
+}  // namespace
+
+template <class T>
+std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  detail::InputFile f(path);
+  if (f.size() < 8) throw Error(path + ": not a safetensors file (shorter than its 8-byte header length)");
+  uint64_t n;
+  f.read(&n, 8, "the header length");
+  n = detail::little_endian(n);
+  if (n > f.size() - 8)
+    throw Error(path + ": header length " + std::to_string(n) + " exceeds the " + std::to_string(f.size() - 8) +
+                " bytes that follow it (not a safetensors file, or truncated)");
+  if (n > kMaxHeader) throw Error(path + ": header length " + std::to_string(n) + " exceeds the 100 MB limit");
+  std::string text(n, '\0');
+  f.read(text.data(), n, "the header");
+  if (text.empty() || text[0] != '{')
+    throw Error(path + ": the safetensors header must be a JSON object starting with '{'");
+  json header;
+  try {
+    header = json::parse(text);
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+    // the parser quotes what it read, which may be binary (a .npy given as a model): keep messages printable
+    for (char& c : what)
+      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+    throw Error(path + ": the safetensors header is not valid JSON: " + what);
+  }
+  if (!header.is_object()) throw Error(path + ": the safetensors header must be a JSON object");
+
+  const uint64_t buffer = f.size() - 8 - n;
+  std::vector<Entry> entries;
+  for (const auto& [name, e] : header.items()) {
+    if (name == "__metadata__") {
+      if (!e.is_object()) throw Error(path + ": __metadata__ must be an object of strings");
+      for (const auto& [k, v] : e.items()) {
+        if (!v.is_string()) throw Error(path + ": __metadata__ \"" + k + "\" must be a string");
+        if (metadata) (*metadata)[k] = v.template get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(path, name, e, buffer));
+  }
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  uint64_t at = 0;
+  for (const Entry& e : entries) {
+    if (e.begin != at)
+      throw Error(path + ": tensor \"" + e.name + "\" starts at byte " + std::to_string(e.begin) + " of the data but " +
+                  (e.begin < at ? "the previous tensor ends at " : "the previous data ends at ") + std::to_string(at) +
+                  (e.begin < at ? " (overlapping tensors)" : " (a gap)"));
+    at = e.end;
+  }
+  if (at != buffer)
+    throw Error(path + ": " + std::to_string(buffer - at) + " bytes of data after the last tensor (offsets end at " +
+                std::to_string(at) + ", the data buffer has " + std::to_string(buffer) + " bytes)");
+
+  std::vector<NamedTensor<T>> result;
+  result.reserve(entries.size());
+  for (const Entry& e : entries) {
+    std::vector<T> data(static_cast<size_t>(numel(e.shape)));
+    read_into(f, data.data(), data.size(), e.itemsize, "tensor \"" + e.name + "\"");
+    result.push_back({e.name, Tensor<T>(e.shape, std::move(data))});
+  }
+  return result;
+}
+
+template <class T>
+void write_safetensors(std::ostream& out, const std::vector<NamedTensor<T>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  ordered_json header = ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::set<std::string> seen;
+  uint64_t at = 0;
+  for (const auto& t : tensors) {
+    if (t.name.empty() || t.name == "__metadata__") throw Error("safetensors: invalid tensor name \"" + t.name + "\"");
+    if (!seen.insert(t.name).second) throw Error("safetensors: duplicate tensor name \"" + t.name + "\"");
+    const uint64_t bytes = static_cast<uint64_t>(t.tensor.size()) * sizeof(T);
+    header[t.name] = {
+        {"dtype", sizeof(T) == 4 ? "F32" : "F64"}, {"shape", t.tensor.shape()}, {"data_offsets", {at, at + bytes}}};
+    at += bytes;
+  }
+  std::string text = header.dump();
+  // Pad with spaces (allowed by the format) so that the data starts 8-byte aligned.
+  text.append((8 - text.size() % 8) % 8, ' ');
+  const uint64_t n = detail::little_endian(static_cast<uint64_t>(text.size()));
+  out.write(reinterpret_cast<const char*>(&n), 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const auto& t : tensors) {
+    if constexpr (std::endian::native == std::endian::little) {
+      out.write(reinterpret_cast<const char*>(t.tensor.data()),
+                static_cast<std::streamsize>(t.tensor.size() * static_cast<int64_t>(sizeof(T))));
+    } else {
+      for (int64_t i = 0; i < t.tensor.size(); ++i) {
+        const T v = detail::byteswap(t.tensor[i]);
+        out.write(reinterpret_cast<const char*>(&v), sizeof(T));
+      }
+    }
+  }
+}
+
+template <class T>
+void write_safetensors(const std::string& path, const std::vector<NamedTensor<T>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  detail::AtomicFile f(path);
+  try {
+    write_safetensors(f.stream(), tensors, metadata);
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+  f.commit();
+}
+
+template <class T>
+void load_weights(Sequential<T>& model, const std::string& path) {
+  auto tensors = read_safetensors<T>(path);
+  const auto params = model.named_parameters();
+  std::string expected;
+  for (const auto& p : params) expected += (expected.empty() ? "" : ", ") + p.name;
+  // Validate everything before changing the model, so that a bad file leaves it as it was.
+  std::vector<const Tensor<T>*> source(params.size(), nullptr);
+  for (const auto& t : tensors) {
+    const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.name == t.name; });
+    if (it == params.end())
+      throw Error(path + ": unexpected tensor \"" + t.name + "\"; the model's parameters are " +
+                  (expected.empty() ? "none" : expected));
+    const size_t i = static_cast<size_t>(it - params.begin());
+    if (t.tensor.shape() != it->tensor->shape())
+      throw Error(path + ": tensor \"" + t.name + "\" has shape " + to_string(t.tensor.shape()) + ", expected " +
+                  to_string(it->tensor->shape()) + " for layer " + t.name.substr(0, t.name.find('.')) + " (" +
+                  type_name(model.spec().layers.at(std::stoul(t.name))) + ")");
+    for (int64_t e = 0; e < t.tensor.size(); ++e)
+      if (!std::isfinite(static_cast<double>(t.tensor[e])))
+        throw Error(path + ": tensor \"" + t.name + "\" holds a non-finite value (" + std::to_string(t.tensor[e]) +
+                    ") at flat index " + std::to_string(e) + "; expected finite weights");
+    source[i] = &t.tensor;
+  }
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!source[i])
+      throw Error(path + ": missing tensor \"" + params[i].name + "\" of shape " +
+                  to_string(params[i].tensor->shape()) + " (the model's parameters are " + expected + ")");
+  for (size_t i = 0; i < params.size(); ++i) *params[i].tensor = *source[i];
+}
+
+template <class T>
+void save_weights(const Sequential<T>& model, const std::string& path) {
+  std::vector<NamedTensor<T>> tensors;
+  for (const auto& p : model.named_parameters()) tensors.push_back({p.name, *p.tensor});
+  write_safetensors(path, tensors);
+}
+
+#define XNTK_INSTANTIATE(T)                                                                                       \
+  template std::vector<NamedTensor<T>> read_safetensors(const std::string&, std::map<std::string, std::string>*); \
+  template void write_safetensors(std::ostream&, const std::vector<NamedTensor<T>>&,                              \
+                                  const std::map<std::string, std::string>&);                                     \
+  template void write_safetensors(const std::string&, const std::vector<NamedTensor<T>>&,                         \
+                                  const std::map<std::string, std::string>&);                                     \
+  template void load_weights(Sequential<T>&, const std::string&);                                                 \
+  template void save_weights(const Sequential<T>&, const std::string&);
+XNTK_INSTANTIATE(float)
+XNTK_INSTANTIATE(double)
+#undef XNTK_INSTANTIATE
+
+}  // namespace xntk

@@ -1,0 +1,303 @@
+#!/usr/bin/python3
+"""Generates the PyTorch conformance fixtures of xntk (tests/conformance/fixtures/<name>/).
+
+Run with Debian's Python and its python3-torch (1.13, with functorch):
+
+    /usr/bin/python3 tests/conformance/make_fixtures.py [NAME ...]
+
+For each fixture it builds the model of its model.json as a torch.nn.Sequential in float64 (module
+indices equal the JSON layer indices, so state_dict keys equal xntk's parameter names), draws weights
+and inputs from a fixed seed, and computes the reference NTK by functorch's Jacobian contraction, one
+component per parameter tensor in xntk's order (outermost layer first, weight before bias). It writes
+
+    model.json               the model, as xntk reads it
+    weights.safetensors      the state_dict (written here with struct + json, no extra package)
+    x1.npy [x2.npy]          inputs
+    expected.npy             the total kernel in the fixture's mode
+    components.safetensors   every component under its state_dict name, then "total"
+    meta.json                {"mode": ..., "dtype": dtype of the stored data, "x2": bool, "description": ...}
+
+The `ntk` parameterisation is written as small modules that multiply weight and bias by
+c_w = w_std / sqrt(fan_in) and c_b = b_std, with N(0, 1) parameters.
+"""
+
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from functorch import jacrev, make_functional, vmap
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "fixtures")
+
+
+# ---- the ntk parameterisation and the activations PyTorch has no module for ----
+
+class NTKLinear(nn.Module):
+    def __init__(self, fan_in, out, bias, w_std, b_std):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out, fan_in, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(out, dtype=torch.float64)) if bias else None
+        self.c_w, self.c_b = w_std / math.sqrt(fan_in), b_std
+
+    def forward(self, x):
+        return F.linear(x, self.c_w * self.weight, None if self.bias is None else self.c_b * self.bias)
+
+
+class NTKConv2d(nn.Module):
+    def __init__(self, cin, cout, kernel, stride, padding, dilation, bias, w_std, b_std):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(cout, cin, *kernel, dtype=torch.float64))
+        self.bias = nn.Parameter(torch.randn(cout, dtype=torch.float64)) if bias else None
+        self.c_w, self.c_b = w_std / math.sqrt(cin * kernel[0] * kernel[1]), b_std
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    def forward(self, x):
+        b = None if self.bias is None else self.c_b * self.bias
+        return F.conv2d(x, self.c_w * self.weight, b, self.stride, self.padding, self.dilation)
+
+
+class Erf(nn.Module):
+    def forward(self, x):
+        return torch.erf(x)
+
+
+def pair(v, default=None):
+    if v is None:
+        return default
+    return tuple(v) if isinstance(v, list) else (v, v)
+
+
+def build(spec):
+    """nn.Sequential of the model JSON, layer i at index i."""
+    ntk = spec.get("parameterization", "standard") == "ntk"
+    shape = tuple(spec["input"]) if isinstance(spec["input"], list) else (spec["input"],)
+    modules = []
+    for layer in spec["layers"]:
+        t = layer["type"]
+        if t == "linear":
+            fan_in, out, bias = shape[0], layer["out_features"], layer.get("bias", True)
+            if ntk:
+                m = NTKLinear(fan_in, out, bias, layer.get("w_std", 1.0), layer.get("b_std", 1.0))
+            else:
+                m = nn.Linear(fan_in, out, bias=bias, dtype=torch.float64)
+        elif t == "conv2d":
+            k, s = pair(layer["kernel_size"]), pair(layer.get("stride", 1))
+            d = pair(layer.get("dilation", 1))
+            p = layer.get("padding", 0)
+            p = p if isinstance(p, str) else pair(p)
+            if ntk:
+                if isinstance(p, str):  # "same" with stride 1, symmetric by construction of the fixtures
+                    p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2) if p == "same" else (0, 0)
+                m = NTKConv2d(shape[0], layer["out_channels"], k, s, p, d, layer.get("bias", True),
+                              layer.get("w_std", 1.0), layer.get("b_std", 1.0))
+            else:
+                m = nn.Conv2d(shape[0], layer["out_channels"], k, s, p, d, bias=layer.get("bias", True),
+                              dtype=torch.float64)
+        elif t == "avgpool2d":
+            m = nn.AvgPool2d(pair(layer["kernel_size"]), pair(layer.get("stride")), pair(layer.get("padding", 0)))
+        elif t == "maxpool2d":
+            m = nn.MaxPool2d(pair(layer["kernel_size"]), pair(layer.get("stride")), pair(layer.get("padding", 0)),
+                             pair(layer.get("dilation", 1)))
+        elif t == "global_avgpool":
+            m = nn.AdaptiveAvgPool2d(1)
+        elif t == "flatten":
+            m = nn.Flatten()
+        elif t == "relu":
+            m = nn.ReLU()
+        elif t == "leaky_relu":
+            m = nn.LeakyReLU(layer.get("negative_slope", 0.01))
+        elif t == "tanh":
+            m = nn.Tanh()
+        elif t == "sigmoid":
+            m = nn.Sigmoid()
+        elif t == "gelu":
+            m = nn.GELU(approximate=layer.get("approximate", "none"))
+        elif t == "erf":
+            m = Erf()
+        elif t == "softplus":
+            m = nn.Softplus(layer.get("beta", 1.0), layer.get("threshold", 20.0))
+        elif t == "silu":
+            m = nn.SiLU()
+        elif t == "elu":
+            m = nn.ELU(layer.get("alpha", 1.0))
+        elif t == "identity":
+            m = nn.Identity()
+        else:
+            raise ValueError(f"unknown layer type {t}")
+        modules.append(m)
+        with torch.no_grad():
+            shape = tuple(m(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    return nn.Sequential(*modules)
+
+
+# ---- files ----
+
+def write_safetensors(path, named, dtype):
+    """named: list of (name, tensor); written in order as F32 or F64 (little-endian)."""
+    header, blobs, offset = {}, [], 0
+    for name, t in named:
+        a = np.ascontiguousarray(t.detach().numpy().astype("<f4" if dtype == "float32" else "<f8"))
+        b = a.tobytes()
+        header[name] = {"dtype": "F32" if dtype == "float32" else "F64", "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for b in blobs:
+            f.write(b)
+
+
+def save_npy(path, t, dtype):
+    np.save(path, t.detach().numpy().astype(np.float32 if dtype == "float32" else np.float64))
+
+
+# ---- the reference kernel ----
+
+def reference(model, x1, x2, mode):
+    """Components (name, kernel) in xntk's order, by functorch's Jacobian contraction per parameter."""
+    fnet, params = make_functional(model)
+    names = [n for n, _ in model.named_parameters()]
+
+    def single(p, x):
+        return fnet(p, x.unsqueeze(0)).flatten()
+
+    j1 = [j.flatten(2) for j in vmap(jacrev(single), (None, 0))(params, x1)]
+    j2 = [j.flatten(2) for j in vmap(jacrev(single), (None, 0))(params, x2)]
+    expr = {"full": "Naf,Mbf->NMab", "trace": "Naf,Maf->NM", "diagonal": "Naf,Maf->NMa"}[mode]
+    comps = {n: torch.einsum(expr, a, b) for n, a, b in zip(names, j1, j2)}
+    order = sorted(names, key=lambda n: (-int(n.split(".")[0]), 0 if n.endswith("weight") else 1))
+    return [(n, comps[n]) for n in order]
+
+
+def make(name, spec, mode, n, m=None, dtype="float64", seed=0, description=""):
+    """m = None: X2 omitted (the kernel is Θ(X1, X1))."""
+    torch.manual_seed(seed)
+    model = build(spec)
+    shape = spec["input"] if isinstance(spec["input"], list) else [spec["input"]]
+    x1 = torch.randn(n, *shape, dtype=torch.float64)
+    x2 = torch.randn(m, *shape, dtype=torch.float64) if m else None
+    if dtype == "float32":
+        # the reference uses exactly the values stored in float32
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.float().double())
+        x1 = x1.float().double()
+        x2 = None if x2 is None else x2.float().double()
+    comps = reference(model, x1, x1 if x2 is None else x2, mode)
+    total = sum(c for _, c in comps)
+
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    with open(os.path.join(d, "model.json"), "w") as f:
+        json.dump(spec, f, indent=1)
+        f.write("\n")
+    write_safetensors(os.path.join(d, "weights.safetensors"), list(model.state_dict().items()), dtype)
+    save_npy(os.path.join(d, "x1.npy"), x1, dtype)
+    if x2 is not None:
+        save_npy(os.path.join(d, "x2.npy"), x2, dtype)
+    save_npy(os.path.join(d, "expected.npy"), total, "float64")
+    write_safetensors(os.path.join(d, "components.safetensors"), comps + [("total", total)], "float64")
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump({"mode": mode, "dtype": dtype, "x2": x2 is not None, "description": description}, f, indent=1)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    print(f"{name}: {mode}, x2 {'given' if x2 is not None else 'omitted'}, {len(comps)} components, "
+          f"kernel {tuple(total.shape)}, {size} bytes")
+
+
+def L(out, **kw):
+    return {"type": "linear", "out_features": out, **kw}
+
+
+def C(out, k, **kw):
+    return {"type": "conv2d", "out_channels": out, "kernel_size": k, **kw}
+
+
+def A(t, **kw):
+    return {"type": t, **kw}
+
+
+FIXTURES = {
+    # ---- MLPs ----
+    "mlp_relu_standard_full": dict(
+        spec={"input": [5], "parameterization": "standard", "layers": [L(7), A("relu"), L(3)]},
+        mode="full", n=4, description="two-layer ReLU MLP, PyTorch initialisation"),
+    "mlp_tanh_ntk_full_x2": dict(
+        spec={"input": [4], "parameterization": "ntk",
+              "layers": [L(6, w_std=1.5, b_std=0.1), A("tanh"), L(6, in_features=6), A("tanh"), L(2, w_std=0.8)]},
+        mode="full", n=3, m=2, description="tanh MLP, ntk parameterisation with per-layer w_std/b_std"),
+    "mlp_sigmoid_gelu_trace_x2": dict(
+        spec={"input": [3], "layers": [L(5), A("sigmoid"), L(4), A("gelu"), L(3)]},
+        mode="trace", n=3, m=4, description="sigmoid and exact GELU, trace mode"),
+    "mlp_gelu_tanh_erf_ntk_diagonal": dict(
+        spec={"input": 4, "parameterization": "ntk",
+              "layers": [L(6), A("gelu", approximate="tanh"), L(5, b_std=0.5), A("erf"), L(3)]},
+        mode="diagonal", n=4, description="tanh-approximated GELU and erf, diagonal mode, scalar input size"),
+    "mlp_softplus_silu_full_x2": dict(
+        spec={"input": [4], "layers": [L(6), A("softplus", beta=2.0, threshold=1.5), L(5), A("silu"), L(2)]},
+        mode="full", n=3, m=3, description="softplus (beta, threshold reached) and SiLU"),
+    "mlp_elu_leaky_identity_ntk_trace": dict(
+        spec={"input": [5], "parameterization": "ntk",
+              "layers": [L(6), A("elu", alpha=0.5), L(6, bias=False), A("leaky_relu", negative_slope=0.2),
+                         A("identity"), L(3)]},
+        mode="trace", n=4, description="ELU, LeakyReLU, identity, a layer without bias"),
+    "mlp_single_output_float32": dict(
+        spec={"input": [6], "layers": [L(8, bias=False), A("relu"), L(1, in_features=8, bias=False)]},
+        mode="full", n=5, dtype="float32", description="one output, no biases, data stored in float32"),
+    # ---- CNNs ----
+    "cnn_relu_flatten_full": dict(
+        spec={"input": [2, 6, 6], "layers": [C(3, 3), A("relu"), A("flatten"), L(3)]},
+        mode="full", n=3, description="conv-relu-flatten-linear, PyTorch initialisation"),
+    "cnn_ntk_stride_padding_dilation_x2": dict(
+        spec={"input": [2, 7, 7], "parameterization": "ntk",
+              "layers": [C(4, [3, 2], stride=2, padding=1, b_std=0.2), A("tanh"),
+                         C(3, 2, dilation=2, w_std=2.0, method="positions"), A("relu"), A("flatten"), L(2)]},
+        mode="full", n=3, m=2, description="rectangular kernel, stride, padding, dilation; positions method"),
+    "cnn_avgpool_trace_x2": dict(
+        spec={"input": [3, 6, 6], "layers": [C(4, 3, padding=1, method="gradients"), A("relu"),
+                                             A("avgpool2d", kernel_size=2), A("flatten"), L(3)]},
+        mode="trace", n=3, m=2, description="average pooling, gradients method, trace mode"),
+    "cnn_maxpool_ntk_diagonal": dict(
+        spec={"input": [2, 6, 6], "parameterization": "ntk",
+              "layers": [C(3, 3, in_channels=2), A("gelu"), A("maxpool2d", kernel_size=2, stride=1, padding=1),
+                         A("flatten"), L(3)]},
+        mode="diagonal", n=4, description="max pooling with stride and padding, diagonal mode"),
+    "cnn_global_avgpool_output_x2": dict(
+        spec={"input": [2, 5, 5], "layers": [C(4, 2), A("silu"), C(3, 2, bias=False), A("global_avgpool")]},
+        mode="full", n=2, m=3, description="global average pooling as the output (O = channels), conv without bias"),
+    "cnn_same_padding_pools_ntk_full": dict(
+        spec={"input": [1, 8, 8], "parameterization": "ntk",
+              "layers": [C(3, 3, padding="same"), A("elu"),
+                         A("maxpool2d", kernel_size=3, stride=2, dilation=[1, 2]),
+                         A("avgpool2d", kernel_size=[2, 1], stride=1, padding=[1, 0]), A("softplus"),
+                         A("flatten"), L(2, b_std=0.3)]},
+        mode="full", n=3, description="padding \"same\", dilated max pooling, padded average pooling"),
+    "cnn_sigmoid_leaky_float32_trace": dict(
+        spec={"input": [1, 5, 5], "layers": [C(2, 2), A("sigmoid"), C(2, 2, stride=[1, 2]), A("leaky_relu"),
+                                             A("flatten"), L(2)]},
+        mode="trace", n=4, dtype="float32", description="two convolutions, data stored in float32"),
+}
+
+
+def main():
+    names = sys.argv[1:] or list(FIXTURES)
+    for i, name in enumerate(FIXTURES):
+        if name in names:
+            make(name, seed=i, **FIXTURES[name])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+// Kernel analysis on matrices with known spectra, built by hand.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "helpers.hpp"
+
+using namespace xntk;
+using Catch::Matchers::Contains;
+
+namespace {
+
+Tensor<double> diag(const std::vector<double>& d) {
+  const auto n = static_cast<int64_t>(d.size());
+  Tensor<double> t({n, n});
+  for (int64_t i = 0; i < n; ++i) t(i, i) = d[static_cast<size_t>(i)];
+  return t;
+}
+
+double entropy_rank(std::vector<double> p) {
+  double s = 0, h = 0;
+  for (double v : p) s += v;
+  for (double v : p)
+    if (v > 0) h -= v / s * std::log(v / s);
+  return std::exp(h);
+}
+
+}  // namespace
+
+TEST_CASE("trace-mode kernel: eigenvalues, condition, ranks, trace", "[analysis]") {
+  const auto a = analyze(diag({4, 2, 1}));
+  CHECK(a.mode == Mode::trace);
+  CHECK(a.samples == 3);
+  CHECK(a.outputs == 1);
+  REQUIRE(a.spectrum.eigenvalues.size() == 3);
+  CHECK(a.spectrum.eigenvalues[0] == Approx(1));
+  CHECK(a.spectrum.eigenvalues[2] == Approx(4));
+  CHECK(a.spectrum.lambda_max == Approx(4));
+  CHECK(a.spectrum.lambda_min == Approx(1));
+  CHECK(a.spectrum.trace == Approx(7));
+  CHECK(a.spectrum.positive_definite);
+  CHECK(a.spectrum.condition == Approx(4));
+  CHECK(a.spectrum.numerical_rank == 3);
+  CHECK(a.spectrum.effective_rank == Approx(entropy_rank({4, 2, 1})));
+  CHECK(a.spectrum.note.empty());
+  // a flat spectrum has full effective rank
+  CHECK(analyze(diag({2, 2, 2, 2})).spectrum.effective_rank == Approx(4));
+}
+
+TEST_CASE("full-mode kernel is analysed as the (N·O × N·O) matrix", "[analysis]") {
+  // M = Q diag(5, 3, 2, 0.5) Qᵀ with Q a product of two rotations; K[n, m, o, p] = M[n·2 + o, m·2 + p]
+  const double c = std::cos(0.7), s = std::sin(0.7), c2 = std::cos(-1.1), s2 = std::sin(-1.1);
+  const double Q[4][4] = {{c, -s, 0, 0}, {s * c2, c * c2, -s2, 0}, {s * s2, c * s2, c2, 0}, {0, 0, 0, 1}};
+  const double lambda[4] = {5, 3, 2, 0.5};
+  Tensor<double> k({2, 2, 2, 2});
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      double v = 0;
+      for (int e = 0; e < 4; ++e) v += Q[i][e] * lambda[e] * Q[j][e];
+      k(i / 2, j / 2, i % 2, j % 2) = v;
+    }
+  const auto a = analyze(k);
+  CHECK(a.mode == Mode::full);
+  CHECK(a.outputs == 2);
+  REQUIRE(a.spectrum.eigenvalues.size() == 4);
+  const double want[4] = {0.5, 2, 3, 5};
+  for (int e = 0; e < 4; ++e) CHECK(a.spectrum.eigenvalues[static_cast<size_t>(e)] == Approx(want[e]).epsilon(1e-12));
+  CHECK(a.spectrum.trace == Approx(10.5));
+  CHECK(a.spectrum.condition == Approx(10));
+  CHECK(a.asymmetry < 1e-15);
+}
+
+TEST_CASE("diagonal-mode kernel: per-output blocks and their union", "[analysis]") {
+  Tensor<double> k({2, 2, 2});
+  k(0, 0, 0) = 3;
+  k(1, 1, 0) = 1;
+  k(0, 0, 1) = 2;
+  k(1, 1, 1) = 2;
+  k(0, 1, 1) = k(1, 0, 1) = 1;  // output 1's block [[2, 1], [1, 2]]: eigenvalues 1 and 3
+  const auto a = analyze(k);
+  CHECK(a.mode == Mode::diagonal);
+  REQUIRE(a.per_output.size() == 2);
+  CHECK(a.per_output[0].condition == Approx(3));
+  CHECK(a.per_output[1].lambda_min == Approx(1));
+  CHECK(a.per_output[1].lambda_max == Approx(3));
+  REQUIRE(a.spectrum.eigenvalues.size() == 4);
+  CHECK(a.spectrum.eigenvalues[0] == Approx(1));
+  CHECK(a.spectrum.eigenvalues[3] == Approx(3));
+  CHECK(a.spectrum.trace == Approx(8));
+}
+
+TEST_CASE("singular, indefinite and zero kernels say so instead of a condition number", "[analysis]") {
+  const auto singular = analyze(diag({1, 0, 1e-20}));
+  CHECK_FALSE(singular.spectrum.positive_definite);
+  CHECK(std::isinf(singular.spectrum.condition));
+  CHECK(singular.spectrum.numerical_rank == 1);
+  CHECK(singular.spectrum.effective_rank == Approx(1));
+  CHECK_THAT(singular.spectrum.note, Contains("singular") && Contains("rank 1 of 3"));
+
+  const auto indefinite = analyze(diag({1, -0.5}));
+  CHECK_FALSE(indefinite.spectrum.positive_definite);
+  CHECK_THAT(indefinite.spectrum.note, Contains("not positive semi-definite"));
+
+  CHECK_THAT(analyze(Tensor<double>({3, 3})).spectrum.note, Contains("zero"));
+  // the tolerance follows the dtype: 1e-9 relative is zero in float32, not in float64
+  CHECK(analyze(diag({1, 1e-9})).spectrum.positive_definite);
+  CHECK_FALSE(analyze(diag({1, 1e-9}), {}, {.epsilon = 1.1920928955078125e-07}).spectrum.positive_definite);
+}
+
+TEST_CASE("components: shares of the trace and their own condition numbers", "[analysis]") {
+  const std::vector<NamedTensor<double>> comps = {
+      {"1.weight", diag({3, 1})}, {"1.bias", diag({1, 1})}, {"total", diag({4, 2})}};
+  const auto a = analyze(diag({4, 2}), comps);
+  REQUIRE(a.components.size() == 2);  // "total" is skipped
+  CHECK(a.components[0].name == "1.weight");
+  CHECK(a.components[0].share == Approx(4.0 / 6));
+  CHECK(a.components[1].share == Approx(2.0 / 6));
+  CHECK(a.components[0].spectrum.condition == Approx(3));
+  CHECK(a.components[1].spectrum.condition == Approx(1));
+  CHECK(a.components[0].trace == Approx(4));
+}
+
+TEST_CASE("kernels that are not Θ(X, X) are refused", "[analysis][errors]") {
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 3})), Contains("(2, 3)") && Contains("2 × 3 samples"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 3, 4, 4})), Contains("square in samples"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 3, 4})), Contains("expected Θ(X, X)"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({4})), Contains("(4,)"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 1, 1, 1})), Contains("expected"));
+  auto asym = diag({1, 1});
+  asym(0, 1) = 0.5;
+  CHECK_THROWS_WITH(analyze(asym), Contains("not symmetric"));
+  auto nan = diag({1, 1});
+  nan(1, 1) = NAN;
+  CHECK_THROWS_WITH(analyze(nan), Contains("NaN") && Contains("index 3"));
+  CHECK_THROWS_WITH(analyze(diag({1, 1}), {{"0.weight", diag({1, 1, 1})}}),
+                    Contains("component \"0.weight\"") && Contains("(3, 3)"));
+  CHECK_THROWS_AS(spectrum({1, 2, 3}, 2), Error);
+  CHECK(spectrum({2, 0, 0, 8}, 2).condition == Approx(4));
+}

@@ -1,0 +1,308 @@
+// The `xntk` program, run as a user would: a table of bad inputs (exit code, one stderr line naming the
+// file/field/layer, nothing left in the output directory) and the outputs of good runs.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "files.hpp"
+#include "helpers.hpp"
+
+using namespace xntk;
+using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+namespace {
+
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+
+/// Runs `xntk ARGS` from `cwd`, capturing stdout and stderr in files outside it.
+Run run(const std::string& args, const test::TempDir& cwd) {
+  test::TempDir io("cli-io");
+  const std::string cmd = "cd '" + cwd.path().string() + "' && '" + std::string(XNTK_CLI) + "' " + args + " > '" +
+                          (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
+  const int status = std::system(cmd.c_str());
+  Run r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  r.out = test::read_bytes(io / "out");
+  r.err = test::read_bytes(io / "err");
+  return r;
+}
+
+int64_t lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
+
+const ModelSpec kSpec{.input = {4}, .layers = {Linear{.out_features = 3}, ReLU(), Linear{.out_features = 2}}};
+
+/// The inputs every case can use, good and bad, written into `d`.
+void write_inputs(const test::TempDir& d) {
+  using test::npy_bytes;
+  using test::raw;
+  using test::safetensors_bytes;
+  using test::write_bytes;
+  save_model_spec(d / "model.json", kSpec);
+  write_bytes(d / "broken.json", R"({"input": [4], "layers": [{"type": "relu"},)");
+  write_bytes(d / "dropout.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2}, {"type": "dropout"}]})");
+  write_bytes(d / "inplace.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "inplace": true}]})");
+  write_bytes(d / "chain.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": 3}, {"type": "relu"},
+                                   {"type": "linear", "out_features": 2, "in_features": 5}]})");
+  write_bytes(d / "cnn.json", R"({"input": [4], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}]})");
+  write_npy(d / "x.npy", test::randn<double>({5, 4}, 1));
+  write_npy(d / "x2.npy", test::randn<double>({3, 4}, 2));
+  write_npy(d / "x5.npy", test::randn<double>({3, 5}, 3));
+  auto nan = test::randn<double>({2, 4}, 4);
+  nan(1, 2) = NAN;
+  write_npy(d / "xnan.npy", nan);
+  auto inf = test::randn<double>({2, 4}, 5);
+  inf(0, 3) = -INFINITY;
+  write_npy(d / "xinf.npy", inf);
+  auto big = test::randn<double>({2, 4}, 6);
+  big(0, 0) = 1e300;
+  write_npy(d / "xbig.npy", big);
+  write_bytes(d / "xint.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (2, 4), }",
+                                        raw(std::vector<int64_t>(8, 1))));
+  write_bytes(d / "xtrunc.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (5, 4), }",
+                                          raw(std::vector<double>(7, 1.0))));
+  write_bytes(d / "xtext.npy", "1,2,3,4\n5,6,7,8\n");
+  // weights: good, and each way of being wrong
+  Sequential<double> net(kSpec, 7);
+  save_weights(net, d / "w.safetensors");
+  std::vector<NamedTensor<double>> all;
+  for (const auto& p : net.named_parameters()) all.push_back({p.name, *p.tensor});
+  write_safetensors(d / "w_missing.safetensors", std::vector<NamedTensor<double>>(all.begin(), all.end() - 1));
+  auto extra = all;
+  extra.push_back({"3.weight", Tensor<double>({2, 2})});
+  write_safetensors(d / "w_extra.safetensors", extra);
+  auto shaped = all;
+  shaped[2].tensor = Tensor<double>({3, 2});
+  write_safetensors(d / "w_shape.safetensors", shaped);
+  write_bytes(d / "w_int.safetensors",
+              safetensors_bytes(R"({"0.weight":{"dtype":"I64","shape":[3,4],"data_offsets":[0,96]}})",
+                                raw(std::vector<int64_t>(12, 0))));
+  write_bytes(d / "w_hdrlen.safetensors", test::le(static_cast<uint64_t>(1) << 50) + "{}");
+  write_bytes(d / "w_offsets.safetensors",
+              safetensors_bytes(R"({"0.weight":{"dtype":"F64","shape":[3,4],"data_offsets":[0,96]}})",
+                                raw(std::vector<double>(4, 0.0))));
+  // kernels for analyze
+  write_npy(d / "k_rect.npy", Tensor<double>({3, 2}));
+  Tensor<double> k({2, 2});
+  k(0, 0) = 2;
+  k(1, 1) = 1;
+  write_npy(d / "k.npy", k);
+  write_safetensors(d / "c_shape.safetensors", std::vector<NamedTensor<double>>{{"0.weight", Tensor<double>({3, 3})}});
+  std::filesystem::create_directories(d.path() / "adir");
+}
+
+struct Case {
+  const char* args;
+  int code;
+  std::vector<std::string> says;
+};
+
+// Each case runs from a directory holding the inputs above; outputs go to k.npy / c.safetensors there.
+const std::vector<Case> kCases = {
+    // usage errors (exit code 2)
+    {"compute model.json --x1 x.npy -o k.npy --frobnicate", 2, {"--frobnicate"}},
+    {"compute model.json --x1 x.npy -o k.npy --mode fast", 2, {"--mode", "fast"}},
+    {"compute model.json --x1 x.npy -o k.npy --dtype float16", 2, {"--dtype", "float16"}},
+    {"compute model.json --x1 x.npy -o k.npy --method magic", 2, {"--method"}},
+    {"compute model.json -o k.npy", 2, {"--x1"}},
+    {"compute model.json --x1 x.npy", 2, {"output"}},
+    {"compute --x1 x.npy -o k.npy", 2, {"model"}},
+    {"compute model.json --x1 x.npy -o k.npy --threads -2", 2, {"--threads"}},
+    {"compute model.json --x1 x.npy -o k.npy --seed abc", 2, {"--seed"}},
+    {"compute model.json --x1 x.npy -o k.npy --components k.npy", 2, {"-o and --components", "k.npy"}},
+    {"", 2, {"subcommand"}},
+    {"transmogrify", 2, {"transmogrify"}},
+    {"analyze k.npy --json --verbose", 2, {"--verbose"}},
+    // the model
+    {"compute nosuch.json --x1 x.npy -o k.npy", 1, {"nosuch.json", "No such file"}},
+    {"compute broken.json --x1 x.npy -o k.npy", 1, {"broken.json", "not valid JSON"}},
+    {"compute dropout.json --x1 x.npy -o k.npy", 1, {"dropout.json", "layer 1", "unknown layer type \"dropout\""}},
+    {"compute inplace.json --x1 x.npy -o k.npy", 1, {"inplace.json", "layer 0 (linear)", "unknown field \"inplace\""}},
+    {"compute chain.json --x1 x.npy -o k.npy", 1, {"chain.json", "layer 2 (linear)", "in_features"}},
+    {"compute cnn.json --x1 x.npy -o k.npy", 1, {"cnn.json", "layer 0 (conv2d)"}},
+    {"compute x.npy --x1 x.npy -o k.npy", 1, {"x.npy", "not valid JSON"}},
+    // the data
+    {"compute model.json --x1 xint.npy -o k.npy", 1, {"xint.npy", "int64", "expected float32"}},
+    {"compute model.json --x1 xtrunc.npy -o k.npy", 1, {"xtrunc.npy", "truncated"}},
+    {"compute model.json --x1 xtext.npy -o k.npy", 1, {"xtext.npy", "not a .npy file"}},
+    {"compute model.json --x1 nosuch.npy -o k.npy", 1, {"nosuch.npy", "No such file"}},
+    {"compute model.json --x1 adir -o k.npy", 1, {"adir", "is a directory"}},
+    {"compute model.json --x1 x5.npy -o k.npy", 1, {"x5.npy", "--x1", "(3, 5)", "(N, 4)"}},
+    {"compute model.json --x1 x.npy --x2 x5.npy -o k.npy", 1, {"x5.npy", "--x2", "x.npy", "(M, 4)"}},
+    {"compute model.json --x1 xnan.npy -o k.npy", 1, {"xnan.npy", "NaN", "index 6"}},
+    {"compute model.json --x1 x.npy --x2 xinf.npy -o k.npy", 1, {"xinf.npy", "--x2", "Inf"}},
+    {"compute model.json --x1 xbig.npy --dtype float32 -o k.npy", 1, {"xbig.npy", "overflows float32"}},
+    // the weights
+    {"compute model.json --x1 x.npy --weights w_missing.safetensors -o k.npy",
+     1,
+     {"w_missing.safetensors", "missing tensor \"2.bias\""}},
+    {"compute model.json --x1 x.npy --weights w_extra.safetensors -o k.npy",
+     1,
+     {"w_extra.safetensors", "unexpected tensor \"3.weight\""}},
+    {"compute model.json --x1 x.npy --weights w_shape.safetensors -o k.npy",
+     1,
+     {"w_shape.safetensors", "\"2.weight\" has shape (3, 2), expected (2, 3)", "layer 2 (linear)"}},
+    {"compute model.json --x1 x.npy --weights w_int.safetensors -o k.npy", 1, {"w_int.safetensors", "I64"}},
+    {"compute model.json --x1 x.npy --weights w_hdrlen.safetensors -o k.npy",
+     1,
+     {"w_hdrlen.safetensors", "header length"}},
+    {"compute model.json --x1 x.npy --weights w_offsets.safetensors -o k.npy",
+     1,
+     {"w_offsets.safetensors", "\"0.weight\"", "data buffer has 32 bytes"}},
+    {"compute model.json --x1 x.npy --weights nosuch.safetensors -o k.npy", 1, {"nosuch.safetensors"}},
+    // the outputs
+    {"compute model.json --x1 x.npy -o no/such/dir/k.npy", 1, {"no/such/dir/k.npy", "cannot write"}},
+    {"compute model.json --x1 x.npy -o adir", 1, {"adir", "is a directory"}},
+    {"compute model.json --x1 x.npy -o k.npy --components no/dir/c.safetensors", 1, {"no/dir/c.safetensors"}},
+    // analyze
+    {"analyze k_rect.npy", 1, {"k_rect.npy", "(3, 2)", "square in samples"}},
+    {"analyze nosuch.npy --json", 1, {"nosuch.npy"}},
+    {"analyze xint.npy", 1, {"xint.npy", "int64"}},
+    {"analyze k.npy --components c_shape.safetensors", 1, {"c_shape.safetensors", "\"0.weight\"", "(3, 3)"}},
+    {"analyze k.npy --components w_hdrlen.safetensors", 1, {"w_hdrlen.safetensors"}},
+};
+
+}  // namespace
+
+TEST_CASE("xntk: every bad input ends with one message, the right exit code and no output", "[cli][errors]") {
+  if (std::string(XNTK_CLI).empty()) {
+    WARN("the xntk program is not built (XNTK_BUILD_CLI=OFF): skipped");
+    return;
+  }
+  test::TempDir d("cli-bad");
+  write_inputs(d);
+  const auto before = d.entries();
+  for (const Case& c : kCases) {
+    INFO("xntk " << c.args);
+    const Run r = run(c.args, d);
+    INFO("stderr: " << r.err);
+    CHECK(r.code == c.code);
+    CHECK(lines(r.err) == 1);
+    CHECK_THAT(r.err, StartsWith("xntk: "));
+    for (const auto& s : c.says) CHECK_THAT(r.err, Contains(s));
+    CHECK(r.out.empty());
+    CHECK(d.entries() == before);  // neither an output nor a temporary file
+  }
+  CHECK(kCases.size() >= 20);
+}
+
+TEST_CASE("xntk compute writes the kernel, the components and one stats line", "[cli]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-good");
+  write_inputs(d);
+  Sequential<double> net(kSpec, 7);
+  load_weights(net, d / "w.safetensors");
+  const auto x = read_npy<double>(d / "x.npy"), x2 = read_npy<double>(d / "x2.npy");
+
+  const Run r =
+      run("compute model.json --x1 x.npy --x2 x2.npy --weights w.safetensors --components c.safetensors "
+          "-o k.npy --stats",
+          d);
+  REQUIRE(r.code == 0);
+  CHECK(r.err.empty());  // no progress bar when stderr is not a terminal
+  CHECK(lines(r.out) == 1);
+  const auto stats = nlohmann::json::parse(r.out);
+  for (const char* key : {"load_s", "compute_s", "write_s", "flops", "gflops", "peak_rss_mb", "conv_methods", "mode",
+                          "dtype", "method", "n", "m", "outputs"})
+    CHECK(stats.contains(key));
+  CHECK(stats["n"] == 5);
+  CHECK(stats["m"] == 3);
+  CHECK(stats["outputs"] == 2);
+  CHECK(stats["flops"].get<double>() > 0);
+  CHECK(stats["peak_rss_mb"].get<double>() > 0);
+
+  const auto want = ntk(net, x, x2, {.components = true});
+  const auto k = read_npy<double>(d / "k.npy");
+  CHECK(k.shape() == Shape{5, 3, 2, 2});
+  CHECK(test::rel_error(k, want.total) < 1e-14);
+  const auto comps = read_safetensors<double>(d / "c.safetensors");
+  REQUIRE(comps.size() == 5);
+  const std::vector<std::string> names = {"2.weight", "2.bias", "0.weight", "0.bias", "total"};
+  for (size_t i = 0; i < comps.size(); ++i) {
+    CHECK(comps[i].name == names[i]);
+    CHECK(test::rel_error(comps[i].tensor, i < 4 ? want.components[i] : want.total) < 1e-14);
+  }
+
+  // modes, dtype, method, seeded initialisation
+  REQUIRE(run("compute model.json --x1 x.npy --mode trace --dtype float32 -o t.npy", d).code == 0);
+  CHECK(read_npy_info(d / "t.npy").itemsize == 4);
+  CHECK(read_npy<double>(d / "t.npy").shape() == Shape{5, 5});
+  REQUIRE(
+      run("compute model.json --x1 x.npy --mode diagonal --method autograd --weights w.safetensors -o g.npy", d).code ==
+      0);
+  CHECK(test::rel_error(read_npy<double>(d / "g.npy"), ntk(net, x, {.mode = Mode::diagonal}).total) < 1e-12);
+  REQUIRE(run("compute model.json --x1 x.npy --seed 3 -o s3.npy --threads 1 --tile 2", d).code == 0);
+  CHECK(test::rel_error(read_npy<double>(d / "s3.npy"), ntk(Sequential<double>(kSpec, 3), x).total) < 1e-14);
+  REQUIRE(run("compute model.json --x1 x.npy --seed 4 -o s4.npy", d).code == 0);
+  CHECK(test::rel_error(read_npy<double>(d / "s4.npy"), read_npy<double>(d / "s3.npy")) > 1e-3);
+
+  // Fortran-ordered data is the same data
+  const std::vector<double> xt = [&] {
+    std::vector<double> v;
+    for (int j = 0; j < 4; ++j)
+      for (int i = 0; i < 5; ++i) v.push_back(x(i, j));
+    return v;
+  }();
+  test::write_bytes(d / "xf.npy",
+                    test::npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (5, 4), }", test::raw(xt)));
+  REQUIRE(run("compute model.json --x1 xf.npy --seed 3 -o f.npy", d).code == 0);
+  CHECK(test::rel_error(read_npy<double>(d / "f.npy"), read_npy<double>(d / "s3.npy")) == 0);
+
+  // /dev/null as output is written, not replaced
+  REQUIRE(run("compute model.json --x1 x.npy -o /dev/null", d).code == 0);
+  CHECK(std::filesystem::is_character_file("/dev/null"));
+  std::set<std::string> left;
+  for (const auto& e : d.entries())
+    if (e[0] == '.') left.insert(e);
+  CHECK(left.empty());
+}
+
+TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-analyze");
+  write_inputs(d);
+  REQUIRE(run("compute model.json --x1 x.npy --weights w.safetensors --components c.safetensors -o k4.npy", d).code ==
+          0);
+  const Run r = run("analyze k4.npy --components c.safetensors --json", d);
+  REQUIRE(r.code == 0);
+  CHECK(lines(r.out) == 1);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["mode"] == "full");
+  CHECK(j["samples"] == 5);
+  CHECK(j["outputs"] == 2);
+  CHECK(j["size"] == 10);
+  CHECK(j["eigenvalues"].size() == 10);
+  CHECK(j["lambda_max"].get<double>() >= j["lambda_min"].get<double>());
+  REQUIRE(j["components"].size() == 4);
+  CHECK(j["components"][0]["name"] == "2.weight");
+  CHECK(j["shares_sum"].get<double>() == Approx(1).epsilon(1e-12));
+  // the last layer's bias component is I_O in every sample block: rank O, singular, condition null with a note
+  CHECK(j["components"][1]["condition"].is_null());
+  CHECK(j["components"][1]["numerical_rank"] == 2);
+  CHECK(j["components"][1].contains("note"));
+  const Sequential<double> net = [&] {
+    Sequential<double> n(kSpec, 7);
+    load_weights(n, d / "w.safetensors");
+    return n;
+  }();
+  const auto a = analyze(ntk(net, read_npy<double>(d / "x.npy")).total);
+  CHECK(j["trace"].get<double>() == Approx(a.spectrum.trace).epsilon(1e-12));
+
+  const Run text = run("analyze k.npy", d);
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Contains("trace kernel") && Contains("condition        2") && Contains("effective rank"));
+  // a components file of another kernel is refused
+  const Run other = run("analyze k.npy --components c.safetensors", d);
+  CHECK(other.code == 1);
+  CHECK_THAT(other.err, Contains("c.safetensors"));
+}

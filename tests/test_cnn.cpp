@@ -1,0 +1,243 @@
+// Explicit layer-wise NTK = autograd NTK over a table of random CNNs: both conv evaluation orders, every
+// mode, components, tiles, exact symmetry, and float32 against float64.
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+
+using namespace xntk;
+
+namespace {
+
+struct Case {
+  ModelSpec spec;
+  int64_t n, m;
+};
+
+/// Output size of a window sliding over `size` values (PyTorch's floor rounding).
+int64_t slide(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation) {
+  return (size + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+/// Case c of the table: 1–3 conv layers (kernel 1–3, stride 1–2, padding 0–1, dilation 1–2, bias on and off),
+/// an activation after each (every kind in turn), average or max pooling between some of them, both
+/// parameterisations, and four heads: flatten + linear, global average pooling + linear, and two where a
+/// conv is the last parameterised layer (global average pooling, or the conv's own outputs flattened).
+Case make_case(int c) {
+  std::mt19937_64 g(7000 + c);
+  auto pick = [&](int lo, int hi) { return static_cast<int64_t>(lo + g() % (hi - lo + 1)); };
+  const auto kinds = all_activation_kinds();
+  Case k;
+  k.spec.parameterization = (c / 2) % 2 ? Parameterization::ntk : Parameterization::standard;
+  int64_t C = pick(1, 3), H = pick(5, 8), W = pick(5, 8);
+  k.spec.input = {C, H, W};
+  const int head = c % 4;
+  const int convs = 1 + (c / 4) % 3;
+  for (int l = 0; l < convs; ++l) {
+    Conv2d conv{.out_channels = pick(1, 4), .bias = g() % 3 != 0};
+    conv.kernel_h = pick(1, 3);
+    conv.kernel_w = g() % 4 == 0 ? pick(1, 3) : conv.kernel_h;
+    conv.stride_h = pick(1, 2);
+    conv.stride_w = g() % 4 == 0 ? pick(1, 2) : conv.stride_h;
+    conv.padding_h = conv.padding_w = pick(0, 1);
+    conv.dilation_h = conv.dilation_w = pick(1, 2);
+    conv.w_std = 0.5 + static_cast<double>(g() % 100) / 100.0;
+    conv.b_std = static_cast<double>(g() % 100) / 100.0;
+    // shrink what does not fit the (small) image
+    if (slide(H, conv.kernel_h, 1, conv.padding_h, conv.dilation_h) < 2 ||
+        slide(W, conv.kernel_w, 1, conv.padding_w, conv.dilation_w) < 2)
+      conv.dilation_h = conv.dilation_w = 1;
+    while (slide(H, conv.kernel_h, 1, conv.padding_h, 1) < 1) --conv.kernel_h;
+    while (slide(W, conv.kernel_w, 1, conv.padding_w, 1) < 1) --conv.kernel_w;
+    H = slide(H, conv.kernel_h, conv.stride_h, conv.padding_h, conv.dilation_h);
+    W = slide(W, conv.kernel_w, conv.stride_w, conv.padding_w, conv.dilation_w);
+    C = conv.out_channels;
+    k.spec.layers.push_back(conv);
+    Activation act{kinds[static_cast<size_t>(c + l) % kinds.size()]};
+    if (act.kind == ActivationKind::leaky_relu) act.negative_slope = 0.2;
+    if (act.kind == ActivationKind::gelu && c % 2) act.approximate = "tanh";
+    const bool last = l == convs - 1;
+    if (!last || head != 3 || c % 8 == 3) k.spec.layers.push_back(act);
+    if (last || H < 2 || W < 2) continue;
+    switch ((c + l) % 3) {
+      case 0: {
+        AvgPool2d pool{.kernel_h = 2, .kernel_w = W >= 3 && g() % 2 ? 3 : 2};
+        pool.padding_h = g() % 3 == 0 ? 1 : 0;
+        k.spec.layers.push_back(pool);
+        H = slide(H, pool.kernel_h, pool.kernel_h, pool.padding_h, 1);
+        W = slide(W, pool.kernel_w, pool.kernel_w, 0, 1);
+        break;
+      }
+      case 1: {
+        MaxPool2d pool{.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = g() % 2 ? 1 : 2};
+        if (H >= 3 && W >= 3 && g() % 2) pool.dilation_h = pool.dilation_w = 2;
+        pool.padding_w = g() % 3 == 0 ? 1 : 0;
+        k.spec.layers.push_back(pool);
+        H = slide(H, 2, 1, 0, pool.dilation_h);
+        W = slide(W, 2, pool.stride_w, pool.padding_w, pool.dilation_w);
+        break;
+      }
+      default: break;  // no pooling
+    }
+  }
+  switch (head) {
+    case 0:
+      k.spec.layers.push_back(Flatten{});
+      k.spec.layers.push_back(Linear{.out_features = pick(1, 4), .bias = g() % 2 == 0});
+      break;
+    case 1:
+      k.spec.layers.push_back(GlobalAvgPool{});
+      k.spec.layers.push_back(Flatten{});
+      k.spec.layers.push_back(Linear{.out_features = pick(2, 4)});
+      break;
+    case 2:  // the last conv's deltas are not the identity: they come through the pooling
+      k.spec.layers.push_back(GlobalAvgPool{});
+      k.spec.layers.push_back(Flatten{});
+      break;
+    default:  // the last conv's outputs are the network's outputs
+      k.spec.layers.push_back(Flatten{});
+      break;
+  }
+  k.n = pick(2, 4);
+  k.m = k.n + pick(1, 2);
+  return k;
+}
+
+std::string describe(const ModelSpec& spec) {
+  std::string s = std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":";
+  for (const auto& l : spec.layers) {
+    s += " " + type_name(l);
+    if (auto* cv = std::get_if<Conv2d>(&l))
+      s += "(" + std::to_string(cv->out_channels) + ",k" + std::to_string(cv->kernel_h) + "x" +
+           std::to_string(cv->kernel_w) + ",s" + std::to_string(cv->stride_h) + "x" + std::to_string(cv->stride_w) +
+           ",p" + std::to_string(cv->padding_h) + ",d" + std::to_string(cv->dilation_h) + (cv->bias ? "" : ",nobias") +
+           ")";
+  }
+  return s;
+}
+
+/// The same model with every conv forced to one evaluation order.
+ModelSpec with_method(ModelSpec spec, const std::string& method) {
+  for (auto& l : spec.layers)
+    if (auto* cv = std::get_if<Conv2d>(&l)) cv->method = method;
+  return spec;
+}
+
+template <class T>
+void compare(const Kernel<T>& e, const Kernel<T>& a, double tol) {
+  CHECK(test::rel_error(e.total, a.total) <= tol);
+  REQUIRE(e.names == a.names);
+  REQUIRE(e.components.size() == a.components.size());
+  for (size_t i = 0; i < e.components.size(); ++i) {
+    INFO("component " << e.names[i]);
+    CHECK(test::rel_error(e.components[i], a.components[i]) <= tol);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every mode)", "[cnn]") {
+  const int c = GENERATE(range(0, 48));
+  const Case k = make_case(c);
+  INFO("case " << c << ": " << describe(k.spec) << ", N=" << k.n << " M=" << k.m);
+  const Sequential<double> net(k.spec, 90 + c);
+  const Sequential<double> by_gradients(with_method(k.spec, "gradients"), 90 + c);
+  const Sequential<double> by_positions(with_method(k.spec, "positions"), 90 + c);
+  Shape s1{k.n}, s2{k.m};
+  s1.insert(s1.end(), k.spec.input.begin(), k.spec.input.end());
+  s2.insert(s2.end(), k.spec.input.begin(), k.spec.input.end());
+  const auto x1 = test::randn<double>(s1, 3 * c), x2 = test::randn<double>(s2, 3 * c + 1);
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    const KernelOptions opt{.mode = mode, .components = true};
+    const auto ref = autograd_ntk(net, x1, x2, opt), ref_sym = autograd_ntk(net, x1, opt);
+    for (const auto* model : {&net, &by_gradients, &by_positions}) {
+      const auto e = ntk(*model, x1, x2, opt);
+      INFO("conv methods " << (e.methods.empty() ? "" : e.methods.front()) << " ...");
+      compare(e, ref, 1e-10);
+      compare(ntk(*model, x1, opt), ref_sym, 1e-10);
+    }
+    // the two orders against each other, and the total accumulated without components
+    CHECK(test::rel_error(ntk(by_gradients, x1, x2, opt).total, ntk(by_positions, x1, x2, opt).total) <= 1e-10);
+    CHECK(test::rel_error(ntk(net, x1, x2, {.mode = mode}).total, ref.total) <= 1e-10);
+  }
+}
+
+TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {
+  // a 5×5 image through a 5×5 kernel has one output position: the double sum is a single term
+  const ModelSpec tiny{
+      .input = {2, 5, 5},
+      .layers = {Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3}, ReLU(),
+                 Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 2}}};
+  const Sequential<double> net(tiny, 1);
+  const auto x = test::randn<double>({3, 2, 5, 5}, 2);
+  CHECK(ntk(net, x).methods == std::vector<std::string>{"2: positions", "0: gradients"});
+  // a wide map with few outputs: per-sample gradients
+  const Sequential<double> wide(
+      {.input = {3, 16, 16},
+       .layers = {Conv2d{.out_channels = 8, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 3}}},
+      1);
+  CHECK(ntk(wide, test::randn<double>({2, 3, 16, 16}, 3)).methods == std::vector<std::string>{"0: gradients"});
+  const Sequential<double> forced(with_method(tiny, "gradients"), 1);
+  CHECK(ntk(forced, x).methods == std::vector<std::string>{"2: gradients", "0: gradients"});
+  CHECK(autograd_ntk(net, x).methods.empty());
+}
+
+TEST_CASE("CNN kernels do not depend on the tile size and Θ(X, X) is exactly symmetric", "[cnn]") {
+  const std::string method = GENERATE("gradients", "positions");
+  const bool bias_last = GENERATE(false, true);
+  INFO("method " << method << ", output bias " << bias_last);
+  const ModelSpec spec{
+      .input = {2, 6, 6},
+      .parameterization = Parameterization::ntk,
+      .layers = {
+          Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3, .padding_h = 1, .padding_w = 1, .method = method},
+          Tanh(), MaxPool2d{},
+          Conv2d{.out_channels = 4, .kernel_h = 2, .kernel_w = 2, .bias = bias_last, .method = method}, GlobalAvgPool{},
+          Flatten{}}};
+  const Sequential<double> net(spec, 4);
+  const auto x1 = test::randn<double>({7, 2, 6, 6}, 5), x2 = test::randn<double>({5, 2, 6, 6}, 6);
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    const auto ref = autograd_ntk(net, x1, x2, {.mode = mode});
+    const auto ref_sym = autograd_ntk(net, x1, {.mode = mode});
+    for (int64_t tile : {0, 1, 2, 3}) {
+      INFO("tile " << tile);
+      const auto k = ntk(net, x1, x2, {.mode = mode, .components = true, .tile = tile});
+      CHECK(k.tile == (tile == 0 ? 7 : tile));
+      CHECK(test::rel_error(k.total, ref.total) <= 1e-10);
+      const auto s = ntk(net, x1, {.mode = mode, .components = true, .tile = tile});
+      CHECK(test::rel_error(s.total, ref_sym.total) <= 1e-10);
+      const int64_t N = 7, O = 4, per = mode == Mode::full ? O * O : mode == Mode::diagonal ? O : 1;
+      bool symmetric = true;
+      for (const auto* t : {&s.total, &s.components[0], &s.components[1], &s.components[2]})
+        for (int64_t i = 0; i < N; ++i)
+          for (int64_t j = 0; j < N; ++j)
+            for (int64_t e = 0; e < per; ++e) {
+              // full mode: Θ[i, j, o, o'] == Θ[j, i, o', o]
+              const int64_t f = mode == Mode::full ? (e % O) * O + e / O : e;
+              symmetric = symmetric && (*t)[(i * N + j) * per + e] == (*t)[(j * N + i) * per + f];
+            }
+      CHECK(symmetric);
+    }
+  }
+}
+
+TEST_CASE("CNN kernels in float32 agree with float64", "[cnn][float]") {
+  const int c = GENERATE(0, 5, 10, 15, 21, 30);
+  const Case k = make_case(c);
+  INFO("case " << c << ": " << describe(k.spec));
+  const Sequential<double> netd(k.spec, 90 + c);
+  const Sequential<float> netf(k.spec, 90 + c);
+  Shape s1{k.n}, s2{k.m};
+  s1.insert(s1.end(), k.spec.input.begin(), k.spec.input.end());
+  s2.insert(s2.end(), k.spec.input.begin(), k.spec.input.end());
+  const auto x1 = test::randn<double>(s1, 3 * c), x2 = test::randn<double>(s2, 3 * c + 1);
+  for (Mode mode : {Mode::full, Mode::trace}) {
+    INFO("mode " << name(mode));
+    const KernelOptions opt{.mode = mode};
+    const auto kd = ntk(netd, x1, x2, opt);
+    CHECK(test::rel_error(ntk(netf, x1.cast<float>(), x2.cast<float>(), opt).total, kd.total) <= 1e-4);
+    CHECK(test::rel_error(autograd_ntk(netf, x1.cast<float>(), x2.cast<float>(), opt).total, kd.total) <= 1e-4);
+    CHECK(test::rel_error(ntk(netf, x1.cast<float>(), opt).total, ntk(netd, x1, opt).total) <= 1e-4);
+  }
+}
