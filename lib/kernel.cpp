@@ -11,6 +11,7 @@
 
 #include "batch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/grain.hpp"
 #include "layer.hpp"
 
 namespace xntk {
@@ -96,7 +97,8 @@ template <class T>
 void expand(const Pass<T>& p, int64_t outputs, int64_t size, std::vector<T>& dst) {
   const size_t rows = static_cast<size_t>(outputs * size);
   dst.resize(static_cast<size_t>(p.batch) * rows);
-  parallel_for(p.batch, [&](int64_t b) { std::copy(p.delta.begin(), p.delta.begin() + rows, dst.begin() + b * rows); });
+  parallel_for_work(p.batch, static_cast<double>(rows),
+                    [&](int64_t b) { std::copy(p.delta.begin(), p.delta.begin() + rows, dst.begin() + b * rows); });
 }
 
 /// δ through layer l: from its output to its input. Frees the layer's output values. Shared deltas stay
@@ -130,7 +132,7 @@ template <class T>
 void scatter(const T* block, int64_t n1, int64_t n2, int64_t i0, int64_t j0, int64_t cols, int64_t outputs, Mode mode,
              bool mirror, T* dst) {
   const int64_t per = per_pair(outputs, mode);
-  parallel_for(n1, [&](int64_t i) {
+  parallel_for_work(n1, static_cast<double>(n2 * per * (mirror ? 2 : 1)), [&](int64_t i) {
     for (int64_t j = 0; j < n2; ++j) {
       const T* src = block + (i * n2 + j) * per;
       std::copy(src, src + per, dst + ((i0 + i) * cols + j0 + j) * per);
@@ -267,7 +269,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
             const T* cw = target.weight;
             const T* cb = target.bias;
             const bool has_bias = params.size() > 1;
-            parallel_for(n1, [&](int64_t i) {
+            parallel_for_work(n1, static_cast<double>(n2 * per), [&](int64_t i) {
               for (size_t e = i * n2 * per; e < static_cast<size_t>((i + 1) * n2 * per); ++e)
                 total[e] += has_bias ? cw[e] + cb[e] : cw[e];
             });

@@ -50,14 +50,20 @@ void gram_lower(const T* a, int64_t r, int64_t k, T* out, int64_t lda = -1) {
 template <class T>
 void mirror_lower(T* c, int64_t n) {
   constexpr int64_t b = 64;
-  parallel_for((n + b - 1) / b, [&](int64_t bi) {
+  auto rows = [&](int64_t bi) {
     const int64_t i0 = bi * b, i1 = std::min(n, i0 + b);
     for (int64_t j0 = i0; j0 < n; j0 += b) {
       const int64_t j1 = std::min(n, j0 + b);
       for (int64_t i = i0; i < i1; ++i)
         for (int64_t j = std::max(j0, i + 1); j < j1; ++j) c[i * n + j] = c[j * n + i];
     }
-  });
+  };
+  const int64_t blocks = (n + b - 1) / b;
+  if (n * n < (1 << 18)) {  // too small to be worth a parallel region
+    for (int64_t bi = 0; bi < blocks; ++bi) rows(bi);
+  } else {
+    parallel_for(blocks, rows);
+  }
 }
 
 /// C(i, j) of a Gram matrix of which only the lower triangle is valid.

@@ -6,6 +6,7 @@
 
 #include "autograd/tape.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/grain.hpp"
 #include "layers/activation_fn.hpp"
 
 namespace xntk::detail {
@@ -24,7 +25,7 @@ ActivationLayer<T>::ActivationLayer(int index, const Shape& in, const Activation
 template <class T>
 void ActivationLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   const int64_t n = this->in_size();
-  parallel_for(batch, [&](int64_t b) {
+  parallel_for_work(batch, 8.0 * static_cast<double>(n), [&](int64_t b) {
     for (int64_t i = b * n; i < (b + 1) * n; ++i) out[i] = activation_value<T>(spec_, in[i]);
   });
 }
@@ -67,7 +68,7 @@ template <class T>
 void ActivationLayer<T>::backward(const T* in, const T* out, const T* dout, T* din, int64_t batch,
                                   int64_t streams) const {
   const int64_t n = this->in_size();
-  parallel_for(batch, [&](int64_t b) {
+  parallel_for_work(batch, static_cast<double>(n * (8 + streams)), [&](int64_t b) {
     std::vector<T> d(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) d[i] = derivative(in[b * n + i], out[b * n + i]);
     for (int64_t s = 0; s < streams; ++s) {

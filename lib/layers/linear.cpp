@@ -4,6 +4,7 @@
 
 #include "autograd/tape.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/grain.hpp"
 
 namespace xntk::detail {
 
@@ -47,7 +48,7 @@ void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
        out, out_features_);
   if (has_bias_) {
     const T cb(cb_);
-    parallel_for(batch, [&](int64_t i) {
+    parallel_for_work(batch, static_cast<double>(out_features_), [&](int64_t i) {
       for (int64_t j = 0; j < out_features_; ++j) out[i * out_features_ + j] += cb * bias_[j];
     });
   }
@@ -127,7 +128,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       else
         s(0, 0) += S(o, o);
     }
-    parallel_for(n1, [&](int64_t i) {
+    parallel_for_work(n1, static_cast<double>(n2 * per * 2), [&](int64_t i) {
       for (int64_t j = 0; j < n2; ++j) {
         const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
@@ -150,7 +151,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       RowMat<T> D(r1, r2);
       gram_of(a.delta, r1, b.delta, r2, out, out, t.same, D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
-      parallel_for(n1, [&](int64_t i) {
+      parallel_for_work(n1, static_cast<double>(n2 * O * O * 2), [&](int64_t i) {
         for (int64_t o = 0; o < O; ++o) {
           const T* d = D.data() + (i * O + o) * r2;
           for (int64_t j = 0; j < n2; ++j) {
@@ -171,7 +172,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       RowMat<T> D(n1, n2);
       gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2);
-      parallel_for(n1, [&](int64_t i) {
+      parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
         for (int64_t j = 0; j < n2; ++j) w[i * n2 + j] += A(i, j) * D(i, j);
         if (bias)
           for (int64_t j = 0; j < n2; ++j) bias[i * n2 + j] += cb2 * D(i, j);
@@ -183,7 +184,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       RowMat<T> D(n1, n2);
       for (int64_t o = 0; o < O; ++o) {
         gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, D.data(), t.flops);
-        parallel_for(n1, [&](int64_t i) {
+        parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
           for (int64_t j = 0; j < n2; ++j) {
             w[(i * n2 + j) * O + o] += A(i, j) * D(i, j);
             if (bias) bias[(i * n2 + j) * O + o] += cb2 * D(i, j);
