@@ -14,6 +14,7 @@ struct ComputeArgs {
   bool stats = false;
   int threads = 0;
   int64_t tile = 0;
+  int64_t memory_mb = 0;
 };
 
 struct AnalyzeArgs {

@@ -128,7 +128,11 @@ void run(const ComputeArgs& args) {
   const double load_s = seconds_since(t0);
 
   ProgressBar bar;
-  KernelOptions opt{.mode = mode, .components = comp_out.has_value(), .tile = args.tile, .threads = args.threads};
+  KernelOptions opt{.mode = mode,
+                    .components = comp_out.has_value(),
+                    .tile = args.tile,
+                    .memory_budget = args.memory_mb * 1000000,
+                    .threads = args.threads};
   opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   t0 = Clock::now();
   Kernel<T> k;

@@ -74,6 +74,11 @@ int main(int argc, char** argv) {
   compute->add_option("--tile", c.tile, "Samples per tile (0: from the memory budget)")
       ->check(kNonNegative)
       ->capture_default_str();
+  compute
+      ->add_option("--memory-budget", c.memory_mb,
+                   "Working memory for the tiles in MB, besides the outputs (0: half the available RAM)")
+      ->check(kNonNegative)
+      ->capture_default_str();
 
   xntk::cli::AnalyzeArgs a;
   CLI::App* analyze = app.add_subcommand("analyze", "Spectrum, condition number and effective rank of Θ(X, X)");
