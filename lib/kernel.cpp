@@ -148,6 +148,27 @@ void scatter(const T* block, int64_t n1, int64_t n2, int64_t i0, int64_t j0, int
   });
 }
 
+/// Θ(X, X) from its lower triangle of sample pairs: block (i, j > i) becomes block (j, i) with, in full
+/// mode, the outputs swapped. Copies only, so the result is exactly symmetric.
+template <class T>
+void mirror_samples(T* k, int64_t n, int64_t outputs, Mode mode) {
+  const int64_t per = per_pair(outputs, mode), b = 32;
+  parallel_for_work((n + b - 1) / b, static_cast<double>(b * n * per), [&](int64_t bi) {
+    for (int64_t j0 = bi * b; j0 < n; j0 += b)
+      for (int64_t i = bi * b; i < std::min(n, (bi + 1) * b); ++i)
+        for (int64_t j = std::max(j0, i + 1); j < std::min(n, j0 + b); ++j) {
+          const T* src = k + (j * n + i) * per;
+          T* dst = k + (i * n + j) * per;
+          if (mode == Mode::full) {
+            for (int64_t o = 0; o < outputs; ++o)
+              for (int64_t q = 0; q < outputs; ++q) dst[o * outputs + q] = src[q * outputs + o];
+          } else {
+            std::copy(src, src + per, dst);
+          }
+        }
+  });
+}
+
 /// Working bytes of one tile pair of n1 × n2 samples.
 template <class T>
 double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components) {
@@ -291,6 +312,10 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
       std::vector<T>().swap(expanded_a);
       std::vector<T>().swap(expanded_b);
     }
+  }
+  if (same) {  // layers formed the pairs (i, j ≤ i) of each symmetric block
+    mirror_samples(k.total.data(), n, O, opt.mode);
+    for (auto& c : k.components) mirror_samples(c.data(), n, O, opt.mode);
   }
   return k;
 }

@@ -30,7 +30,9 @@ template <class T>
 struct ComponentTarget {
   Mode mode = Mode::full;
   int64_t outputs = 0;
-  bool same = false;  // the two sides are the same batch: the block must come out exactly symmetric
+  // The two sides are the same batch. Then only sample pairs (i, j ≤ i) need to be written — the driver
+  // mirrors the rest — and each diagonal pair's (o, o') block must be exactly symmetric.
+  bool same = false;
   T* weight = nullptr;
   T* bias = nullptr;
   double* flops = nullptr;

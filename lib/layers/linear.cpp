@@ -85,16 +85,16 @@ double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) 
 
 namespace {
 
-/// Gram matrix of the rows of a (r1 × k, leading dimension lda) with those of b; with `same`, a SYRK
-/// mirrored to an exactly symmetric matrix. Adds its FLOPs.
+/// alpha · the Gram matrix of the rows of a (r1 × k, leading dimension lda) with those of b. With `same`
+/// (b = a) only the lower triangle is formed (SYRK) and valid. Adds its FLOPs.
 template <class T>
-void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T* out, double* flops) {
+void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T alpha, T* out,
+             double* flops) {
   if (same) {
-    gram_lower(a, r1, k, out, lda);
-    mirror_lower(out, r1);
+    syrk_lower(r1, k, alpha, a, lda, T(0), out, r1);
     *flops += static_cast<double>(r1 * (r1 + 1)) * static_cast<double>(k);
   } else {
-    gram(a, r1, b, r2, k, out, lda, lda);
+    gemm(false, true, r1, r2, k, alpha, a, lda, b, lda, T(0), out, r2);
     *flops += 2.0 * static_cast<double>(r1 * r2) * static_cast<double>(k);
   }
 }
@@ -108,16 +108,19 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
   T* w = t.weight;
   T* bias = has_bias_ ? t.bias : nullptr;
 
-  // ⟨a, a'⟩ for every sample pair, scaled by c_w²
+  // c_w² ⟨a, a'⟩ for every sample pair. On a symmetric block only pairs j ≤ i are formed and written
+  // (ComponentTarget::same); Grams are then valid in their lower triangles.
   RowMat<T> A(n1, n2);
-  gram_of(a.in, n1, b.in, n2, in, in, t.same, A.data(), t.flops);
-  A *= cw2;
-  *t.flops += static_cast<double>(n1 * n2);
+  gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2, A.data(), t.flops);
+  auto columns = [&](int64_t i) { return t.same ? i + 1 : n2; };
 
   if (a.delta == nullptr || a.shared) {
     // Deltas shared by all samples (at the last layer δ_o = e_o): ⟨δ_o, δ'_o'⟩ = S[o, o'] for every pair
     RowMat<T> S = RowMat<T>::Identity(O, O);
-    if (a.delta) gram_of(a.delta, O, b.delta, O, out, out, true, S.data(), t.flops);
+    if (a.delta) {
+      gram_of(a.delta, O, b.delta, O, out, out, true, T(1), S.data(), t.flops);
+      mirror_lower(S.data(), O);
+    }
     const int64_t per = t.mode == Mode::full ? O * O : t.mode == Mode::diagonal ? O : 1;
     RowMat<T> s = RowMat<T>::Zero(1, per);  // the (o, o') block of one pair in the mode's layout
     for (int64_t o = 0; o < O; ++o) {
@@ -129,7 +132,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
         s(0, 0) += S(o, o);
     }
     parallel_for_work(n1, static_cast<double>(n2 * per * 2), [&](int64_t i) {
-      for (int64_t j = 0; j < n2; ++j) {
+      for (int64_t j = 0; j < columns(i); ++j) {
         const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
         for (int64_t e = 0; e < per; ++e) wij[e] += aij * s(0, e);
@@ -149,18 +152,20 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       // D[(i,o), (j,o')] = ⟨δ_o(x_i), δ_o'(x'_j)⟩; Θ[i,j,o,o'] = c_w² A[i,j] D[(i,o),(j,o')] (+ c_b² D)
       const int64_t r1 = n1 * O, r2 = n2 * O;
       RowMat<T> D(r1, r2);
-      gram_of(a.delta, r1, b.delta, r2, out, out, t.same, D.data(), t.flops);
+      gram_of(a.delta, r1, b.delta, r2, out, out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
       parallel_for_work(n1, static_cast<double>(n2 * O * O * 2), [&](int64_t i) {
         for (int64_t o = 0; o < O; ++o) {
           const T* d = D.data() + (i * O + o) * r2;
-          for (int64_t j = 0; j < n2; ++j) {
+          for (int64_t j = 0; j < columns(i); ++j) {
             const T s = A(i, j);
             T* wij = w + ((i * n2 + j) * O + o) * O;
-            for (int64_t p = 0; p < O; ++p) wij[p] += s * d[j * O + p];
-            if (bias) {
-              T* bij = bias + ((i * n2 + j) * O + o) * O;
-              for (int64_t p = 0; p < O; ++p) bij[p] += cb2 * d[j * O + p];
+            T* bij = bias ? bias + ((i * n2 + j) * O + o) * O : nullptr;
+            for (int64_t p = 0; p < O; ++p) {
+              // Θ(x_i, x_i)'s (o, o') block reads one triangle of D, so it is symmetric too
+              const T dv = t.same && j == i && p > o ? D(i * O + p, i * O + o) : d[j * O + p];
+              wij[p] += s * dv;
+              if (bij) bij[p] += cb2 * dv;
             }
           }
         }
@@ -170,12 +175,12 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
     case Mode::trace: {
       // Σ_o ⟨δ_o, δ'_o⟩: a sample's O rows are contiguous, so this is one Gram of (n, O·out) rows
       RowMat<T> D(n1, n2);
-      gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, D.data(), t.flops);
+      gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2);
       parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
-        for (int64_t j = 0; j < n2; ++j) w[i * n2 + j] += A(i, j) * D(i, j);
+        for (int64_t j = 0; j < columns(i); ++j) w[i * n2 + j] += A(i, j) * D(i, j);
         if (bias)
-          for (int64_t j = 0; j < n2; ++j) bias[i * n2 + j] += cb2 * D(i, j);
+          for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += cb2 * D(i, j);
       });
       break;
     }
@@ -183,9 +188,9 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       // one Gram per output over rows o, O + o, 2O + o, ...
       RowMat<T> D(n1, n2);
       for (int64_t o = 0; o < O; ++o) {
-        gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, D.data(), t.flops);
+        gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, T(1), D.data(), t.flops);
         parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
-          for (int64_t j = 0; j < n2; ++j) {
+          for (int64_t j = 0; j < columns(i); ++j) {
             w[(i * n2 + j) * O + o] += A(i, j) * D(i, j);
             if (bias) bias[(i * n2 + j) * O + o] += cb2 * D(i, j);
           }
