@@ -159,7 +159,9 @@ void mirror_samples(T* k, int64_t n, int64_t outputs, Mode mode) {
         for (int64_t j = std::max(j0, i + 1); j < std::min(n, j0 + b); ++j) {
           const T* src = k + (j * n + i) * per;
           T* dst = k + (i * n + j) * per;
-          if (mode == Mode::full) {
+          if (per == 1) {
+            *dst = *src;
+          } else if (mode == Mode::full) {
             for (int64_t o = 0; o < outputs; ++o)
               for (int64_t q = 0; q < outputs; ++q) dst[o * outputs + q] = src[q * outputs + o];
           } else {
@@ -240,6 +242,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
   // accumulated in buffers and scattered (mirrored too when X2 is omitted).
   const bool whole = tile >= n && tile >= m;
   std::vector<T> acc, wbuf, bbuf, scratch, expanded_a, expanded_b;
+  Workspace<T> workspace;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     for (int64_t j0 = same ? i0 : 0; j0 < m; j0 += tile) {
       const int64_t n1 = std::min(tile, n - i0), n2 = std::min(tile, m - j0);
@@ -270,7 +273,7 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
             sb.delta = diag ? expanded_a.data() : expanded_b.data();
             sb.shared = false;
           }
-          ComponentTarget<T> target{opt.mode, O, diag, total, total, &k.flops};
+          ComponentTarget<T> target{opt.mode, O, diag, total, total, &k.flops, &workspace};
           if (opt.components) {
             // each component into its own block, then added to the total
             const bool has_bias = params.size() > 1;

@@ -2,6 +2,7 @@
 // The computing layer behind each LayerSpec: forward, backward for O output-derivative streams, and
 // (for layers with parameters) the NTK components from (inputs, deltas) of two batches.
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,6 +26,25 @@ struct Side {
   bool shared = false;  // delta holds only O rows, the same for every sample
 };
 
+/// Scratch buffers that live for one kernel computation, so that layers reuse memory the previous
+/// layer already touched instead of faulting in fresh pages for every Gram.
+template <class T>
+class Workspace {
+ public:
+  /// Buffer `slot` (0–3) with room for at least n values; its contents are unspecified.
+  T* get(int slot, int64_t n) {
+    auto& b = buffers_[static_cast<size_t>(slot)];
+    if (static_cast<int64_t>(b.size()) < n) {
+      std::vector<T>().swap(b);
+      b.resize(static_cast<size_t>(n));
+    }
+    return b.data();
+  }
+
+ private:
+  std::array<std::vector<T>, 4> buffers_;
+};
+
 /// Where a layer adds its components for one tile pair: buffers (n1, n2, per) with per = O·O, 1 or O.
 template <class T>
 struct ComponentTarget {
@@ -36,6 +56,7 @@ struct ComponentTarget {
   T* weight = nullptr;
   T* bias = nullptr;
   double* flops = nullptr;
+  Workspace<T>* workspace = nullptr;  // never null when the driver calls components()
 };
 
 template <class T>

@@ -110,7 +110,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
 
   // c_w² ⟨a, a'⟩ for every sample pair. On a symmetric block only pairs j ≤ i are formed and written
   // (ComponentTarget::same); Grams are then valid in their lower triangles.
-  RowMat<T> A(n1, n2);
+  auto A = view(t.workspace->get(0, n1 * n2), n1, n2);
   gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2, A.data(), t.flops);
   auto columns = [&](int64_t i) { return t.same ? i + 1 : n2; };
 
@@ -151,7 +151,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
     case Mode::full: {
       // D[(i,o), (j,o')] = ⟨δ_o(x_i), δ_o'(x'_j)⟩; Θ[i,j,o,o'] = c_w² A[i,j] D[(i,o),(j,o')] (+ c_b² D)
       const int64_t r1 = n1 * O, r2 = n2 * O;
-      RowMat<T> D(r1, r2);
+      auto D = view(t.workspace->get(1, r1 * r2), r1, r2);
       gram_of(a.delta, r1, b.delta, r2, out, out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
       parallel_for_work(n1, static_cast<double>(n2 * O * O * 2), [&](int64_t i) {
@@ -174,7 +174,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
     }
     case Mode::trace: {
       // Σ_o ⟨δ_o, δ'_o⟩: a sample's O rows are contiguous, so this is one Gram of (n, O·out) rows
-      RowMat<T> D(n1, n2);
+      auto D = view(t.workspace->get(1, n1 * n2), n1, n2);
       gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2);
       parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
@@ -186,7 +186,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
     }
     case Mode::diagonal: {
       // one Gram per output over rows o, O + o, 2O + o, ...
-      RowMat<T> D(n1, n2);
+      auto D = view(t.workspace->get(1, n1 * n2), n1, n2);
       for (int64_t o = 0; o < O; ++o) {
         gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, T(1), D.data(), t.flops);
         parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
