@@ -55,6 +55,8 @@ double available_bytes() {
   return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
 }
 
+constexpr double kKeepWorkspaceBytes = 32.0 * 1024 * 1024;
+
 /// Forward values and the current output-derivative streams of one tile of samples.
 template <class T>
 struct Pass {
@@ -306,6 +308,9 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
           }
         }
         if (l > first) {
+          // large Grams are not kept through the backward step, so that peak memory holds the Grams
+          // or the delta buffers, not both; small ones are, to save page faults in the next layer
+          if (workspace.bytes() > kKeepWorkspaceBytes) workspace.release();
           step_back(layer, a, O, k.flops);
           if (!diag) step_back(layer, b, O, k.flops);
         }

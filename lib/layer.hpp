@@ -40,6 +40,16 @@ class Workspace {
     }
     return b.data();
   }
+  /// Bytes held.
+  double bytes() const {
+    double n = 0;
+    for (const auto& b : buffers_) n += static_cast<double>(b.capacity() * sizeof(T));
+    return n;
+  }
+  /// Frees every buffer.
+  void release() {
+    for (auto& b : buffers_) std::vector<T>().swap(b);
+  }
 
  private:
   std::array<std::vector<T>, 4> buffers_;
