@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <numbers>
 #include <random>
+#include <utility>
+
+#include "xntk/model.hpp"
 
 namespace xntk::detail {
 
@@ -27,5 +30,22 @@ class Rng {
  private:
   std::mt19937_64 engine_;
 };
+
+/// Draws a layer's weight then bias (either may be empty) in its parameterisation and returns (c_w, c_b):
+/// `standard` U(−1/√fan_in, 1/√fan_in) with multipliers 1; `ntk` N(0, 1) with c_w = σ_w/√fan_in, c_b = σ_b.
+template <class Tensor>
+std::pair<double, double> initialize(Tensor& weight, Tensor& bias, double fan_in, Parameterization p, double w_std,
+                                     double b_std, Rng& rng) {
+  using T = typename Tensor::value_type;
+  if (p == Parameterization::standard) {
+    const double bound = 1.0 / std::sqrt(fan_in);
+    for (int64_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<T>(rng.uniform(-bound, bound));
+    for (int64_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<T>(rng.uniform(-bound, bound));
+    return {1.0, 1.0};
+  }
+  for (int64_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<T>(rng.normal());
+  for (int64_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<T>(rng.normal());
+  return {w_std / std::sqrt(fan_in), b_std};
+}
 
 }  // namespace xntk::detail

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "autograd/tape.hpp"
 #include "cpu/backend.hpp"
@@ -137,16 +138,7 @@ Conv2dLayer<T>::Conv2dLayer(int index, const Shape& in, const Conv2d& spec, Para
   weight_ = Tensor<T>({out_channels_, g_.channels, g_.kernel_h, g_.kernel_w});
   if (has_bias_) bias_ = Tensor<T>({out_channels_});
   const double fan_in = static_cast<double>(K);
-  if (p == Parameterization::standard) {
-    const double bound = 1.0 / std::sqrt(fan_in);
-    for (int64_t i = 0; i < weight_.size(); ++i) weight_[i] = static_cast<T>(rng.uniform(-bound, bound));
-    for (int64_t i = 0; i < bias_.size(); ++i) bias_[i] = static_cast<T>(rng.uniform(-bound, bound));
-  } else {
-    cw_ = spec.w_std / std::sqrt(fan_in);
-    cb_ = spec.b_std;
-    for (int64_t i = 0; i < weight_.size(); ++i) weight_[i] = static_cast<T>(rng.normal());
-    for (int64_t i = 0; i < bias_.size(); ++i) bias_[i] = static_cast<T>(rng.normal());
-  }
+  std::tie(cw_, cb_) = initialize(weight_, bias_, fan_in, p, spec.w_std, spec.b_std, rng);
 }
 
 template <class T>

@@ -1,6 +1,7 @@
 #include "layers/linear.hpp"
 
 #include <cmath>
+#include <tuple>
 
 #include "autograd/tape.hpp"
 #include "cpu/backend.hpp"
@@ -30,16 +31,7 @@ LinearLayer<T>::LinearLayer(int index, const Shape& in, const Linear& spec, Para
   weight_ = Tensor<T>({out_features_, in_features_});
   if (has_bias_) bias_ = Tensor<T>({out_features_});
   const double fan_in = static_cast<double>(in_features_);
-  if (p == Parameterization::standard) {
-    const double bound = 1.0 / std::sqrt(fan_in);
-    for (int64_t i = 0; i < weight_.size(); ++i) weight_[i] = static_cast<T>(rng.uniform(-bound, bound));
-    for (int64_t i = 0; i < bias_.size(); ++i) bias_[i] = static_cast<T>(rng.uniform(-bound, bound));
-  } else {
-    cw_ = spec.w_std / std::sqrt(fan_in);
-    cb_ = spec.b_std;
-    for (int64_t i = 0; i < weight_.size(); ++i) weight_[i] = static_cast<T>(rng.normal());
-    for (int64_t i = 0; i < bias_.size(); ++i) bias_[i] = static_cast<T>(rng.normal());
-  }
+  std::tie(cw_, cb_) = initialize(weight_, bias_, fan_in, p, spec.w_std, spec.b_std, rng);
 }
 
 template <class T>
