@@ -2,6 +2,7 @@
 // Shared test utilities: seeded random data, relative errors, and the random-model table.
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
 #include <string>
@@ -30,6 +31,18 @@ double rel_error(const Tensor<A>& a, const Tensor<B>& b) {
     scale = std::max(scale, std::abs(static_cast<double>(b[i])));
   }
   return scale > 0 ? diff / scale : diff;
+}
+
+/// Two kernels and their components agree (names, count, and each tensor to `tol` by rel_error).
+template <class T>
+void compare(const Kernel<T>& e, const Kernel<T>& a, double tol) {
+  CHECK(rel_error(e.total, a.total) <= tol);
+  REQUIRE(e.names == a.names);
+  REQUIRE(e.components.size() == a.components.size());
+  for (size_t i = 0; i < e.components.size(); ++i) {
+    INFO("component " << e.names[i]);
+    CHECK(rel_error(e.components[i], a.components[i]) <= tol);
+  }
 }
 
 /// A description for failure messages.

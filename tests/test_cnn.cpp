@@ -122,17 +122,6 @@ ModelSpec with_method(ModelSpec spec, const std::string& method) {
   return spec;
 }
 
-template <class T>
-void compare(const Kernel<T>& e, const Kernel<T>& a, double tol) {
-  CHECK(test::rel_error(e.total, a.total) <= tol);
-  REQUIRE(e.names == a.names);
-  REQUIRE(e.components.size() == a.components.size());
-  for (size_t i = 0; i < e.components.size(); ++i) {
-    INFO("component " << e.names[i]);
-    CHECK(test::rel_error(e.components[i], a.components[i]) <= tol);
-  }
-}
-
 }  // namespace
 
 TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every mode)", "[cnn]") {
@@ -153,8 +142,8 @@ TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every 
     for (const auto* model : {&net, &by_gradients, &by_positions}) {
       const auto e = ntk(*model, x1, x2, opt);
       INFO("conv methods " << (e.methods.empty() ? "" : e.methods.front()) << " ...");
-      compare(e, ref, 1e-10);
-      compare(ntk(*model, x1, opt), ref_sym, 1e-10);
+      test::compare(e, ref, 1e-10);
+      test::compare(ntk(*model, x1, opt), ref_sym, 1e-10);
     }
     // the two orders against each other, and the total accumulated without components
     CHECK(test::rel_error(ntk(by_gradients, x1, x2, opt).total, ntk(by_positions, x1, x2, opt).total) <= 1e-10);

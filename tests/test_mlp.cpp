@@ -41,17 +41,6 @@ Case make_case(int c) {
   return k;
 }
 
-template <class T>
-void compare(const Kernel<T>& e, const Kernel<T>& a, double tol) {
-  CHECK(test::rel_error(e.total, a.total) <= tol);
-  REQUIRE(e.names == a.names);
-  REQUIRE(e.components.size() == a.components.size());
-  for (size_t i = 0; i < e.components.size(); ++i) {
-    INFO("component " << e.names[i]);
-    CHECK(test::rel_error(e.components[i], a.components[i]) <= tol * std::max(1.0, 1.0));
-  }
-}
-
 }  // namespace
 
 TEST_CASE("explicit = autograd on random MLPs (float64, every mode)", "[mlp]") {
@@ -64,8 +53,8 @@ TEST_CASE("explicit = autograd on random MLPs (float64, every mode)", "[mlp]") {
   for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
     INFO("mode " << name(mode));
     KernelOptions opt{.mode = mode, .components = true};
-    compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
-    compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
+    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
+    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
     // without components, the kernel accumulates straight into the total
     opt.components = false;
     CHECK(test::rel_error(ntk(net, x1, x2, opt).total, autograd_ntk(net, x1, x2, opt).total) <= 1e-10);

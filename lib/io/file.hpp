@@ -2,12 +2,14 @@
 // File plumbing shared by the readers, the writers and the command line: a checked binary input file,
 // an output file that appears under its name only once complete, and little-endian conversions.
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "xntk/error.hpp"
 
@@ -88,6 +90,36 @@ U little_endian(U v) {
     return v;
   else
     return byteswap(v);
+}
+
+/// Reads `count` float32 (itemsize 4) or float64 (8) values, byte-swapped when `swap`, into dst converted to T; in
+/// chunks, so a conversion never doubles the memory.
+template <class T>
+void read_values(InputFile& f, T* dst, uint64_t count, int itemsize, bool swap, const std::string& what) {
+  constexpr uint64_t chunk = 1 << 16;
+  if (itemsize == sizeof(T) && !swap) {
+    f.read(dst, count * sizeof(T), what);
+    return;
+  }
+  std::vector<unsigned char> buf(static_cast<size_t>(std::min(count, chunk)) * static_cast<size_t>(itemsize));
+  for (uint64_t done = 0; done < count;) {
+    const uint64_t k = std::min(chunk, count - done);
+    f.read(buf.data(), k * static_cast<uint64_t>(itemsize), what);
+    for (uint64_t i = 0; i < k; ++i) {
+      if (itemsize == 4) {
+        uint32_t u;
+        std::memcpy(&u, buf.data() + 4 * i, 4);
+        if (swap) u = byteswap(u);
+        dst[done + i] = static_cast<T>(std::bit_cast<float>(u));
+      } else {
+        uint64_t u;
+        std::memcpy(&u, buf.data() + 8 * i, 8);
+        if (swap) u = byteswap(u);
+        dst[done + i] = static_cast<T>(std::bit_cast<double>(u));
+      }
+    }
+    done += k;
+  }
 }
 
 }  // namespace xntk::detail

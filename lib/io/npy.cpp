@@ -203,35 +203,6 @@ uint64_t checked_numel(const Shape& shape, const std::string& path) {
   return n;
 }
 
-/// Reads `count` values of `itemsize` bytes (optionally byte-swapped) into dst as T.
-template <class T>
-void read_values(detail::InputFile& f, T* dst, uint64_t count, int itemsize, bool swap, const std::string& what) {
-  constexpr uint64_t chunk = 1 << 16;
-  if (itemsize == sizeof(T) && !swap) {
-    f.read(dst, count * sizeof(T), what);
-    return;
-  }
-  std::vector<unsigned char> buf(static_cast<size_t>(std::min(count, chunk)) * static_cast<size_t>(itemsize));
-  for (uint64_t done = 0; done < count;) {
-    const uint64_t k = std::min(chunk, count - done);
-    f.read(buf.data(), k * static_cast<uint64_t>(itemsize), what);
-    for (uint64_t i = 0; i < k; ++i) {
-      if (itemsize == 4) {
-        uint32_t u;
-        std::memcpy(&u, buf.data() + 4 * i, 4);
-        if (swap) u = detail::byteswap(u);
-        dst[done + i] = static_cast<T>(std::bit_cast<float>(u));
-      } else {
-        uint64_t u;
-        std::memcpy(&u, buf.data() + 8 * i, 8);
-        if (swap) u = detail::byteswap(u);
-        dst[done + i] = static_cast<T>(std::bit_cast<double>(u));
-      }
-    }
-    done += k;
-  }
-}
-
 /// Column-major data of `shape` into row-major order.
 template <class T>
 std::vector<T> from_fortran(const std::vector<T>& src, const Shape& shape) {
@@ -312,7 +283,7 @@ Tensor<T> read_npy(const std::string& path) {
   const NpyHeader h = open_npy(f);
   const uint64_t count = static_cast<uint64_t>(numel(h.shape));
   std::vector<T> data(static_cast<size_t>(count));
-  read_values(f, data.data(), count, h.itemsize, h.swap, "the data");
+  detail::read_values(f, data.data(), count, h.itemsize, h.swap, "the data");
   if (h.fortran && h.shape.size() > 1) data = from_fortran(data, h.shape);
   return Tensor<T>(h.shape, std::move(data));
 }

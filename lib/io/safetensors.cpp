@@ -90,32 +90,6 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   return r;
 }
 
-template <class T>
-void read_into(detail::InputFile& f, T* dst, uint64_t count, int itemsize, const std::string& what) {
-  constexpr uint64_t chunk = 1 << 16;
-  if (itemsize == static_cast<int>(sizeof(T)) && std::endian::native == std::endian::little) {
-    f.read(dst, count * sizeof(T), what);
-    return;
-  }
-  std::vector<unsigned char> buf(static_cast<size_t>(std::min(count, chunk)) * static_cast<size_t>(itemsize));
-  for (uint64_t done = 0; done < count;) {
-    const uint64_t k = std::min(chunk, count - done);
-    f.read(buf.data(), k * static_cast<uint64_t>(itemsize), what);
-    for (uint64_t i = 0; i < k; ++i) {
-      if (itemsize == 4) {
-        uint32_t u;
-        std::memcpy(&u, buf.data() + 4 * i, 4);
-        dst[done + i] = static_cast<T>(std::bit_cast<float>(detail::little_endian(u)));
-      } else {
-        uint64_t u;
-        std::memcpy(&u, buf.data() + 8 * i, 8);
-        dst[done + i] = static_cast<T>(std::bit_cast<double>(detail::little_endian(u)));
-      }
-    }
-    done += k;
-  }
-}
-
 }  // namespace
 
 template <class T>
@@ -177,7 +151,9 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
   result.reserve(entries.size());
   for (const Entry& e : entries) {
     std::vector<T> data(static_cast<size_t>(numel(e.shape)));
-    read_into(f, data.data(), data.size(), e.itemsize, "tensor \"" + e.name + "\"");
+    // safetensors data is little-endian
+    detail::read_values(f, data.data(), data.size(), e.itemsize, std::endian::native != std::endian::little,
+                        "tensor \"" + e.name + "\"");
     result.push_back({e.name, Tensor<T>(e.shape, std::move(data))});
   }
   return result;
