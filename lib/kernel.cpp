@@ -276,9 +276,9 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
             sb.shared = false;
           }
           ComponentTarget<T> target{opt.mode, O, diag, total, total, &k.flops, &workspace};
+          const bool has_bias = params.size() > 1;
           if (opt.components) {
             // each component into its own block, then added to the total
-            const bool has_bias = params.size() > 1;
             if (whole) {
               target.weight = k.components[c].data();
               scratch.assign(has_bias ? 0 : block, T(0));
@@ -294,7 +294,6 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
           if (opt.components) {
             const T* cw = target.weight;
             const T* cb = target.bias;
-            const bool has_bias = params.size() > 1;
             parallel_for_work(n1, static_cast<double>(n2 * per), [&](int64_t i) {
               for (size_t e = i * n2 * per; e < static_cast<size_t>((i + 1) * n2 * per); ++e)
                 total[e] += has_bias ? cw[e] + cb[e] : cw[e];

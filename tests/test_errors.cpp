@@ -28,6 +28,7 @@ TEST_CASE("batches that do not fit the model are refused", "[errors]") {
   CHECK_THROWS_WITH(ntk(net, good, bad), Contains("x2") && Contains("(3, 5)") && Contains("(N, 4)"));
   CHECK_THROWS_WITH(ntk(net, bad), Contains("x1") && Contains("(3, 5)"));
   CHECK_THROWS_WITH(autograd_ntk(net, flat), Contains("(4,)"));
+  CHECK_THROWS_WITH(autograd_ntk(net, good, bad), Contains("x2") && Contains("(3, 5)"));
   CHECK_THROWS_WITH(net.forward(bad), Contains("(3, 5)"));
   CHECK_THROWS_WITH(ntk(net, good, {.tile = -1}), Contains("tile"));
   CHECK_THROWS_AS(net.parameter("1.weight"), Error);

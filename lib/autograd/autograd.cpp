@@ -39,6 +39,8 @@ template <class T>
 Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
                           const KernelOptions& opt) {
   detail::ThreadScope threads(opt.threads);
+  detail::check_batch(model, x1, "x1");
+  if (x2) detail::check_batch(model, *x2, "x2");
   const auto J1 = jacobians(model, x1);
   const auto J2 = x2 ? jacobians(model, *x2) : std::vector<Tensor<T>>{};
   const auto& J2r = x2 ? J2 : J1;

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "autograd/tape.hpp"
+#include "batch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/grain.hpp"
 
@@ -31,10 +32,6 @@ double threads() {
 #else
   return 1.0;
 #endif
-}
-
-int64_t per_pair(int64_t outputs, Mode mode) {
-  return mode == Mode::full ? outputs * outputs : mode == Mode::diagonal ? outputs : 1;
 }
 
 /// Adds s·⟨F_a(i, o), F_b(j, o')⟩ into dst (n1, n2, per) for samples i ∈ [i0, i0 + na) of side a and

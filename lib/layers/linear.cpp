@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "autograd/tape.hpp"
+#include "batch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/grain.hpp"
 
@@ -113,7 +114,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       gram_of(a.delta, O, b.delta, O, out, out, true, T(1), S.data(), t.flops);
       mirror_lower(S.data(), O);
     }
-    const int64_t per = t.mode == Mode::full ? O * O : t.mode == Mode::diagonal ? O : 1;
+    const int64_t per = per_pair(O, t.mode);
     RowMat<T> s = RowMat<T>::Zero(1, per);  // the (o, o') block of one pair in the mode's layout
     for (int64_t o = 0; o < O; ++o) {
       if (t.mode == Mode::full)
