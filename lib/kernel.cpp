@@ -154,22 +154,30 @@ void scatter(const T* block, int64_t n1, int64_t n2, int64_t i0, int64_t j0, int
 /// mode, the outputs swapped. Copies only, so the result is exactly symmetric.
 template <class T>
 void mirror_samples(T* k, int64_t n, int64_t outputs, Mode mode) {
-  const int64_t per = per_pair(outputs, mode), b = 32;
-  parallel_for_work((n + b - 1) / b, static_cast<double>(b * n * per), [&](int64_t bi) {
-    for (int64_t j0 = bi * b; j0 < n; j0 += b)
-      for (int64_t i = bi * b; i < std::min(n, (bi + 1) * b); ++i)
-        for (int64_t j = std::max(j0, i + 1); j < std::min(n, j0 + b); ++j) {
+  const int64_t per = per_pair(outputs, mode), b = 32, blocks = (n + b - 1) / b;
+  // block row bi has blocks − bi blocks to fill: parallel_rows' pairing balances them
+  parallel_rows(blocks, blocks, true, static_cast<double>(b * b * per), [&](int64_t bi) {
+    const int64_t i0 = bi * b, i1 = std::min(n, i0 + b);
+    for (int64_t j0 = i0; j0 < n; j0 += b) {
+      const int64_t j1 = std::min(n, j0 + b);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t js = std::max(j0, i + 1);
+        if (per == 1) {
+          for (int64_t j = js; j < j1; ++j) k[i * n + j] = k[j * n + i];
+          continue;
+        }
+        for (int64_t j = js; j < j1; ++j) {
           const T* src = k + (j * n + i) * per;
           T* dst = k + (i * n + j) * per;
-          if (per == 1) {
-            *dst = *src;
-          } else if (mode == Mode::full) {
+          if (mode == Mode::full) {
             for (int64_t o = 0; o < outputs; ++o)
               for (int64_t q = 0; q < outputs; ++q) dst[o * outputs + q] = src[q * outputs + o];
           } else {
             std::copy(src, src + per, dst);
           }
         }
+      }
+    }
   });
 }
 

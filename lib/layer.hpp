@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cache.hpp"
 #include "xntk/kernel.hpp"
 #include "xntk/model.hpp"
 
@@ -27,32 +28,48 @@ struct Side {
 };
 
 /// Scratch buffers that live for one kernel computation, so that layers reuse memory the previous
-/// layer already touched instead of faulting in fresh pages for every Gram.
+/// layer already touched instead of faulting in fresh pages for every Gram. They come from and go back
+/// to the process-wide block cache (cpu/cache.hpp), so repeated computations reuse them too.
 template <class T>
 class Workspace {
  public:
+  Workspace() = default;
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+  ~Workspace() {
+    for (auto& b : blocks_) return_block(b.p, b.bytes);
+  }
   /// Buffer `slot` (0–3) with room for at least n values; its contents are unspecified.
   T* get(int slot, int64_t n) {
-    auto& b = buffers_[static_cast<size_t>(slot)];
-    if (static_cast<int64_t>(b.size()) < n) {
-      std::vector<T>().swap(b);
-      b.resize(static_cast<size_t>(n));
+    auto& b = blocks_[static_cast<size_t>(slot)];
+    const size_t need = static_cast<size_t>(n) * sizeof(T);
+    if (b.bytes < need) {
+      return_block(b.p, b.bytes);
+      b.bytes = need;
+      b.p = acquire_block(b.bytes);
     }
-    return b.data();
+    return static_cast<T*>(b.p);
   }
   /// Bytes held.
   double bytes() const {
     double n = 0;
-    for (const auto& b : buffers_) n += static_cast<double>(b.capacity() * sizeof(T));
+    for (const auto& b : blocks_) n += static_cast<double>(b.bytes);
     return n;
   }
-  /// Frees every buffer.
+  /// Frees every buffer (not cached: the point is to lower the peak).
   void release() {
-    for (auto& b : buffers_) std::vector<T>().swap(b);
+    for (auto& b : blocks_) {
+      free_block(b.p, b.bytes);
+      b = {};
+    }
   }
 
  private:
-  std::array<std::vector<T>, 4> buffers_;
+  struct Block {
+    void* p = nullptr;
+    size_t bytes = 0;
+  };
+  std::array<Block, 4> blocks_;
 };
 
 /// Where a layer adds its components for one tile pair: buffers (n1, n2, per) with per = O·O, 1 or O.

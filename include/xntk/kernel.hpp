@@ -65,6 +65,10 @@ Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
 template <class T>
 Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
 
+/// Frees the scratch memory that `ntk` keeps cached between calls so that repeated calls reuse pages
+/// they already touched (at most 64 MB stay cached once a call returns). Safe to call at any time.
+void release_cached_memory();
+
 /// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:
 /// one tensor per parameter in state_dict order, each (N, O, numel(parameter)).
 template <class T>

@@ -24,4 +24,19 @@ void parallel_for_work(int64_t n, double work_per_item, F&& f) {
   parallel_for(n, std::forward<F>(f));
 }
 
+/// f(i) for the rows i in [0, n) of a matrix whose row i has `triangle ? i + 1 : cols` cells of
+/// `work_per_cell` each. A lower triangle is dealt out in row pairs (i, n − 1 − i), so that every thread
+/// gets the same number of cells rather than the last rows' thread getting three quarters of them.
+template <class F>
+void parallel_rows(int64_t n, int64_t cols, bool triangle, double work_per_cell, F&& f) {
+  if (!triangle) {
+    parallel_for_work(n, work_per_cell * static_cast<double>(cols), std::forward<F>(f));
+    return;
+  }
+  parallel_for_work((n + 1) / 2, work_per_cell * static_cast<double>(n + 1), [&](int64_t i) {
+    f(i);
+    if (n - 1 - i != i) f(n - 1 - i);
+  });
+}
+
 }  // namespace xntk::detail

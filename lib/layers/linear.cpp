@@ -124,14 +124,19 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       else
         s(0, 0) += S(o, o);
     }
-    parallel_for_work(n1, static_cast<double>(n2 * per * 2), [&](int64_t i) {
+    const T* se = s.data();
+    parallel_rows(n1, n2, t.same, static_cast<double>(per * 2), [&](int64_t i) {
       for (int64_t j = 0; j < columns(i); ++j) {
         const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
-        for (int64_t e = 0; e < per; ++e) wij[e] += aij * s(0, e);
+        if (bias == w) {  // total only: one pass, no aliasing
+          for (int64_t e = 0; e < per; ++e) wij[e] += aij * se[e] + cb2 * se[e];
+          continue;
+        }
+        for (int64_t e = 0; e < per; ++e) wij[e] += aij * se[e];
         if (bias) {
           T* bij = bias + (i * n2 + j) * per;
-          for (int64_t e = 0; e < per; ++e) bij[e] += cb2 * s(0, e);
+          for (int64_t e = 0; e < per; ++e) bij[e] += cb2 * se[e];
         }
       }
     });
@@ -147,7 +152,7 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       auto D = view(t.workspace->get(1, r1 * r2), r1, r2);
       gram_of(a.delta, r1, b.delta, r2, out, out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
-      parallel_for_work(n1, static_cast<double>(n2 * O * O * 2), [&](int64_t i) {
+      parallel_rows(n1, n2, t.same, static_cast<double>(O * O * 2), [&](int64_t i) {
         for (int64_t o = 0; o < O; ++o) {
           const T* d = D.data() + (i * O + o) * r2;
           for (int64_t j = 0; j < columns(i); ++j) {
@@ -157,8 +162,12 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
             for (int64_t p = 0; p < O; ++p) {
               // Θ(x_i, x_i)'s (o, o') block reads one triangle of D, so it is symmetric too
               const T dv = t.same && j == i && p > o ? D(i * O + p, i * O + o) : d[j * O + p];
-              wij[p] += s * dv;
-              if (bij) bij[p] += cb2 * dv;
+              if (bij == wij) {
+                wij[p] += s * dv + cb2 * dv;
+              } else {
+                wij[p] += s * dv;
+                if (bij) bij[p] += cb2 * dv;
+              }
             }
           }
         }
@@ -170,10 +179,17 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       auto D = view(t.workspace->get(1, n1 * n2), n1, n2);
       gram_of(a.delta, n1, b.delta, n2, O * out, O * out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2);
-      parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
-        for (int64_t j = 0; j < columns(i); ++j) w[i * n2 + j] += A(i, j) * D(i, j);
+      parallel_rows(n1, n2, t.same, 2.0, [&](int64_t i) {
+        T* wi = w + i * n2;
+        const T* ai = A.data() + i * n2;
+        const T* di = D.data() + i * n2;
+        if (bias == w) {
+          for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * di[j] + cb2 * di[j];
+          return;
+        }
+        for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * di[j];
         if (bias)
-          for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += cb2 * D(i, j);
+          for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += cb2 * di[j];
       });
       break;
     }
@@ -182,10 +198,14 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       auto D = view(t.workspace->get(1, n1 * n2), n1, n2);
       for (int64_t o = 0; o < O; ++o) {
         gram_of(a.delta + o * out, n1, b.delta + o * out, n2, out, O * out, t.same, T(1), D.data(), t.flops);
-        parallel_for_work(n1, static_cast<double>(n2 * 2), [&](int64_t i) {
+        parallel_rows(n1, n2, t.same, 2.0, [&](int64_t i) {
           for (int64_t j = 0; j < columns(i); ++j) {
-            w[(i * n2 + j) * O + o] += A(i, j) * D(i, j);
-            if (bias) bias[(i * n2 + j) * O + o] += cb2 * D(i, j);
+            if (bias == w) {
+              w[(i * n2 + j) * O + o] += A(i, j) * D(i, j) + cb2 * D(i, j);
+            } else {
+              w[(i * n2 + j) * O + o] += A(i, j) * D(i, j);
+              if (bias) bias[(i * n2 + j) * O + o] += cb2 * D(i, j);
+            }
           }
         });
       }

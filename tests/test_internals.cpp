@@ -1,0 +1,84 @@
+// Internal building blocks the kernels rely on: the vectorised tanh, the scratch block cache and the
+// balanced row loop.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+#include <xntk/xntk.hpp>
+
+#include "cpu/cache.hpp"
+#include "cpu/fast_math.hpp"
+#include "cpu/grain.hpp"
+
+using namespace xntk;
+
+TEST_CASE("tanh_float is tanh rounded once to float", "[internals]") {
+  // every 61st float in [0, 12] (about 18 million), both signs; each must equal the double tanh
+  // rounded to float, the best a float result can be
+  float limit = 12.0f;
+  uint32_t hi = 0;
+  std::memcpy(&hi, &limit, 4);
+  int64_t checked = 0, wrong = 0;
+  for (uint32_t u = 0; u < hi; u += 61) {
+    float x = 0;
+    std::memcpy(&x, &u, 4);
+    for (const float v : {x, -x}) {
+      ++checked;
+      if (detail::tanh_float(v) != static_cast<float>(std::tanh(static_cast<double>(v)))) ++wrong;
+    }
+  }
+  CHECK(checked > 30'000'000);
+  CHECK(wrong == 0);
+  const float inf = std::numeric_limits<float>::infinity();
+  CHECK(detail::tanh_float(inf) == 1.0f);
+  CHECK(detail::tanh_float(-inf) == -1.0f);
+  CHECK(detail::tanh_float(1e30f) == 1.0f);
+  CHECK(std::isnan(detail::tanh_float(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::signbit(detail::tanh_float(-0.0f)));
+  CHECK(detail::tanh_float(std::numeric_limits<float>::denorm_min()) == std::numeric_limits<float>::denorm_min());
+}
+
+TEST_CASE("the block cache reuses blocks and never holds more than it may", "[internals]") {
+  release_cached_memory();
+  REQUIRE(detail::cached_bytes() == 0);
+  size_t a = 1000;
+  void* pa = detail::acquire_block(a);
+  CHECK(a >= 1000);
+  CHECK(reinterpret_cast<uintptr_t>(pa) % 64 == 0);
+  detail::return_block(pa, a);
+  CHECK(detail::cached_bytes() == a);
+  size_t b = 900;  // fits the cached block: gets it back
+  void* pb = detail::acquire_block(b);
+  CHECK(pb == pa);
+  CHECK(b == a);
+  CHECK(detail::cached_bytes() == 0);
+  detail::return_block(pb, b);
+  size_t c = 1 << 20;  // fits nothing cached: the cache is emptied before allocating
+  void* pc = detail::acquire_block(c);
+  CHECK(detail::cached_bytes() == 0);
+  detail::return_block(pc, c, 1000);  // over the limit given: freed, not cached
+  CHECK(detail::cached_bytes() == 0);
+
+  // a kernel computation leaves at most kCachedBytes behind, and release_cached_memory frees them
+  const Sequential<double> net(
+      {.input = {30}, .layers = {Linear{.out_features = 40}, Tanh(), Linear{.out_features = 3}}}, 1);
+  Tensor<double> x({200, 30});
+  for (int64_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1 * static_cast<double>(i));
+  const auto k1 = ntk(net, x);
+  CHECK(detail::cached_bytes() > 0);
+  CHECK(detail::cached_bytes() <= detail::kCachedBytes);
+  const auto k2 = ntk(net, x);  // from reused (unspecified-content) blocks: the same result
+  for (int64_t i = 0; i < k1.total.size(); ++i) REQUIRE(k1.total[i] == k2.total[i]);
+  release_cached_memory();
+  CHECK(detail::cached_bytes() == 0);
+}
+
+TEST_CASE("parallel_rows visits every row once", "[internals]") {
+  for (const bool triangle : {false, true})
+    for (const int64_t n : {0, 1, 2, 7, 8, 1001}) {
+      std::vector<int> seen(static_cast<size_t>(n), 0);
+      detail::parallel_rows(n, n, triangle, 1e6, [&](int64_t i) { ++seen[static_cast<size_t>(i)]; });
+      for (int64_t i = 0; i < n; ++i) REQUIRE(seen[static_cast<size_t>(i)] == 1);
+    }
+}
