@@ -6,6 +6,7 @@
 #include "autograd/tape.hpp"
 #include "batch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/cache.hpp"
 #include "cpu/grain.hpp"
 
 namespace xntk::detail {
@@ -37,8 +38,20 @@ LinearLayer<T>::LinearLayer(int index, const Shape& in, const Linear& spec, Para
 
 template <class T>
 void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
-  gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_, T(0),
-       out, out_features_);
+  if (batch <= 32 && in_features_ >= 256) {
+    // few samples through a wide layer: OpenBLAS runs W·Xᵀ ~25% faster than X·Wᵀ (measured at 16
+    // samples, 2048 and 3072 features); the (out × batch) result is transposed into place
+    size_t bytes = static_cast<size_t>(batch * out_features_) * sizeof(T);
+    T* yt = static_cast<T*>(acquire_block(bytes));
+    gemm(false, true, out_features_, batch, in_features_, T(cw_), weight_.data(), in_features_, in, in_features_, T(0),
+         yt, batch);
+    for (int64_t i = 0; i < batch; ++i)
+      for (int64_t j = 0; j < out_features_; ++j) out[i * out_features_ + j] = yt[j * batch + i];
+    return_block(yt, bytes);
+  } else {
+    gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_,
+         T(0), out, out_features_);
+  }
   if (has_bias_) {
     const T cb(cb_);
     parallel_for_work(batch, static_cast<double>(out_features_), [&](int64_t i) {
@@ -126,6 +139,19 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
     }
     const T* se = s.data();
     parallel_rows(n1, n2, t.same, static_cast<double>(per * 2), [&](int64_t i) {
+      if (per == 1) {  // one value per pair: a plain row loop
+        const T* ai = A.data() + i * n2;
+        T* wi = w + i * n2;
+        const T s0 = se[0], b0 = cb2 * se[0];
+        if (bias == w) {
+          for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * s0 + b0;
+        } else {
+          for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * s0;
+          if (bias)
+            for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += b0;
+        }
+        return;
+      }
       for (int64_t j = 0; j < columns(i); ++j) {
         const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
