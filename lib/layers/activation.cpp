@@ -82,8 +82,19 @@ void ActivationLayer<T>::backward(const T* in, const T* out, const T* dout, T* d
                                   int64_t streams) const {
   const int64_t n = this->in_size();
   parallel_for_work(batch, static_cast<double>(n * (8 + streams)), [&](int64_t b) {
-    std::vector<T> d(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) d[i] = derivative(in[b * n + i], out[b * n + i]);
+    thread_local std::vector<T> buffer;
+    buffer.resize(static_cast<size_t>(n));
+    T* __restrict d = buffer.data();
+    const T* z = in + b * n;
+    const T* y = out + b * n;
+    // the common kinds as plain (vectorisable) loops, the rest through derivative()
+    if (spec_.kind == ActivationKind::relu) {
+      for (int64_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
+    } else if (spec_.kind == ActivationKind::tanh) {
+      for (int64_t i = 0; i < n; ++i) d[i] = T(1) - y[i] * y[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) d[i] = derivative(z[i], y[i]);
+    }
     for (int64_t s = 0; s < streams; ++s) {
       const int64_t row = (b * streams + s) * n;
       for (int64_t i = 0; i < n; ++i) din[row + i] = d[i] * dout[row + i];

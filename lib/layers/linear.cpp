@@ -49,8 +49,8 @@ void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
       for (int64_t j = 0; j < out_features_; ++j) out[i * out_features_ + j] = yt[j * batch + i];
     return_block(yt, bytes);
   } else {
-    gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_,
-         T(0), out, out_features_);
+    gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_, T(0),
+         out, out_features_);
   }
   if (has_bias_) {
     const T cb(cb_);
