@@ -60,11 +60,11 @@ constexpr double kKeepWorkspaceBytes = 32.0 * 1024 * 1024;
 /// Forward values and the current output-derivative streams of one tile of samples.
 template <class T>
 struct Pass {
-  const T* x = nullptr;                // the tile's rows of the caller's batch (not copied)
-  std::vector<std::vector<T>> values;  // values[l]: output of layer l − 1 (values[0] unused)
-  std::vector<T> delta, next;          // (batch·O, size of the current layer's output)
-  bool identity = true;                // δ_o = e_o (not materialised)
-  bool shared = false;                 // delta holds O rows shared by every sample of the tile
+  const T* x = nullptr;           // the tile's rows of the caller's batch (not copied)
+  std::vector<Buffer<T>> values;  // values[l]: output of layer l − 1 (values[0] unused)
+  Buffer<T> delta, next;          // (batch·O, size of the current layer's output)
+  bool identity = true;           // δ_o = e_o (not materialised)
+  bool shared = false;            // delta holds O rows shared by every sample of the tile
   int64_t batch = 0;
   /// Input of layer l.
   const T* in(int l) const { return l == 0 ? x : values[static_cast<size_t>(l)].data(); }
@@ -75,10 +75,11 @@ void run_forward(const Sequential<T>& model, const T* x, int64_t batch, Pass<T>&
   const int L = model.num_layers();
   p.batch = batch;
   p.x = x;
-  p.values.assign(static_cast<size_t>(L + 1), {});
+  p.values.clear();
+  p.values.resize(static_cast<size_t>(L + 1));
   for (int l = 0; l < L; ++l) {
     const auto& layer = model.layer(l);
-    p.values[l + 1].resize(static_cast<size_t>(batch * layer.out_size()));
+    p.values[l + 1].resize(batch * layer.out_size());
     layer.forward(p.in(l), p.values[l + 1].data(), batch);
     flops += layer.forward_flops(batch);
   }
@@ -88,7 +89,8 @@ void run_forward(const Sequential<T>& model, const T* x, int64_t batch, Pass<T>&
 template <class T>
 void materialize(Pass<T>& p, int64_t outputs) {
   if (!p.identity) return;
-  p.delta.assign(static_cast<size_t>(outputs * outputs), T(0));
+  p.delta.resize(outputs * outputs);
+  std::fill(p.delta.data(), p.delta.data() + outputs * outputs, T(0));
   for (int64_t o = 0; o < outputs; ++o) p.delta[o * outputs + o] = T(1);
   p.identity = false;
   p.shared = true;
@@ -96,11 +98,11 @@ void materialize(Pass<T>& p, int64_t outputs) {
 
 /// Shared deltas (O rows of `size`) repeated for every sample of the tile into `dst`.
 template <class T>
-void expand(const Pass<T>& p, int64_t outputs, int64_t size, std::vector<T>& dst) {
-  const size_t rows = static_cast<size_t>(outputs * size);
-  dst.resize(static_cast<size_t>(p.batch) * rows);
+void expand(const Pass<T>& p, int64_t outputs, int64_t size, Buffer<T>& dst) {
+  const int64_t rows = outputs * size;
+  dst.resize(p.batch * rows);
   parallel_for_work(p.batch, static_cast<double>(rows),
-                    [&](int64_t b) { std::copy(p.delta.begin(), p.delta.begin() + rows, dst.begin() + b * rows); });
+                    [&](int64_t b) { std::copy(p.delta.data(), p.delta.data() + rows, dst.data() + b * rows); });
 }
 
 /// δ through layer l: from its output to its input. Frees the layer's output values. Shared deltas stay
@@ -110,7 +112,7 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
   materialize(p, outputs);
   const int l = layer.index();
   if (p.shared && layer.input_independent_backward()) {
-    p.next.resize(static_cast<size_t>(outputs * layer.in_size()));
+    p.next.resize(outputs * layer.in_size());
     layer.backward(nullptr, nullptr, p.delta.data(), p.next.data(), 1, outputs);
     flops += layer.backward_flops(1, outputs);
   } else {
@@ -119,13 +121,13 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
       p.delta.swap(p.next);
       p.shared = false;
     }
-    p.next.resize(static_cast<size_t>(p.batch * outputs * layer.in_size()));
+    p.next.resize(p.batch * outputs * layer.in_size());
     layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
     flops += layer.backward_flops(p.batch, outputs);
   }
   p.delta.swap(p.next);
-  std::vector<T>().swap(p.next);
-  std::vector<T>().swap(p.values[l + 1]);
+  p.next.release();
+  p.values[l + 1].release();
 }
 
 /// Copies a tile block (n1, n2, per) into the kernel at (i0, j0); with `mirror`, also its transpose
@@ -251,7 +253,8 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
   // One tile pair covering everything writes straight into the results; otherwise blocks are
   // accumulated in buffers and scattered (mirrored too when X2 is omitted).
   const bool whole = tile >= n && tile >= m;
-  std::vector<T> acc, wbuf, bbuf, scratch, expanded_a, expanded_b;
+  std::vector<T> acc, wbuf, bbuf, scratch;
+  Buffer<T> expanded_a, expanded_b;
   Workspace<T> workspace;
   for (int64_t i0 = 0; i0 < n; i0 += tile) {
     for (int64_t j0 = same ? i0 : 0; j0 < m; j0 += tile) {
@@ -324,8 +327,8 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
         if (opt.progress) opt.progress(++done, steps);
       }
       if (!whole) scatter(acc.data(), n1, n2, i0, j0, m, O, opt.mode, same && !diag, k.total.data());
-      std::vector<T>().swap(expanded_a);
-      std::vector<T>().swap(expanded_b);
+      expanded_a.release();
+      expanded_b.release();
     }
   }
   if (same) {  // layers formed the pairs (i, j ≤ i) of each symmetric block

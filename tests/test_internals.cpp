@@ -42,28 +42,34 @@ TEST_CASE("tanh_float is tanh rounded once to float", "[internals]") {
 TEST_CASE("the block cache reuses blocks and never holds more than it may", "[internals]") {
   release_cached_memory();
   REQUIRE(detail::cached_bytes() == 0);
-  size_t a = 1000;
+  const size_t mb = size_t{1} << 20;
+  size_t a = 3 * mb;
   void* pa = detail::acquire_block(a);
-  CHECK(a >= 1000);
+  CHECK(a >= 3 * mb);
   CHECK(reinterpret_cast<uintptr_t>(pa) % 64 == 0);
   detail::return_block(pa, a);
   CHECK(detail::cached_bytes() == a);
-  size_t b = 900;  // fits the cached block: gets it back
+  size_t b = 2 * mb;  // fits the cached block (at most twice the request): gets it back
   void* pb = detail::acquire_block(b);
   CHECK(pb == pa);
   CHECK(b == a);
   CHECK(detail::cached_bytes() == 0);
   detail::return_block(pb, b);
-  size_t c = 1 << 20;  // fits nothing cached: the cache is emptied before allocating
+  size_t s = mb / 2;  // too small to be worth the cached block: allocated apart, nothing freed
+  void* ps = detail::acquire_block(s);
+  CHECK(detail::cached_bytes() == a);
+  detail::return_block(ps, s);  // small blocks are not cached
+  CHECK(detail::cached_bytes() == a);
+  size_t c = 8 * mb;  // fits nothing cached: the cache frees at least as much as is allocated
   void* pc = detail::acquire_block(c);
   CHECK(detail::cached_bytes() == 0);
-  detail::return_block(pc, c, 1000);  // over the limit given: freed, not cached
+  detail::return_block(pc, c, mb);  // over the limit given: freed, not cached
   CHECK(detail::cached_bytes() == 0);
 
   // a kernel computation leaves at most kCachedBytes behind, and release_cached_memory frees them
   const Sequential<double> net(
       {.input = {30}, .layers = {Linear{.out_features = 40}, Tanh(), Linear{.out_features = 3}}}, 1);
-  Tensor<double> x({200, 30});
+  Tensor<double> x({600, 30});
   for (int64_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.1 * static_cast<double>(i));
   const auto k1 = ntk(net, x);
   CHECK(detail::cached_bytes() > 0);

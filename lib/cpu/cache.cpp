@@ -1,5 +1,7 @@
 #include "cpu/cache.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <mutex>
 #include <new>
@@ -13,14 +15,42 @@ namespace detail {
 namespace {
 
 constexpr std::align_val_t kAlign{64};
+// Blocks from 1 MB up are mapped from the kernel directly, so that freeing one returns its pages at
+// once: through malloc they could stay in the heap (glibc raises its mmap threshold to the size of
+// any mapped chunk freed), and repeated computations then grew the resident set call by call.
+constexpr size_t kMapBytes = size_t{1} << 20;
+
+void* allocate(size_t bytes) {
+  if (bytes < kMapBytes) return ::operator new(bytes, kAlign);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return p;
+}
+
+void deallocate(void* p, size_t bytes) {
+  if (bytes < kMapBytes)
+    ::operator delete(p, bytes, kAlign);
+  else
+    munmap(p, bytes);
+}
 
 struct Cache {
   std::mutex mutex;
   std::vector<std::pair<void*, size_t>> blocks;  // (pointer, capacity)
   size_t bytes = 0;
 
+  /// Frees the largest blocks until at most `limit` bytes stay cached.
+  void drop_until(size_t limit) {
+    while (bytes > limit) {
+      auto largest = std::max_element(blocks.begin(), blocks.end(),
+                                      [](const auto& a, const auto& b) { return a.second < b.second; });
+      deallocate(largest->first, largest->second);
+      bytes -= largest->second;
+      blocks.erase(largest);
+    }
+  }
   void free_all() {
-    for (auto& [p, n] : blocks) ::operator delete(p, n, kAlign);
+    for (auto& [p, n] : blocks) deallocate(p, n);
     blocks.clear();
     bytes = 0;
   }
@@ -36,13 +66,17 @@ Cache& cache() {
 
 void* acquire_block(size_t& bytes) {
   bytes = std::max<size_t>((bytes + 63) / 64 * 64, 64);
+  if (bytes < kMapBytes) return allocate(bytes);  // malloc serves small blocks well: not cached
+  bytes = (bytes + 4095) / 4096 * 4096;
   {
     auto& c = cache();
     std::lock_guard lock(c.mutex);
-    // the smallest cached block that fits
+    // the smallest cached block that fits and is at most twice the request (a larger one would sit
+    // mostly unused while a later request it could have served allocates afresh)
     auto best = c.blocks.end();
     for (auto it = c.blocks.begin(); it != c.blocks.end(); ++it)
-      if (it->second >= bytes && (best == c.blocks.end() || it->second < best->second)) best = it;
+      if (it->second >= bytes && it->second / 2 <= bytes && (best == c.blocks.end() || it->second < best->second))
+        best = it;
     if (best != c.blocks.end()) {
       const auto [p, n] = *best;
       c.blocks.erase(best);
@@ -50,29 +84,28 @@ void* acquire_block(size_t& bytes) {
       bytes = n;
       return p;
     }
-    c.free_all();  // none fits: what is cached would only add to the peak
+    // none fits: the cache gives up at least as much as is allocated (largest blocks first), so that
+    // idle cached blocks do not stack on top of a computation's peak
+    c.drop_until(c.bytes > bytes ? c.bytes - bytes : 0);
   }
-  return ::operator new(bytes, kAlign);
+  return allocate(bytes);
 }
 
 void return_block(void* p, size_t bytes, size_t keep) {
   if (p == nullptr) return;
+  if (bytes < kMapBytes) {
+    deallocate(p, bytes);
+    return;
+  }
   auto& c = cache();
   std::lock_guard lock(c.mutex);
   c.blocks.emplace_back(p, bytes);
   c.bytes += bytes;
-  // drop the largest blocks first until the cache is within `keep`
-  while (c.bytes > keep) {
-    auto largest = std::max_element(c.blocks.begin(), c.blocks.end(),
-                                    [](const auto& a, const auto& b) { return a.second < b.second; });
-    ::operator delete(largest->first, largest->second, kAlign);
-    c.bytes -= largest->second;
-    c.blocks.erase(largest);
-  }
+  c.drop_until(keep);
 }
 
 void free_block(void* p, size_t bytes) {
-  if (p != nullptr) ::operator delete(p, bytes, kAlign);
+  if (p != nullptr) deallocate(p, bytes);
 }
 
 size_t cached_bytes() {

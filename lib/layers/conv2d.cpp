@@ -7,6 +7,7 @@
 #include "autograd/tape.hpp"
 #include "batch.hpp"
 #include "cpu/backend.hpp"
+#include "cpu/cache.hpp"
 #include "cpu/grain.hpp"
 
 namespace xntk::detail {
@@ -142,7 +143,8 @@ template <class T>
 void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   const int64_t K = g_.rows(), P = g_.positions(), C = out_channels_, n_in = this->in_size();
   parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
-    RowMat<T> U(K, P);
+    Buffer<T> U;  // from the block cache: no page faults after the first sample
+    U.resize(K * P);
     im2col(in + s * n_in, g_, U.data());
     auto y = view(out + s * C * P, C, P);
     gemm(false, false, C, P, K, T(cw_), weight_.data(), K, U.data(), P, T(0), y.data(), P);
@@ -155,7 +157,8 @@ template <class T>
 void Conv2dLayer<T>::backward(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams) const {
   const int64_t K = g_.rows(), P = g_.positions(), C = out_channels_, n_in = this->in_size();
   parallel_for_work(batch * streams, static_cast<double>(C * K * P), [&](int64_t r) {
-    RowMat<T> cols(K, P);
+    Buffer<T> cols;
+    cols.resize(K * P);
     gemm(true, false, K, P, C, T(cw_), weight_.data(), K, dout + r * C * P, P, T(0), cols.data(), P);
     std::fill(din + r * n_in, din + (r + 1) * n_in, T(0));
     col2im(cols.data(), g_, din + r * n_in);
