@@ -121,6 +121,13 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
       p.delta.swap(p.next);
       p.shared = false;
     }
+    if (layer.in_place_backward()) {
+      layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.delta.data(), p.batch, outputs);
+      flops += layer.backward_flops(p.batch, outputs);
+      p.next.release();
+      p.values[l + 1].release();
+      return;
+    }
     p.next.resize(p.batch * outputs * layer.in_size());
     layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
     flops += layer.backward_flops(p.batch, outputs);

@@ -122,6 +122,9 @@ class Layer {
   /// Whether backward() ignores in/out (a linear map): then deltas shared by all samples stay shared,
   /// and backward is called once with batch = 1 and in = out = nullptr.
   virtual bool input_independent_backward() const { return false; }
+  /// Whether backward() may be called in place (din == dout): elementwise layers, where the driver
+  /// then keeps the delta buffer instead of filling a fresh one of the same size.
+  virtual bool in_place_backward() const { return false; }
   /// Adds this layer's weight and bias components for sides a (rows) and b (columns).
   virtual void components(const Side<T>&, const Side<T>&, const ComponentTarget<T>&) const {}
   /// Extra working memory of components() for batches n1, n2, in bytes.

@@ -24,6 +24,10 @@ void* allocate(size_t bytes) {
   if (bytes < kMapBytes) return ::operator new(bytes, kAlign);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  // 2 MB pages where the system allows them on request: one fault instead of 512
+  if (bytes >= (size_t{4} << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
   return p;
 }
 

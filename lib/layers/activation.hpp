@@ -14,6 +14,7 @@ class ActivationLayer final : public Layer<T> {
   void forward(const T* in, T* out, int64_t batch) const override;
   void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const override;
   double backward_flops(int64_t batch, int64_t streams) const override;
+  bool in_place_backward() const override { return true; }
   int record(autograd::Tape<T>& tape, int in, int first_slot) const override;
 
   /// φ'(z) given z and y = φ(z).

@@ -11,7 +11,7 @@ void FlattenLayer<T>::forward(const T* in, T* out, int64_t batch) const {
 
 template <class T>
 void FlattenLayer<T>::backward(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams) const {
-  std::copy(dout, dout + batch * streams * this->in_size(), din);
+  if (din != dout) std::copy(dout, dout + batch * streams * this->in_size(), din);
 }
 
 template <class T>
