@@ -234,8 +234,9 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
     throw Error("kernel: the result needs " + std::to_string(out_bytes / 1e9) + " GB but only " +
                 std::to_string(avail / 1e9) + " GB of memory is available; use trace or diagonal mode, fewer " +
                 "samples, or no components");
-  k.total = Tensor<T>(shape);
-  if (opt.components) k.components.assign(k.names.size(), Tensor<T>(shape));
+  k.total = Tensor<T>(shape, zeroed_vector<T>(numel(shape)));
+  if (opt.components)
+    for (size_t c = 0; c < k.names.size(); ++c) k.components.emplace_back(shape, zeroed_vector<T>(numel(shape)));
   if (with_params.empty()) return k;
   const int first = with_params.back();
 

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <mutex>
 #include <new>
 #include <vector>
@@ -24,10 +25,8 @@ void* allocate(size_t bytes) {
   if (bytes < kMapBytes) return ::operator new(bytes, kAlign);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
   // 2 MB pages where the system allows them on request: one fault instead of 512
-  if (bytes >= (size_t{4} << 20)) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
+  if (bytes >= (size_t{4} << 20)) advise_huge_pages(p, bytes);
   return p;
 }
 
@@ -106,6 +105,18 @@ void return_block(void* p, size_t bytes, size_t keep) {
   c.blocks.emplace_back(p, bytes);
   c.bytes += bytes;
   c.drop_until(keep);
+}
+
+void advise_huge_pages(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t huge = uintptr_t{2} << 20;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + huge - 1) & ~(huge - 1),
+                  end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(huge - 1);
+  if (p != nullptr && end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
 }
 
 void free_block(void* p, size_t bytes) {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 namespace xntk::detail {
 
@@ -26,6 +27,21 @@ void return_block(void* p, size_t bytes, size_t keep = kCachedBytes);
 void free_block(void* p, size_t bytes);
 /// Bytes currently cached (for tests).
 size_t cached_bytes();
+
+/// Asks for 2 MB pages on the whole 2 MB-aligned pages inside [p, p + bytes) before they are first
+/// touched (no-op for small ranges or where the system does not offer them).
+void advise_huge_pages(void* p, size_t bytes);
+
+/// A zero-filled vector of n values whose pages are faulted in as 2 MB pages where possible: the
+/// kernel's result arrays, which are returned to the caller and so cannot come from the cache.
+template <class T>
+std::vector<T> zeroed_vector(int64_t n) {
+  std::vector<T> v;
+  v.reserve(static_cast<size_t>(n));
+  advise_huge_pages(v.data(), static_cast<size_t>(n) * sizeof(T));
+  v.resize(static_cast<size_t>(n));
+  return v;
+}
 
 /// An uninitialised array of T from the block cache. resize() keeps the block when it is large enough
 /// and does not keep the contents when it is not; release() hands the block back.
