@@ -88,12 +88,12 @@ namespace {
 /// (b = a) only the lower triangle is formed (SYRK) and valid. Adds its FLOPs.
 template <class T>
 void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t lda, bool same, T alpha, T* out,
-             double* flops) {
+             double* flops, T beta = T(0)) {
   if (same) {
-    syrk_lower(r1, k, alpha, a, lda, T(0), out, r1);
+    syrk_lower(r1, k, alpha, a, lda, beta, out, r1);
     *flops += static_cast<double>(r1 * (r1 + 1)) * static_cast<double>(k);
   } else {
-    gemm(false, true, r1, r2, k, alpha, a, lda, b, lda, T(0), out, r2);
+    gemm(false, true, r1, r2, k, alpha, a, lda, b, lda, beta, out, r2);
     *flops += 2.0 * static_cast<double>(r1 * r2) * static_cast<double>(k);
   }
 }
@@ -107,11 +107,8 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
   T* w = t.weight;
   T* bias = has_bias_ ? t.bias : nullptr;
 
-  // c_w² ⟨a, a'⟩ for every sample pair. On a symmetric block only pairs j ≤ i are formed and written
-  // (ComponentTarget::same); Grams are then valid in their lower triangles.
-  auto A = view(t.workspace->get(0, n1 * n2), n1, n2);
-  gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2, A.data(), t.flops);
   auto columns = [&](int64_t i) { return t.same ? i + 1 : n2; };
+  const int64_t per = per_pair(O, t.mode);
 
   if (a.delta == nullptr || a.shared) {
     // Deltas shared by all samples (at the last layer δ_o = e_o): ⟨δ_o, δ'_o'⟩ = S[o, o'] for every pair
@@ -120,7 +117,6 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       gram_of(a.delta, O, b.delta, O, out, out, true, T(1), S.data(), t.flops);
       mirror_lower(S.data(), O);
     }
-    const int64_t per = per_pair(O, t.mode);
     RowMat<T> s = RowMat<T>::Zero(1, per);  // the (o, o') block of one pair in the mode's layout
     for (int64_t o = 0; o < O; ++o) {
       if (t.mode == Mode::full)
@@ -130,21 +126,23 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       else
         s(0, 0) += S(o, o);
     }
+    *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2 * per);
+    if (per == 1) {
+      // one value per pair: c_w² s ⟨a, a'⟩ accumulated by the Gram product itself (β = 1), then c_b² s
+      const T s0 = s(0, 0);
+      gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2 * s0, w, t.flops, T(1));
+      if (bias)
+        parallel_rows(n1, n2, t.same, 1.0, [&](int64_t i) {
+          for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += cb2 * s0;
+        });
+      return;
+    }
+    // c_w² ⟨a, a'⟩ for every sample pair. On a symmetric block only pairs j ≤ i are formed and written
+    // (ComponentTarget::same); Grams are then valid in their lower triangles.
+    auto A = view(t.workspace->get(0, n1 * n2), n1, n2);
+    gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2, A.data(), t.flops);
     const T* se = s.data();
     parallel_rows(n1, n2, t.same, static_cast<double>(per * 2), [&](int64_t i) {
-      if (per == 1) {  // one value per pair: a plain row loop
-        const T* ai = A.data() + i * n2;
-        T* wi = w + i * n2;
-        const T s0 = se[0], b0 = cb2 * se[0];
-        if (bias == w) {
-          for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * s0 + b0;
-        } else {
-          for (int64_t j = 0; j < columns(i); ++j) wi[j] += ai[j] * s0;
-          if (bias)
-            for (int64_t j = 0; j < columns(i); ++j) bias[i * n2 + j] += b0;
-        }
-        return;
-      }
       for (int64_t j = 0; j < columns(i); ++j) {
         const T aij = A(i, j);
         T* wij = w + (i * n2 + j) * per;
@@ -159,9 +157,11 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
         }
       }
     });
-    *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(n1 * n2 * per);
     return;
   }
+
+  auto A = view(t.workspace->get(0, n1 * n2), n1, n2);
+  gram_of(a.in, n1, b.in, n2, in, in, t.same, cw2, A.data(), t.flops);
 
   // with one output the three modes coincide; the trace loop is the flat one
   switch (O == 1 ? Mode::trace : t.mode) {
