@@ -111,28 +111,23 @@ template <class T>
 void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops) {
   materialize(p, outputs);
   const int l = layer.index();
-  if (p.shared && layer.input_independent_backward()) {
-    p.next.resize(outputs * layer.in_size());
-    layer.backward(nullptr, nullptr, p.delta.data(), p.next.data(), 1, outputs);
-    flops += layer.backward_flops(1, outputs);
-  } else {
-    if (p.shared) {
-      expand(p, outputs, layer.out_size(), p.next);
-      p.delta.swap(p.next);
-      p.shared = false;
-    }
-    if (layer.in_place_backward()) {
-      layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.delta.data(), p.batch, outputs);
-      flops += layer.backward_flops(p.batch, outputs);
-      p.next.release();
-      p.values[l + 1].release();
-      return;
-    }
-    p.next.resize(p.batch * outputs * layer.in_size());
-    layer.backward(p.in(l), p.values[l + 1].data(), p.delta.data(), p.next.data(), p.batch, outputs);
-    flops += layer.backward_flops(p.batch, outputs);
+  const bool stays_shared = p.shared && layer.input_independent_backward();
+  if (p.shared && !stays_shared) {
+    expand(p, outputs, layer.out_size(), p.next);
+    p.delta.swap(p.next);
+    p.shared = false;
   }
-  p.delta.swap(p.next);
+  const int64_t batch = stays_shared ? 1 : p.batch;
+  const T* in = stays_shared ? nullptr : p.in(l);
+  const T* out = stays_shared ? nullptr : p.values[l + 1].data();
+  if (!stays_shared && layer.in_place_backward()) {
+    layer.backward(in, out, p.delta.data(), p.delta.data(), batch, outputs);
+  } else {
+    p.next.resize(batch * outputs * layer.in_size());
+    layer.backward(in, out, p.delta.data(), p.next.data(), batch, outputs);
+    p.delta.swap(p.next);
+  }
+  flops += layer.backward_flops(batch, outputs);
   p.next.release();
   p.values[l + 1].release();
 }

@@ -33,43 +33,25 @@ struct Side {
 template <class T>
 class Workspace {
  public:
-  Workspace() = default;
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  ~Workspace() {
-    for (auto& b : blocks_) return_block(b.p, b.bytes);
-  }
   /// Buffer `slot` (0–3) with room for at least n values; its contents are unspecified.
   T* get(int slot, int64_t n) {
-    auto& b = blocks_[static_cast<size_t>(slot)];
-    const size_t need = static_cast<size_t>(n) * sizeof(T);
-    if (b.bytes < need) {
-      return_block(b.p, b.bytes);
-      b.bytes = need;
-      b.p = acquire_block(b.bytes);
-    }
-    return static_cast<T*>(b.p);
+    auto& b = buffers_[static_cast<size_t>(slot)];
+    b.resize(n);
+    return b.data();
   }
   /// Bytes held.
   double bytes() const {
     double n = 0;
-    for (const auto& b : blocks_) n += static_cast<double>(b.bytes);
+    for (const auto& b : buffers_) n += static_cast<double>(b.capacity_bytes());
     return n;
   }
   /// Frees every buffer (not cached: the point is to lower the peak).
   void release() {
-    for (auto& b : blocks_) {
-      free_block(b.p, b.bytes);
-      b = {};
-    }
+    for (auto& b : buffers_) b.free();
   }
 
  private:
-  struct Block {
-    void* p = nullptr;
-    size_t bytes = 0;
-  };
-  std::array<Block, 4> blocks_;
+  std::array<Buffer<T>, 4> buffers_;
 };
 
 /// Where a layer adds its components for one tile pair: buffers (n1, n2, per) with per = O·O, 1 or O.

@@ -81,6 +81,19 @@ TEST_CASE("the block cache reuses blocks and never holds more than it may", "[in
   CHECK(detail::cached_bytes() == 0);
 }
 
+TEST_CASE("a Buffer always holds room for its size", "[internals]") {
+  detail::Buffer<double> b;
+  for (const int64_t n : {1, 100, 99, 1000, 1500, 200'000, 300'000, 150'000, 700'000, 3}) {
+    b.resize(n);
+    REQUIRE(b.size() == n);
+    REQUIRE(b.capacity_bytes() >= static_cast<size_t>(n) * sizeof(double));
+    b[n - 1] = 1.0;  // the last value is writable (AddressSanitizer builds check the bound)
+  }
+  b.free();
+  CHECK(b.capacity_bytes() == 0);
+  CHECK(b.data() == nullptr);
+}
+
 TEST_CASE("parallel_rows visits every row once", "[internals]") {
   for (const bool triangle : {false, true})
     for (const int64_t n : {0, 1, 2, 7, 8, 1001}) {

@@ -44,7 +44,7 @@ std::vector<T> zeroed_vector(int64_t n) {
 }
 
 /// An uninitialised array of T from the block cache. resize() keeps the block when it is large enough
-/// and does not keep the contents when it is not; release() hands the block back.
+/// and does not keep the contents when it is not; release() hands the block back, free() frees it.
 template <class T>
 class Buffer {
  public:
@@ -67,11 +67,15 @@ class Buffer {
     }
     size_ = n;
   }
+  /// Hands the block back to the cache.
   void release() {
     return_block(p_, bytes_);
-    p_ = nullptr;
-    bytes_ = 0;
-    size_ = 0;
+    reset();
+  }
+  /// Frees the block without caching it (to lower a computation's peak).
+  void free() {
+    free_block(p_, bytes_);
+    reset();
   }
   void swap(Buffer& o) noexcept {
     std::swap(p_, o.p_);
@@ -82,8 +86,15 @@ class Buffer {
   const T* data() const { return static_cast<const T*>(p_); }
   int64_t size() const { return size_; }
   T& operator[](int64_t i) { return data()[i]; }
+  /// Bytes of the block held.
+  size_t capacity_bytes() const { return bytes_; }
 
  private:
+  void reset() {
+    p_ = nullptr;
+    bytes_ = 0;
+    size_ = 0;
+  }
   void* p_ = nullptr;
   size_t bytes_ = 0;
   int64_t size_ = 0;

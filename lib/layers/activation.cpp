@@ -44,37 +44,52 @@ void ActivationLayer<T>::forward(const T* in, T* out, int64_t batch) const {
 }
 
 template <class T>
-T ActivationLayer<T>::derivative(T z, T y) const {
+void ActivationLayer<T>::derivatives(const T* z, const T* y, T* __restrict d, int64_t n) const {
   const T one(1);
+  // one loop per kind, the switch outside it, so that the simple kinds (ReLU, tanh) vectorise
+  auto fill = [&](auto f) {
+    for (int64_t i = 0; i < n; ++i) d[i] = f(z[i], y[i]);
+  };
   switch (spec_.kind) {
-    case ActivationKind::relu: return z > T(0) ? one : T(0);
-    case ActivationKind::leaky_relu: return z > T(0) ? one : T(spec_.negative_slope);
-    case ActivationKind::tanh: return one - y * y;
-    case ActivationKind::sigmoid: return y * (one - y);
-    case ActivationKind::gelu: {
+    case ActivationKind::relu: return fill([&](T x, T) { return x > T(0) ? one : T(0); });
+    case ActivationKind::leaky_relu: {
+      const T slope(spec_.negative_slope);
+      return fill([&](T x, T) { return x > T(0) ? one : slope; });
+    }
+    case ActivationKind::tanh: return fill([&](T, T v) { return one - v * v; });
+    case ActivationKind::sigmoid: return fill([&](T, T v) { return v * (one - v); });
+    case ActivationKind::gelu:
       if (spec_.approximate == "tanh") {
         const T k = std::sqrt(T(2) / std::numbers::pi_v<T>), c = T(0.044715);
-        const T t = std::tanh(k * (z + c * z * z * z));
-        return T(0.5) * (one + t) + T(0.5) * z * (one - t * t) * k * (one + T(3) * c * z * z);
+        return fill([&](T x, T) {
+          const T t = std::tanh(k * (x + c * x * x * x));
+          return T(0.5) * (one + t) + T(0.5) * x * (one - t * t) * k * (one + T(3) * c * x * x);
+        });
       }
-      const T cdf = T(0.5) * (one + std::erf(z * T(std::numbers::sqrt2 / 2)));
-      const T pdf = std::exp(T(-0.5) * z * z) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
-      return cdf + z * pdf;
-    }
-    case ActivationKind::erf: return T(2 * std::numbers::inv_sqrtpi) * std::exp(-z * z);
+      return fill([&](T x, T) {
+        const T cdf = T(0.5) * (one + std::erf(x * T(std::numbers::sqrt2 / 2)));
+        const T pdf = std::exp(T(-0.5) * x * x) * T(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+        return cdf + x * pdf;
+      });
+    case ActivationKind::erf: return fill([&](T x, T) { return T(2 * std::numbers::inv_sqrtpi) * std::exp(-x * x); });
     case ActivationKind::softplus: {
-      const T bz = z * T(spec_.beta);
-      if (bz > T(spec_.threshold)) return one;
-      return one / (one + std::exp(-bz));
+      const T beta(spec_.beta), threshold(spec_.threshold);
+      return fill([&](T x, T) {
+        const T bx = x * beta;
+        return bx > threshold ? one : one / (one + std::exp(-bx));
+      });
     }
-    case ActivationKind::silu: {
-      const T s = one / (one + std::exp(-z));
-      return s * (one + z * (one - s));
+    case ActivationKind::silu:
+      return fill([&](T x, T) {
+        const T s = one / (one + std::exp(-x));
+        return s * (one + x * (one - s));
+      });
+    case ActivationKind::elu: {
+      const T alpha(spec_.alpha);
+      return fill([&](T x, T) { return x > T(0) ? one : alpha * std::exp(x); });
     }
-    case ActivationKind::elu: return z > T(0) ? one : T(spec_.alpha) * std::exp(z);
-    case ActivationKind::identity: return one;
+    case ActivationKind::identity: return fill([&](T, T) { return one; });
   }
-  return one;
 }
 
 template <class T>
@@ -84,17 +99,8 @@ void ActivationLayer<T>::backward(const T* in, const T* out, const T* dout, T* d
   parallel_for_work(batch, static_cast<double>(n * (8 + streams)), [&](int64_t b) {
     thread_local std::vector<T> buffer;
     buffer.resize(static_cast<size_t>(n));
-    T* __restrict d = buffer.data();
-    const T* z = in + b * n;
-    const T* y = out + b * n;
-    // the common kinds as plain (vectorisable) loops, the rest through derivative()
-    if (spec_.kind == ActivationKind::relu) {
-      for (int64_t i = 0; i < n; ++i) d[i] = z[i] > T(0) ? T(1) : T(0);
-    } else if (spec_.kind == ActivationKind::tanh) {
-      for (int64_t i = 0; i < n; ++i) d[i] = T(1) - y[i] * y[i];
-    } else {
-      for (int64_t i = 0; i < n; ++i) d[i] = derivative(z[i], y[i]);
-    }
+    const T* d = buffer.data();
+    derivatives(in + b * n, out + b * n, buffer.data(), n);
     for (int64_t s = 0; s < streams; ++s) {
       const int64_t row = (b * streams + s) * n;
       for (int64_t i = 0; i < n; ++i) din[row + i] = d[i] * dout[row + i];

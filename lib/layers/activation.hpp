@@ -17,8 +17,8 @@ class ActivationLayer final : public Layer<T> {
   bool in_place_backward() const override { return true; }
   int record(autograd::Tape<T>& tape, int in, int first_slot) const override;
 
-  /// φ'(z) given z and y = φ(z).
-  T derivative(T z, T y) const;
+  /// d[i] = φ'(z[i]) given z and y = φ(z), for n values.
+  void derivatives(const T* z, const T* y, T* __restrict d, int64_t n) const;
 
  private:
   Activation spec_;
