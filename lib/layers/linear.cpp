@@ -38,7 +38,7 @@ LinearLayer<T>::LinearLayer(int index, const Shape& in, const Linear& spec, Para
 
 template <class T>
 void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
-  if (kSkinnyProduct && batch <= 32 && in_features_ >= 256) {
+  if (kSkinnyProduct && batch <= kSkinnyMaxBatch && in_features_ >= 256) {
     // few samples through a wide layer: dot products instead of a GEMM that packs all of W
     skinny_product(batch, out_features_, in_features_, T(cw_), in, weight_.data(), out);
   } else {
