@@ -1,9 +1,11 @@
 // Internal building blocks the kernels rely on: the vectorised tanh, the scratch block cache and the
 // balanced row loop.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <type_traits>
 #include <vector>
 #include <xntk/xntk.hpp>
@@ -11,6 +13,11 @@
 #include "cpu/cache.hpp"
 #include "cpu/fast_math.hpp"
 #include "cpu/grain.hpp"
+#include "cpu/masked_product.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 using namespace xntk;
 
@@ -129,4 +136,67 @@ TEMPLATE_TEST_CASE("a Linear forward on a few wide samples matches direct dot pr
         REQUIRE(std::fabs(static_cast<long double>(y[s * out + j]) - exact) <= tolerance * scale);
       }
   }
+}
+
+TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", "[internals]", float, double) {
+  // din = alpha · dout · W over sample row groups, against long-double sums of every term. Sizes leave a
+  // partial row block (k = 300 = 4·64 + 44) and columns past the last whole strip (n = 77).
+  using T = TestType;
+  const int64_t k = 300, n = 77;
+  const T alpha = T(0.75);
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> normal;
+  std::vector<T> w(static_cast<size_t>(k * n));
+  for (auto& v : w) v = static_cast<T>(normal(g));
+  const double tolerance = std::is_same_v<T, float> ? 2e-6 : 1e-14;  // k·ε on Σ|terms|
+  for (const int64_t batch : {1, 5, 32})
+    for (int64_t rows = 1; rows <= detail::kMaskedMaxRows; ++rows) {
+      INFO("batch " << batch << ", rows " << rows);
+      std::vector<T> dout(static_cast<size_t>(batch * rows * k), T(0));
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t j = 0; j < k; ++j)
+          if (g() % 2)  // a column on for all of the sample's rows, or off for all of them
+            for (int64_t r = 0; r < rows; ++r)
+              dout[static_cast<size_t>((b * rows + r) * k + j)] = static_cast<T>(normal(g));
+      std::vector<T> din(static_cast<size_t>(batch * rows * n), T(-1));
+      REQUIRE(detail::masked_product(batch, rows, k, n, alpha, dout.data(), w.data(), din.data()));
+      double worst = 0;
+      for (int64_t i = 0; i < batch * rows; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          long double exact = 0, scale = 0;
+          for (int64_t q = 0; q < k; ++q) {
+            const long double term = static_cast<long double>(alpha) * dout[static_cast<size_t>(i * k + q)] *
+                                     w[static_cast<size_t>(q * n + j)];
+            exact += term;
+            scale += std::fabs(term);
+          }
+          const long double err = std::fabs(static_cast<long double>(din[static_cast<size_t>(i * n + j)]) - exact);
+          worst = std::max(worst, static_cast<double>(scale > 0 ? err / scale : err));
+        }
+      CHECK(worst <= tolerance);
+#ifdef _OPENMP
+      // each output sums its terms in one order, whatever the thread count
+      const int threads = omp_get_max_threads();
+      for (const int t : {1, 3}) {
+        omp_set_num_threads(t);
+        std::vector<T> again(din.size());
+        REQUIRE(detail::masked_product(batch, rows, k, n, alpha, dout.data(), w.data(), again.data()));
+        CHECK(again == din);
+      }
+      omp_set_num_threads(threads);
+#endif
+    }
+  // a weight row met only by zero deltas is never read: a NaN there stays out of din
+  std::vector<T> dout(static_cast<size_t>(2 * k), T(0));
+  for (int64_t j = 1; j < k; j += 2) dout[static_cast<size_t>(j)] = dout[static_cast<size_t>(k + j)] = T(1);
+  std::vector<T> wn = w;
+  wn[static_cast<size_t>(4 * n + 3)] = std::numeric_limits<T>::quiet_NaN();  // row 4: zero in both rows
+  std::vector<T> din(static_cast<size_t>(2 * n));
+  REQUIRE(detail::masked_product<T>(1, 2, k, n, T(1), dout.data(), wn.data(), din.data()));
+  for (const T v : din) CHECK(std::isfinite(v));
+  // mostly non-zero columns: declined, nothing written (the caller's dense GEMM is faster)
+  std::fill(dout.begin(), dout.end(), T(1));
+  std::fill(din.begin(), din.end(), T(7));
+  CHECK_FALSE(detail::masked_product<T>(1, 2, k, n, T(1), dout.data(), w.data(), din.data()));
+  for (const T v : din) CHECK(v == T(7));
 }

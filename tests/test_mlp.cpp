@@ -81,3 +81,30 @@ TEST_CASE("float32 agrees with float64", "[mlp][float]") {
     CHECK(test::rel_error(ntk(netf, x1.cast<float>(), opt).total, ntk(netd, x1, opt).total) <= 1e-4);
   }
 }
+
+TEST_CASE("explicit = autograd on wide ReLU MLPs with few samples", "[mlp]") {
+  // layers ≥ 256 wide, ≤ 32 samples and ≤ 8 outputs take the backward that skips the columns a ReLU
+  // zeroed (in AVX-512 builds); 9 outputs take the GEMM. Widths leave partial column strips and row blocks.
+  const int64_t outputs = GENERATE(1, 3, 8, 9);
+  INFO("outputs " << outputs);
+  const ModelSpec spec{
+      .input = {300},
+      .layers = {Linear{.out_features = 260}, Activation{ActivationKind::relu}, Linear{.out_features = 270},
+                 Activation{ActivationKind::relu}, Linear{.out_features = outputs}}};
+  const Sequential<double> net(spec, 7);
+  const auto x1 = test::randn<double>({5, 300}, 11);
+  const auto x2 = test::randn<double>({7, 300}, 12);
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    KernelOptions opt{.mode = mode, .components = true};
+    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
+    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
+    opt.threads = 1;
+    const auto one = ntk(net, x1, x2, opt);
+    opt.threads = 3;
+    CHECK(test::rel_error(ntk(net, x1, x2, opt).total, one.total) <= 1e-13);
+  }
+  const Sequential<float> netf(spec, 7);
+  const KernelOptions opt{.mode = Mode::full};
+  CHECK(test::rel_error(ntk(netf, x1.cast<float>(), x2.cast<float>(), opt).total, ntk(net, x1, x2, opt).total) <= 1e-4);
+}
