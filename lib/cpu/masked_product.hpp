@@ -162,7 +162,9 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
   packed.resize(batch * k * rows);
   active.resize(batch * k);
   int64_t count[kMaskedMaxBatch];
-  int64_t total = 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (batch > 1 && !omp_in_parallel())
+#endif
   for (int64_t b = 0; b < batch; ++b) {
     const T* d = dout + b * rows * k;
     int64_t c = 0;
@@ -175,9 +177,10 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
       ++c;
     }
     count[b] = c;
-    total += c;
-    if (static_cast<double>(total) > masked::kMaxActive * static_cast<double>(batch * k)) return false;
   }
+  int64_t total = 0;
+  for (int64_t b = 0; b < batch; ++b) total += count[b];
+  if (static_cast<double>(total) > masked::kMaxActive * static_cast<double>(batch * k)) return false;
   switch (rows) {
     case 1: masked::run<1>(batch, k, n, packed.data(), active.data(), count, w, din); break;
     case 2: masked::run<2>(batch, k, n, packed.data(), active.data(), count, w, din); break;
