@@ -199,4 +199,7 @@ TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", 
   std::fill(din.begin(), din.end(), T(7));
   CHECK_FALSE(detail::masked_product<T>(1, 2, k, n, T(1), dout.data(), w.data(), din.data()));
   for (const T v : din) CHECK(v == T(7));
+  // more rows or samples than its tiles take: declined too
+  CHECK_FALSE(detail::masked_product<T>(1, detail::kMaskedMaxRows + 1, 1, 1, T(1), dout.data(), w.data(), din.data()));
+  CHECK_FALSE(detail::masked_product<T>(detail::kMaskedMaxBatch + 1, 1, 1, 1, T(1), dout.data(), w.data(), din.data()));
 }

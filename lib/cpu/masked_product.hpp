@@ -154,9 +154,10 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 /// rows [b·rows, (b + 1)·rows) and terms whose column k of dout is zero in all of the sample's rows are
 /// skipped (so a NaN or infinite weight met only by zeros does not reach din). Returns false, computing
 /// nothing, when more than kMaxActive of the (sample, column) pairs are active: a dense GEMM is faster
-/// there. Requires 1 ≤ rows ≤ kMaskedMaxRows and batch ≤ kMaskedMaxBatch.
+/// there, and also outside 1 ≤ rows ≤ kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch.
 template <class T>
 bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
+  if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows) return false;
   Buffer<T> packed;
   Buffer<int32_t> active;
   packed.resize(batch * k * rows);
