@@ -48,6 +48,10 @@ struct Vec<double> {
   typedef double type __attribute__((vector_size(64)));
 };
 
+/// Values per vector register (64 bytes); a strip of W is two of them wide.
+template <class T>
+inline constexpr int64_t kLanes = 64 / sizeof(T);
+
 /// Rows of W per block: the block's share of a thread's strips stays in L2.
 inline constexpr int64_t kBlockRows = 64;
 /// Above this fraction of active (sample, column) pairs the dense GEMM is used. Medians of 9 runs for
@@ -61,7 +65,7 @@ template <int R, bool Accumulate, class T>
 inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t na, int64_t k0,
                  const T* __restrict strip, T* __restrict out, int64_t ldo) {
   using V = typename Vec<T>::type;
-  constexpr int64_t L = 64 / sizeof(T), C = 2 * L;
+  constexpr int64_t L = kLanes<T>, C = 2 * L;
   V acc[R][2];
   for (int r = 0; r < R; ++r)
     for (int h = 0; h < 2; ++h) {
@@ -89,7 +93,7 @@ inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t 
 template <int R, class T>
 void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* active, const int64_t* count, const T* w,
          T* din) {
-  constexpr int64_t L = 64 / sizeof(T), C = 2 * L;
+  constexpr int64_t C = 2 * kLanes<T>;
   const int64_t strips = n / C;
 #ifdef _OPENMP
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
@@ -154,34 +158,46 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 /// rows [b·rows, (b + 1)·rows) and terms whose column k of dout is zero in all of the sample's rows are
 /// skipped (so a NaN or infinite weight met only by zeros does not reach din). Returns false, computing
 /// nothing, when more than kMaxActive of the (sample, column) pairs are active: a dense GEMM is faster
-/// there, and also outside 1 ≤ rows ≤ kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch.
+/// there, and also outside 1 ≤ rows ≤ kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch, or for k = 0.
 template <class T>
 bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
-  if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows) return false;
-  Buffer<T> packed;
-  Buffer<int32_t> active;
-  packed.resize(batch * k * rows);
-  active.resize(batch * k);
+  if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows || k < 1) return false;
+  auto on = [&](int64_t b, int64_t j) {
+    const T* d = dout + b * rows * k + j;
+    bool any = false;
+    for (int64_t r = 0; r < rows; ++r) any |= d[r * k] != T(0);
+    return any;
+  };
+  // count first (reads only), so that dense deltas cost one pass over dout before the GEMM
   int64_t count[kMaskedMaxBatch];
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (batch > 1 && !omp_in_parallel())
 #endif
   for (int64_t b = 0; b < batch; ++b) {
-    const T* d = dout + b * rows * k;
     int64_t c = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      bool on = false;
-      for (int64_t r = 0; r < rows; ++r) on |= d[r * k + j] != T(0);
-      if (!on) continue;
-      active[b * k + c] = static_cast<int32_t>(j);
-      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * d[r * k + j];
-      ++c;
-    }
+    for (int64_t j = 0; j < k; ++j) c += on(b, j);
     count[b] = c;
   }
   int64_t total = 0;
   for (int64_t b = 0; b < batch; ++b) total += count[b];
   if (static_cast<double>(total) > masked::kMaxActive * static_cast<double>(batch * k)) return false;
+
+  Buffer<T> packed;
+  Buffer<int32_t> active;
+  packed.resize(batch * k * rows);
+  active.resize(batch * k);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (batch > 1 && !omp_in_parallel())
+#endif
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t c = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      if (!on(b, j)) continue;
+      active[b * k + c] = static_cast<int32_t>(j);
+      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * dout[(b * rows + r) * k + j];
+      ++c;
+    }
+  }
   switch (rows) {
     case 1: masked::run<1>(batch, k, n, packed.data(), active.data(), count, w, din); break;
     case 2: masked::run<2>(batch, k, n, packed.data(), active.data(), count, w, din); break;
