@@ -17,6 +17,7 @@
 #include <cstring>
 
 #include "cpu/cache.hpp"
+#include "cpu/vector.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -36,21 +37,6 @@ inline constexpr int64_t kMaskedMaxRows = 8;
 inline constexpr int64_t kMaskedMaxBatch = 32;
 
 namespace masked {
-
-template <class T>
-struct Vec;
-template <>
-struct Vec<float> {
-  typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct Vec<double> {
-  typedef double type __attribute__((vector_size(64)));
-};
-
-/// Values per vector register (64 bytes); a strip of W is two of them wide.
-template <class T>
-inline constexpr int64_t kLanes = 64 / sizeof(T);
 
 /// Rows of W per block: the block's share of a thread's strips stays in L2.
 inline constexpr int64_t kBlockRows = 64;
