@@ -5,12 +5,13 @@
 // the work; this kernel skips the zero columns, sample by sample.
 //
 // Loop order (per thread, over its own 2V-column strips of W):
-//   for each block of kBlockRows rows of W: copy the block's strips into a small buffer (the reads are
-//   sequential and the buffer stays in L2), then for each strip and each sample accumulate the sample's
-//   active rows of the block into an R × 2V register tile of din.
+//   for each strip: copy the strip (all k rows, 2V columns) into a buffer that stays in L2, then for
+//   each sample accumulate the sample's active rows of it into an R × 2V register tile of din.
 // Each output sums its terms in increasing k whatever the thread count, so results do not depend on it.
 // Measured on workload 4's (16 samples × 8 outputs) · (2048 × 2048) with half the columns active
-// (microbenchmark, 2 threads, caches flushed, median of 9): 4.95 ms against OpenBLAS's dense 6.99 ms.
+// (microbenchmark, 2 threads, caches flushed, medians of 15): 4.2–4.3 ms against 4.9–5.0 ms for the
+// earlier loop order (64-row blocks of all the thread's strips, the tiles reloaded for every block),
+// and OpenBLAS's dense 6.99 ms (median of 9). The strip copies are about 1.6 ms of it.
 
 #include <algorithm>
 #include <cstdint>
@@ -38,31 +39,22 @@ inline constexpr int64_t kMaskedMaxBatch = 32;
 
 namespace masked {
 
-/// Rows of W per block: the block's share of a thread's strips stays in L2.
-inline constexpr int64_t kBlockRows = 64;
-/// Above this fraction of active (sample, column) pairs the dense GEMM is used. Medians of 9 runs for
-/// the product above: at 50/60/70/80% active, 4.95/5.22/6.10/6.65 ms against OpenBLAS's 6.99/6.40/
-/// 6.96/7.19 ms.
-inline constexpr double kMaxActive = 0.8;
+/// Above this fraction of active (sample, column) pairs the dense GEMM is used. Medians of 11 runs for
+/// the product above, two sessions: at 80/90/100% active, 5.5–5.8/6.1–6.5/6.6–6.8 ms against
+/// OpenBLAS's 6.6–6.8/6.5–7.1/6.6–7.1 ms (the two meet when all columns are active).
+inline constexpr double kMaxActive = 0.9;
 
-/// out (R × 2V, leading dimension ldo) (+)= Σ_a d[a·R + r] · strip[(rows[a] − k0) · 2V + c] over the active
-/// rows a < na of one sample.
-template <int R, bool Accumulate, class T>
-inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t na, int64_t k0,
-                 const T* __restrict strip, T* __restrict out, int64_t ldo) {
+/// out (R × 2V, leading dimension ldo) = Σ_a d[a·R + r] · strip[rows[a] · 2V + c] over the active rows
+/// a < na of one sample, in increasing a.
+template <int R, class T>
+inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t na, const T* __restrict strip,
+                 T* __restrict out, int64_t ldo) {
   using V = typename Vec<T>::type;
   constexpr int64_t L = kLanes<T>, C = 2 * L;
   V acc[R][2];
-  for (int r = 0; r < R; ++r)
-    for (int h = 0; h < 2; ++h) {
-      if constexpr (Accumulate) {
-        std::memcpy(&acc[r][h], out + r * ldo + h * L, sizeof(V));
-      } else {
-        acc[r][h] = V{};
-      }
-    }
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = V{};
   for (int64_t a = 0; a < na; ++a) {
-    const T* wr = strip + (rows[a] - k0) * C;
+    const T* wr = strip + rows[a] * C;
     V w0, w1;
     std::memcpy(&w0, wr, sizeof(V));
     std::memcpy(&w1, wr + L, sizeof(V));
@@ -86,9 +78,8 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 #else
   const int threads = 1;
 #endif
-  const int64_t most = (strips + threads - 1) / threads;
-  Buffer<T> blocks;
-  blocks.resize(static_cast<int64_t>(threads) * most * kBlockRows * C);
+  Buffer<T> buffers;
+  buffers.resize(static_cast<int64_t>(threads) * k * C);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
@@ -98,34 +89,11 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 #else
     const int t = 0, nt = 1;
 #endif
-    const int64_t s0 = strips * t / nt, s1 = strips * (t + 1) / nt;
-    T* block = blocks.data() + t * most * kBlockRows * C;
-    int64_t first[kMaskedMaxBatch], last[kMaskedMaxBatch];
-    std::fill(first, first + batch, 0);
-    for (int64_t k0 = 0; k0 < k && s1 > s0; k0 += kBlockRows) {
-      const int64_t rows = std::min(kBlockRows, k - k0);
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t s = s0; s < s1; ++s)
-          std::memcpy(block + ((s - s0) * kBlockRows + i) * C, w + (k0 + i) * n + s * C, C * sizeof(T));
-      for (int64_t b = 0; b < batch; ++b) {
-        const int32_t* act = active + b * k;
-        int64_t e = first[b];
-        while (e < count[b] && act[e] < k0 + rows) ++e;
-        last[b] = e;
-      }
-      for (int64_t s = s0; s < s1; ++s)
-        for (int64_t b = 0; b < batch; ++b) {
-          const int64_t a0 = first[b], na = last[b] - a0;
-          const T* d = packed + (b * k + a0) * R;
-          const int32_t* rws = active + b * k + a0;
-          T* out = din + b * R * n + s * C;
-          const T* strip = block + (s - s0) * kBlockRows * C;
-          if (k0 == 0)
-            tile<R, false>(d, rws, na, k0, strip, out, n);
-          else if (na > 0)
-            tile<R, true>(d, rws, na, k0, strip, out, n);
-        }
-      std::copy(last, last + batch, first);
+    T* strip = buffers.data() + t * k * C;
+    for (int64_t s = strips * t / nt; s < strips * (t + 1) / nt; ++s) {
+      for (int64_t i = 0; i < k; ++i) std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
+      for (int64_t b = 0; b < batch; ++b)
+        tile<R>(packed + b * k * R, active + b * k, count[b], strip, din + b * R * n + s * C, n);
     }
   }
   // columns past the last whole strip
