@@ -233,12 +233,13 @@ TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", 
 
 TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta·C and nothing else", "[internals]", float,
                    double) {
-  // both paths: one BLAS call, and (at most 128 rows, k ≥ 512) two halves of k side by side, summed.
+  // both paths: one BLAS call, and (at most 255 rows, k ≥ 512) two halves of k side by side, summed.
   // Leading dimensions wider than the matrices; the strict upper triangle must stay as it was.
   using T = TestType;
   std::mt19937_64 g(11);
   std::normal_distribution<double> normal;
-  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{5, 40}, {5, 700}, {128, 513}, {129, 600}, {37, 1024}})
+  for (const auto& [n, k] :
+       {std::pair<int64_t, int64_t>{5, 40}, {5, 700}, {128, 513}, {255, 600}, {256, 520}, {37, 1024}})
     for (const T beta : {T(0), T(1), T(-0.5)}) {
       CAPTURE(n, k, beta);
       const int64_t lda = k + 3, ldc = n + 2;

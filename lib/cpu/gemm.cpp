@@ -84,11 +84,12 @@ void blas_syrk(int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
 #endif
 }
 
-/// OpenBLAS runs a SYRK of 128 rows on one thread (0.64 ms for 128 × 2048, with 1 thread or 2). Below
-/// this many rows, with at least kSplitDepth columns, the two halves of k run side by side and are
-/// summed: 0.36 ms there (medians of 31, 2 threads). The split depends on the shape only, so results
-/// do not depend on the thread count.
-constexpr int64_t kSplitRows = 128, kSplitDepth = 512;
+/// OpenBLAS's OpenMP build runs SYRKs of fewer than 256 rows on one thread (128 × 2048: 0.65 ms with 1
+/// thread or 2). Below that, from kSplitDepth columns, the two halves of k run side by side and are
+/// summed: 0.33 ms there, 0.67 against 0.99 ms at 200 × 2048 (medians of 31, 2 threads); from 256 rows
+/// OpenBLAS threads the call itself and the split measured no faster. The split depends on the shape
+/// only, so results do not depend on the thread count.
+constexpr int64_t kSplitRows = 255, kSplitDepth = 512;
 
 template <class T>
 void syrk_any(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
