@@ -151,6 +151,25 @@ TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every 
   }
 }
 
+TEST_CASE("explicit = autograd through stride-1 convs with 8 or more input channels", "[cnn]") {
+  // their input derivatives take the direct kernel (cpu/conv_backward.hpp) where built with AVX-512:
+  // a width past one vector pair, 9 channels (a group of 8 and one more), a rectangular kernel with
+  // padding as wide as it, a 1 × 1 conv whose deltas all samples share
+  const ModelSpec spec{
+      .input = {2, 6, 37},
+      .layers = {Conv2d{.out_channels = 9, .kernel_h = 3, .kernel_w = 3, .padding_h = 1, .padding_w = 1}, ReLU(),
+                 Conv2d{.out_channels = 8, .kernel_h = 2, .kernel_w = 3, .padding_h = 1, .padding_w = 3}, Tanh(),
+                 Conv2d{.out_channels = 4, .kernel_h = 1, .kernel_w = 1}, Flatten{}, Linear{.out_features = 3}}};
+  const Sequential<double> net(spec, 23);
+  const auto x1 = test::randn<double>({3, 2, 6, 37}, 1), x2 = test::randn<double>({2, 2, 6, 37}, 2);
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    const KernelOptions opt{.mode = mode, .components = true};
+    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
+    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
+  }
+}
+
 TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {
   // a 5×5 image through a 5×5 kernel has one output position: the double sum is a single term
   const ModelSpec tiny{

@@ -11,6 +11,7 @@
 #include <xntk/xntk.hpp>
 
 #include "cpu/cache.hpp"
+#include "cpu/conv_backward.hpp"
 #include "cpu/fast_math.hpp"
 #include "cpu/gemm.hpp"
 #include "cpu/grain.hpp"
@@ -280,4 +281,59 @@ TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta
       omp_set_num_threads(threads);
 #endif
     }
+}
+
+TEMPLATE_TEST_CASE("the direct stride-1 conv backward matches direct sums", "[internals]", float, double) {
+  // din[ci, y, x] = alpha · Σ W[co, ci, i, j] · dout[co, y + pad_h − i, x + pad_w − j] against long-double
+  // sums. Geometries: widths below, at and past one and two vector pairs, channel counts with and
+  // without a partial group of 8, rectangular kernels, and padding up to and past the kernel size.
+  using T = TestType;
+  struct Geometry {
+    int64_t ci, co, h, w, kh, kw, ph, pw;
+  };
+  std::mt19937_64 g(17);
+  std::normal_distribution<double> normal;
+  const T alpha = T(0.625);
+  for (const Geometry& s :
+       {Geometry{8, 3, 5, 5, 3, 3, 0, 0}, Geometry{11, 4, 6, 37, 3, 3, 1, 1}, Geometry{9, 2, 4, 16, 2, 5, 2, 5},
+        Geometry{16, 5, 3, 33, 1, 1, 0, 0}, Geometry{8, 1, 7, 70, 3, 2, 4, 0}}) {
+    CAPTURE(s.ci, s.co, s.h, s.w, s.kh, s.kw, s.ph, s.pw);
+    detail::ConvGeometry geo{.channels = s.ci,
+                             .height = s.h,
+                             .width = s.w,
+                             .kernel_h = s.kh,
+                             .kernel_w = s.kw,
+                             .pad_h = s.ph,
+                             .pad_w = s.pw};
+    const int64_t oh = geo.out_h(), ow = geo.out_w();
+    std::vector<T> w(static_cast<size_t>(s.co * s.ci * s.kh * s.kw)), wr(w.size()),
+        dout(static_cast<size_t>(s.co * oh * ow)), din(static_cast<size_t>(s.ci * s.h * s.w), T(-7)),
+        scratch(static_cast<size_t>(detail::conv_backward_scratch<T>(geo, s.co)));
+    for (auto& v : w) v = static_cast<T>(normal(g));
+    for (auto& v : dout) v = static_cast<T>(normal(g));
+    detail::conv_backward_weight(geo, s.co, w.data(), wr.data());
+    detail::conv_backward_direct(geo, s.co, alpha, wr.data(), dout.data(), din.data(), scratch.data());
+    // at most co·kh·kw products summed in turn, then scaled by alpha: (co·kh·kw + 2)·u·Σ|terms|
+    const double tolerance = static_cast<double>(s.co * s.kh * s.kw + 2) * std::numeric_limits<T>::epsilon() / 2;
+    double worst = 0;
+    for (int64_t ci = 0; ci < s.ci; ++ci)
+      for (int64_t y = 0; y < s.h; ++y)
+        for (int64_t x = 0; x < s.w; ++x) {
+          long double exact = 0, scale = 0;
+          for (int64_t co = 0; co < s.co; ++co)
+            for (int64_t i = 0; i < s.kh; ++i)
+              for (int64_t j = 0; j < s.kw; ++j) {
+                const int64_t oy = y + s.ph - i, ox = x + s.pw - j;
+                if (oy < 0 || oy >= oh || ox < 0 || ox >= ow) continue;
+                const long double term = static_cast<long double>(alpha) *
+                                         w[static_cast<size_t>(((co * s.ci + ci) * s.kh + i) * s.kw + j)] *
+                                         dout[static_cast<size_t>((co * oh + oy) * ow + ox)];
+                exact += term;
+                scale += std::fabs(term);
+              }
+          const long double got = din[static_cast<size_t>((ci * s.h + y) * s.w + x)];
+          worst = std::max(worst, static_cast<double>(std::fabs(got - exact) / std::max(scale, 1e-300L)));
+        }
+    CHECK(worst <= tolerance);
+  }
 }

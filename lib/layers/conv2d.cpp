@@ -8,6 +8,7 @@
 #include "batch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/cache.hpp"
+#include "cpu/conv_backward.hpp"
 #include "cpu/grain.hpp"
 
 namespace xntk::detail {
@@ -156,6 +157,19 @@ void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
 template <class T>
 void Conv2dLayer<T>::backward(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams) const {
   const int64_t K = g_.rows(), P = g_.positions(), C = out_channels_, n_in = this->in_size();
+  if (kDirectConvBackward && g_.stride_h == 1 && g_.stride_w == 1 && g_.dilation_h == 1 && g_.dilation_w == 1 &&
+      g_.channels >= 8) {
+    // stride 1: accumulate each input row directly instead of GEMM + col2im (cpu/conv_backward.hpp)
+    Buffer<T> wr;
+    wr.resize(C * K);
+    conv_backward_weight(g_, C, weight_.data(), wr.data());
+    parallel_for_work(batch * streams, static_cast<double>(C * K * P), [&](int64_t r) {
+      Buffer<T> scratch;
+      scratch.resize(conv_backward_scratch<T>(g_, C));
+      conv_backward_direct(g_, C, T(cw_), wr.data(), dout + r * C * P, din + r * n_in, scratch.data());
+    });
+    return;
+  }
   parallel_for_work(batch * streams, static_cast<double>(C * K * P), [&](int64_t r) {
     Buffer<T> cols;
     cols.resize(K * P);
