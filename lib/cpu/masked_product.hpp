@@ -11,7 +11,7 @@
 // Measured on workload 4's (16 samples × 8 outputs) · (2048 × 2048) with half the columns active
 // (microbenchmark, 2 threads, caches flushed, medians of 15): 4.2–4.3 ms against 4.9–5.0 ms for the
 // earlier loop order (64-row blocks of all the thread's strips, the tiles reloaded for every block),
-// and OpenBLAS's dense 6.99 ms (median of 9). The strip copies are about 1.6 ms of it.
+// and OpenBLAS's dense 6.7–7.8 ms (its OpenMP build). The strip copies are about 1.6 ms of it.
 
 #include <algorithm>
 #include <cstdint>
@@ -40,8 +40,8 @@ inline constexpr int64_t kMaskedMaxBatch = 32;
 namespace masked {
 
 /// Above this fraction of active (sample, column) pairs the dense GEMM is used. Medians of 11 runs for
-/// the product above, two sessions: at 80/90/100% active, 5.5–5.8/6.1–6.5/6.6–6.8 ms against
-/// OpenBLAS's 6.6–6.8/6.5–7.1/6.6–7.1 ms (the two meet when all columns are active).
+/// the product above against OpenBLAS's OpenMP build, at 80/90/100% active: 6.3/6.5/7.05 ms against
+/// 7.2/6.8/7.0 ms in the quieter of two sessions; the two meet between 90 and 100%.
 inline constexpr double kMaxActive = 0.9;
 
 /// out (R × 2V, leading dimension ldo) = Σ_a d[a·R + r] · strip[rows[a] · 2V + c] over the active rows

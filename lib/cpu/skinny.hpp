@@ -6,7 +6,8 @@
 //   to whole vectors, are one (or a few) vector registers per input; each weight is broadcast and
 //   multiplied into them, RB rows of W at a time, so every load of W feeds a full vector of products.
 //   On a 2048 × 3072 layer with 16 samples: 1.3–1.5 ms against the dot-product form's 2.5–2.8 ms and
-//   OpenBLAS's 3.3–3.8 ms (medians of 9, caches flushed before each call, 2 threads, AVX-512).
+//   OpenBLAS's 3.3–6.7 ms (medians of 9, caches flushed before each call, 2 threads, AVX-512; OpenBLAS
+//   3.3–3.8 ms as Debian's pthreads build, 4.2–6.7 ms as the OpenMP build xntk links).
 // - dot products (fewer samples, where padding would waste most of each vector): 4 rows × 4 samples
 //   of partial-sum vectors along k. With 4 float samples: 1.2–1.3 ms against the padded form's 1.5.
 
