@@ -1,6 +1,7 @@
 #include "cpu/gemm.hpp"
 
 #include <Eigen/Core>
+#include <algorithm>
 
 #ifdef XNTK_HAVE_CBLAS
 #include <cblas.h>
@@ -101,7 +102,7 @@ void syrk_any(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T*
   Buffer<T> second;
   second.resize(n * n);
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(2) if (!omp_in_parallel())
+#pragma omp parallel for schedule(static) num_threads(std::min(2, omp_get_max_threads())) if (!omp_in_parallel())
 #endif
   for (int half = 0; half < 2; ++half) {
     if (half == 0)
