@@ -18,6 +18,7 @@
 #include "cpu/vector.hpp"
 
 namespace xntk::detail {
+inline namespace XNTK_ISA {
 
 /// Whether the direct kernel is compiled in: its 8 × 2 register tile needs AVX-512's 32 registers.
 #if defined(__AVX512F__)
@@ -139,4 +140,5 @@ void conv_backward_direct(const ConvGeometry& g, int64_t co_count, T alpha, cons
     convbwd::rows<0, 0>(scratch, p, wr, g, co_count, alpha, din);
 }
 
+}  // namespace XNTK_ISA
 }  // namespace xntk::detail

@@ -26,6 +26,8 @@
 
 namespace xntk::detail {
 
+inline namespace XNTK_ISA {
+
 /// Whether masked_product is compiled in: its register tiles need AVX-512's 32 vector registers.
 #if defined(__AVX512F__)
 inline constexpr bool kMaskedProduct = true;
@@ -165,4 +167,5 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
   return true;
 }
 
+}  // namespace XNTK_ISA
 }  // namespace xntk::detail

@@ -19,6 +19,7 @@
 #include "cpu/vector.hpp"
 
 namespace xntk::detail {
+inline namespace XNTK_ISA {
 
 /// The most samples skinny_product takes (its partial sums live on the stack).
 inline constexpr int64_t kSkinnyMaxBatch = 32;
@@ -160,4 +161,5 @@ void skinny_product(int64_t batch, int64_t n, int64_t k, T alpha, const T* x, co
   for (int64_t j = blocks * 4; j < n; ++j) skinny::rows<1>(x, w, batch, k, j, y, n, alpha);
 }
 
+}  // namespace XNTK_ISA
 }  // namespace xntk::detail

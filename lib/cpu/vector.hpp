@@ -4,6 +4,18 @@
 
 #include <cstdint>
 
+// The kernels built on these vectors (skinny, masked_product, conv_backward) are compiled for the
+// instruction set of each translation unit: the library with -march=native, the tests without. Each
+// set gets an inline namespace of its own, so the two builds' templates never share a mangled name
+// (and the linker never swaps one for the other).
+#if defined(__AVX512F__)
+#define XNTK_ISA isa_avx512
+#elif defined(__AVX2__)
+#define XNTK_ISA isa_avx2
+#else
+#define XNTK_ISA isa_generic
+#endif
+
 namespace xntk::detail {
 
 /// A vector of Bytes / sizeof(T) values of T (Bytes: 32 for AVX2, 64 for AVX-512 registers).
