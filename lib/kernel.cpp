@@ -12,6 +12,7 @@
 #include "batch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/grain.hpp"
+#include "cpu/masked_product.hpp"
 #include "layer.hpp"
 
 namespace xntk {
@@ -118,6 +119,7 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
     p.shared = false;
   }
   const int64_t batch = stays_shared ? 1 : p.batch;
+  const double skipped = masked_skipped_flops;  // the masked Linear backward reports what it skipped
   const T* in = stays_shared ? nullptr : p.in(l);
   const T* out = stays_shared ? nullptr : p.values[l + 1].data();
   if (!stays_shared && layer.in_place_backward()) {
@@ -127,7 +129,7 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
     layer.backward(in, out, p.delta.data(), p.next.data(), batch, outputs);
     p.delta.swap(p.next);
   }
-  flops += layer.backward_flops(batch, outputs);
+  flops += layer.backward_flops(batch, outputs) - (masked_skipped_flops - skipped);
   p.next.release();
   p.values[l + 1].release();
 }

@@ -16,6 +16,7 @@
 #include "cpu/gemm.hpp"
 #include "cpu/grain.hpp"
 #include "cpu/masked_product.hpp"
+#include "helpers.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -336,4 +337,31 @@ TEMPLATE_TEST_CASE("the direct stride-1 conv backward matches direct sums", "[in
         }
     CHECK(worst <= tolerance);
   }
+}
+
+TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as not done", "[internals]") {
+  // 300-260-270-3 with 5 samples: only the 270 → 260 backward is wide enough for masked_product. It
+  // skips sample s's column u when ReLU'(z_u) = 0 after the 270-wide layer, i.e. 2·O·260 FLOPs per
+  // (sample, unit) with z ≤ 0, counted here from the forward values of the first three layers. With
+  // LeakyReLU no derivative is zero, so the dense product runs and counts everything.
+  const int64_t in = 300, n = 5, O = 3;
+  auto spec = [&](Activation act) {
+    return ModelSpec{
+        .input = {in},
+        .layers = {Linear{.out_features = 260}, act, Linear{.out_features = 270}, act, Linear{.out_features = O}}};
+  };
+  const Sequential<double> relu(spec(ReLU()), 4), leaky(spec(LeakyReLU(0.1)), 4);
+  const Tensor<double> x = test::randn<double>({n, in}, 9);
+  const double dense = ntk(leaky, x).flops, done = ntk(relu, x).flops;
+  // z after the 270-wide layer, from the same parameters
+  const Sequential<double> front(
+      {.input = {in}, .layers = {Linear{.out_features = 260}, ReLU(), Linear{.out_features = 270}}}, 4);
+  for (const auto& p : front.named_parameters()) front.parameter(p.name) = relu.parameter(p.name);
+  const Tensor<double> z = front.forward(x);
+  int64_t off = 0;
+  for (int64_t i = 0; i < z.size(); ++i) off += z[i] <= 0;
+  REQUIRE(off > 0);
+  const double skipped = detail::masked_backward_compiled() ? 2.0 * O * 260 * static_cast<double>(off) : 0.0;
+  CAPTURE(off, dense, done, (dense - done) / (2.0 * O * 260));
+  CHECK(done == dense - skipped);
 }

@@ -26,6 +26,15 @@
 
 namespace xntk::detail {
 
+/// FLOPs (2 per multiply-add) that masked_product skipped on this thread since it started: the kernel
+/// driver subtracts them from the dense count of a backward step, so that Kernel::flops counts the
+/// work done.
+inline thread_local double masked_skipped_flops = 0;
+
+/// Whether the library's Linear backward was built with masked_product (kMaskedProduct as the library
+/// sees it; a translation unit built for another instruction set has its own kMaskedProduct).
+bool masked_backward_compiled();
+
 inline namespace XNTK_ISA {
 
 /// Whether masked_product is compiled in: its register tiles need AVX-512's 32 vector registers.
@@ -137,6 +146,7 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
   int64_t total = 0;
   for (int64_t b = 0; b < batch; ++b) total += count[b];
   if (static_cast<double>(total) > masked::kMaxActive * static_cast<double>(batch * k)) return false;
+  masked_skipped_flops += 2.0 * static_cast<double>(rows * n) * static_cast<double>(batch * k - total);
 
   Buffer<T> packed;
   Buffer<int32_t> active;

@@ -37,6 +37,8 @@ LinearLayer<T>::LinearLayer(int index, const Shape& in, const Linear& spec, Para
   std::tie(cw_, cb_) = initialize(weight_, bias_, fan_in, p, spec.w_std, spec.b_std, rng);
 }
 
+bool masked_backward_compiled() { return kMaskedProduct; }
+
 template <class T>
 void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   if (kSkinnyProduct && batch <= kSkinnyMaxBatch && in_features_ >= 256) {
