@@ -21,11 +21,7 @@ namespace xntk::detail {
 inline namespace XNTK_ISA {
 
 /// Whether the direct kernel is compiled in: its 8 × 2 register tile needs AVX-512's 32 registers.
-#if defined(__AVX512F__)
-inline constexpr bool kDirectConvBackward = true;
-#else
-inline constexpr bool kDirectConvBackward = false;
-#endif
+inline constexpr bool kDirectConvBackward = kVectorRegisters >= 32;
 
 namespace convbwd {
 

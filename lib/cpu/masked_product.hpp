@@ -38,11 +38,7 @@ bool masked_backward_compiled();
 inline namespace XNTK_ISA {
 
 /// Whether masked_product is compiled in: its register tiles need AVX-512's 32 vector registers.
-#if defined(__AVX512F__)
-inline constexpr bool kMaskedProduct = true;
-#else
-inline constexpr bool kMaskedProduct = false;
-#endif
+inline constexpr bool kMaskedProduct = kVectorRegisters >= 32;
 
 /// The most rows per sample (outputs) and the most samples masked_product takes.
 inline constexpr int64_t kMaskedMaxRows = 8;

@@ -74,13 +74,9 @@ inline void rows(const T* x, const T* w, int64_t batch, int64_t k, int64_t j0, T
     }
 }
 
-/// The register the sample-vectorised form works in (with AVX2, a 64-byte vector is two registers and
-/// its 8 × 1 tile spilled: 8 times slower than with 32-byte vectors), and how many registers there are.
-#if defined(__AVX512F__)
-inline constexpr int kOuterBytes = 64, kRegisters = 32;
-#else
-inline constexpr int kOuterBytes = 32, kRegisters = 16;
-#endif
+/// The sample-vectorised form works in whole registers (with AVX2, a 64-byte vector is two registers
+/// and its 8 × 1 tile spilled: 8 times slower than with 32-byte vectors).
+inline constexpr int kOuterBytes = kRegisterBytes, kRegisters = kVectorRegisters;
 template <class T>
 inline constexpr int64_t kOuterLanes = kOuterBytes / static_cast<int64_t>(sizeof(T));
 /// Rows of W per tile for SV vectors of samples: RB·SV accumulators, SV sample vectors and a broadcast

@@ -5,9 +5,9 @@
 #include <cstdint>
 
 // The kernels built on these vectors (skinny, masked_product, conv_backward) are compiled for the
-// instruction set of each translation unit: the library with -march=native, the tests without. Each
-// set gets an inline namespace of its own, so the two builds' templates never share a mangled name
-// (and the linker never swaps one for the other).
+// instruction set of each translation unit: the library with -march=native, a program that includes
+// them without it for less. Each set gets an inline namespace of its own, so two builds' templates
+// never share a mangled name (and the linker never swaps one for the other).
 #if defined(__AVX512F__)
 #define XNTK_ISA isa_avx512
 #elif defined(__AVX2__)
@@ -27,5 +27,18 @@ struct Vec {
 /// Values per 64-byte vector.
 template <class T>
 inline constexpr int64_t kLanes = 64 / sizeof(T);
+
+inline namespace XNTK_ISA {
+
+/// The vector registers of the instruction set this translation unit is built for: 32 of 64 bytes with
+/// AVX-512, otherwise 16 of (at most) 32 bytes. Kernels whose register tiles need 32 registers are
+/// compiled in only where kVectorRegisters is 32.
+#if defined(__AVX512F__)
+inline constexpr int kVectorRegisters = 32, kRegisterBytes = 64;
+#else
+inline constexpr int kVectorRegisters = 16, kRegisterBytes = 32;
+#endif
+
+}  // namespace XNTK_ISA
 
 }  // namespace xntk::detail

@@ -42,7 +42,7 @@ bool masked_backward_compiled() { return kMaskedProduct; }
 template <class T>
 void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   if (kSkinnyProduct && batch <= kSkinnyMaxBatch && in_features_ >= 256) {
-    // few samples through a wide layer: dot products instead of a GEMM that packs all of W
+    // few samples through a wide layer: our own kernel instead of a GEMM that packs all of W per call
     skinny_product(batch, out_features_, in_features_, T(cw_), in, weight_.data(), out);
   } else {
     gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, weight_.data(), in_features_, T(0),
