@@ -2,6 +2,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 
 #ifdef XNTK_HAVE_CBLAS
 #include <cblas.h>
@@ -87,13 +88,61 @@ void blas_syrk(int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
 
 /// OpenBLAS's OpenMP build runs SYRKs of fewer than 256 rows on one thread (128 × 2048: 0.65 ms with 1
 /// thread or 2). Below that, from kSplitDepth columns, the two halves of k run side by side and are
-/// summed: 0.33 ms there, 0.67 against 0.99 ms at 200 × 2048 (medians of 31, 2 threads); from 256 rows
-/// OpenBLAS threads the call itself and the split measured no faster. The split depends on the shape
-/// only, so results do not depend on the thread count.
+/// summed: 0.33 ms there, 0.67 against 0.99 ms at 200 × 2048 (medians of 31, 2 threads).
 constexpr int64_t kSplitRows = 255, kSplitDepth = 512;
+
+/// From 256 rows OpenBLAS threads the SYRK itself, but unevenly (a triangle), its idle thread yielding.
+/// There the triangle is cut at row r = n/√2 into two parts of equal work: the SYRK of rows [0, r), and
+/// rows [r, n) as a GEMM against rows [0, r) plus the SYRK of their diagonal block. With two threads the
+/// parts run side by side as single-threaded calls, with one thread one after the other (the same calls,
+/// so the same results). From three threads OpenBLAS threads the one call: two parts would leave the
+/// other cores idle (OpenBLAS runs single-threaded inside a parallel region), and its threaded parts
+/// round differently from the single-threaded ones, so nothing is gained by keeping them.
+/// Medians of 21 (2 threads, caches flushed), one OpenBLAS call against the two parts:
+/// - 256 × 100: 0.121/0.088 ms; 256 × 3072: 2.04/1.77; 364 × 784: 0.94/0.73; 364 × 46080: 57.0/45.4;
+/// - 1000 × 100: 1.33/0.84; 1000 × 784: 4.9–6.5/4.3–4.6 and 1000 × 9216: 58–71/55–56 (three sweeps);
+/// - 1400 × 3072: 34.2/34.2; 2000 × 3072: 73.9/69.7; 4096 × 1024: 94/91.
+/// Slower than OpenBLAS in two measurements of five sweeps: 256 × 3072 (1.91 against 1.86 ms) and
+/// 1000 × 784 in a noisy sweep (7.9 against 5.7). Four or eight parts (of equal work) measured slower
+/// than two wherever k ≥ 3072, as did row blocks of a fixed height.
+template <class T>
+void syrk_halves(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
+  const int64_t r = static_cast<int64_t>(std::lround(static_cast<double>(n) / std::sqrt(2.0)));
+  auto part = [&](int p) {
+    if (p == 0) {
+      blas_syrk(r, k, alpha, a, lda, beta, c, ldc);
+      return;
+    }
+    gemm(false, true, n - r, r, k, alpha, a + r * lda, lda, a, lda, beta, c + r * ldc, ldc);
+    blas_syrk(n - r, k, alpha, a + r * lda, lda, beta, c + r * ldc + r, ldc);
+  };
+#ifdef _OPENMP
+  if (omp_get_max_threads() == 2 && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static) num_threads(2)
+    for (int p = 0; p < 2; ++p) part(p);
+    return;
+  }
+#endif
+  part(0);
+  part(1);
+}
+
+/// Whether syrk_halves applies: from 256 rows, where this process runs at most two threads (inside a
+/// parallel region every BLAS call runs on one thread, and so do the parts).
+inline bool use_halves(int64_t n) {
+#ifdef _OPENMP
+  return n > kSplitRows && (omp_in_parallel() || omp_get_max_threads() <= 2);
+#else
+  return n > kSplitRows;
+#endif
+}
 
 template <class T>
 void syrk_any(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
+  if (use_halves(n)) {
+    syrk_halves(n, k, alpha, a, lda, beta, c, ldc);
+    return;
+  }
   if (n > kSplitRows || k < kSplitDepth) {
     blas_syrk(n, k, alpha, a, lda, beta, c, ldc);
     return;
