@@ -183,10 +183,14 @@ TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", 
       INFO("batch " << batch << ", rows " << rows);
       std::vector<T> dout(static_cast<size_t>(batch * rows * k), T(0));
       for (int64_t b = 0; b < batch; ++b)
-        for (int64_t j = 0; j < k; ++j)
-          if (g() % 2)  // a column on for all of the sample's rows, or off for all of them
-            for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < k; ++j) {
+          // a column on for all of the sample's rows (as after a ReLU), on for one of them only (it must
+          // count as active too), or off for all of them
+          const auto kind = g() % 4;
+          for (int64_t r = 0; r < rows; ++r)
+            if (kind < 2 || (kind == 2 && r == j % rows))
               dout[static_cast<size_t>((b * rows + r) * k + j)] = static_cast<T>(normal(g));
+        }
       std::vector<T> din(static_cast<size_t>(batch * rows * n), T(-1));
       REQUIRE(detail::masked_product(batch, rows, k, n, alpha, dout.data(), w.data(), din.data()));
       double worst = 0;

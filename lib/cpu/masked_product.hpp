@@ -75,6 +75,12 @@ inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t 
     for (int h = 0; h < 2; ++h) std::memcpy(out + r * ldo + h * L, &acc[r][h], sizeof(V));
 }
 
+/// Rows ahead that the strip copy prefetches: each row of a strip is two cache lines of a different
+/// page, which the hardware prefetchers do not fetch ahead. The whole product (the case above, 2
+/// threads, caches flushed, medians of 21 in four alternating sweeps): 3.52–3.77 ms at 8 rows ahead
+/// against 3.66–4.35 without; 2 and 16 rows ahead measured between the two.
+inline constexpr int64_t kCopyAhead = 8;
+
 template <int R, class T>
 void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* active, const int64_t* count, const T* w,
          T* din) {
@@ -98,7 +104,13 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 #endif
     T* strip = buffers.data() + t * k * C;
     for (int64_t s = strips * t / nt; s < strips * (t + 1) / nt; ++s) {
-      for (int64_t i = 0; i < k; ++i) std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
+      for (int64_t i = 0; i < k; ++i) {
+        if (i + kCopyAhead < k) {
+          __builtin_prefetch(w + (i + kCopyAhead) * n + s * C);
+          __builtin_prefetch(w + (i + kCopyAhead) * n + s * C + C / 2);
+        }
+        std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
+      }
       for (int64_t b = 0; b < batch; ++b)
         tile<R>(packed + b * k * R, active + b * k, count[b], strip, din + b * R * n + s * C, n);
     }
@@ -123,20 +135,22 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 template <class T>
 bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
   if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows || k < 1) return false;
-  auto on = [&](int64_t b, int64_t j) {
-    const T* d = dout + b * rows * k + j;
-    bool any = false;
-    for (int64_t r = 0; r < rows; ++r) any |= d[r * k] != T(0);
-    return any;
-  };
-  // count first (reads only), so that dense deltas cost one pass over dout before the GEMM
+  // which columns are active, per sample: a byte per column, OR-ed along the sample's contiguous rows
+  // (vectorised; reading the R values of a column at a time was a third slower overall)
+  Buffer<uint8_t> flags;
+  flags.resize(batch * k);
   int64_t count[kMaskedMaxBatch];
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (batch > 1 && !omp_in_parallel())
 #endif
   for (int64_t b = 0; b < batch; ++b) {
+    uint8_t* f = flags.data() + b * k;
+    const T* d = dout + b * rows * k;
+    for (int64_t j = 0; j < k; ++j) f[j] = d[j] != T(0);
+    for (int64_t r = 1; r < rows; ++r)
+      for (int64_t j = 0; j < k; ++j) f[j] |= d[r * k + j] != T(0);
     int64_t c = 0;
-    for (int64_t j = 0; j < k; ++j) c += on(b, j);
+    for (int64_t j = 0; j < k; ++j) c += f[j];
     count[b] = c;
   }
   int64_t total = 0;
@@ -152,11 +166,13 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
 #pragma omp parallel for schedule(static) if (batch > 1 && !omp_in_parallel())
 #endif
   for (int64_t b = 0; b < batch; ++b) {
+    const uint8_t* f = flags.data() + b * k;
+    const T* d = dout + b * rows * k;
     int64_t c = 0;
     for (int64_t j = 0; j < k; ++j) {
-      if (!on(b, j)) continue;
+      if (!f[j]) continue;
       active[b * k + c] = static_cast<int32_t>(j);
-      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * dout[(b * rows + r) * k + j];
+      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * d[r * k + j];
       ++c;
     }
   }
