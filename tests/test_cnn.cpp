@@ -170,6 +170,24 @@ TEST_CASE("explicit = autograd through stride-1 convs with 8 or more input chann
   }
 }
 
+TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU zeroed", "[cnn]") {
+  // per-sample weight gradients through masked_product (AVX-512 builds): both convs have ≥ 256 output
+  // positions and K = 36 (two whole strips of 16 doubles and 4 columns more), each followed by a ReLU
+  const ModelSpec spec{
+      .input = {4, 20, 20},
+      .layers = {Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, ReLU(),
+                 Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, ReLU(), Flatten{},
+                 Linear{.out_features = 3}}};
+  const Sequential<double> net(spec, 29);
+  const auto x1 = test::randn<double>({3, 4, 20, 20}, 5), x2 = test::randn<double>({2, 4, 20, 20}, 6);
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    const KernelOptions opt{.mode = mode, .components = true};
+    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
+    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
+  }
+}
+
 TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {
   // a 5×5 image through a 5×5 kernel has one output position: the double sum is a single term
   const ModelSpec tiny{

@@ -15,6 +15,7 @@
 #include "cpu/fast_math.hpp"
 #include "cpu/gemm.hpp"
 #include "cpu/grain.hpp"
+#include "cpu/im2col.hpp"
 #include "cpu/masked_product.hpp"
 #include "helpers.hpp"
 
@@ -235,6 +236,80 @@ TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", 
   // more rows or samples than its tiles take: declined too
   CHECK_FALSE(detail::masked_product<T>(1, detail::kMaskedMaxRows + 1, 1, 1, T(1), dout.data(), w.data(), din.data()));
   CHECK_FALSE(detail::masked_product<T>(detail::kMaskedMaxBatch + 1, 1, 1, 1, T(1), dout.data(), w.data(), din.data()));
+}
+
+TEMPLATE_TEST_CASE("masked_product_strided reads and writes interleaved groups", "[internals]", float, double) {
+  // the conv layout: group (channel) b's row (stream) r at b·k + r·batch·k in dout and b·n + r·batch·n in
+  // din, as a sample's O · C_out delta rows are stored. Against long-double sums; up to kMaskedMaxRows.
+  using T = TestType;
+  const int64_t k = 260, n = 2 * detail::kLanes<T> * 3 + 5, batch = 7;
+  std::mt19937_64 g(13);
+  std::normal_distribution<double> normal;
+  std::vector<T> w(static_cast<size_t>(k * n));
+  for (auto& v : w) v = static_cast<T>(normal(g));
+  const double tolerance = (k + 2) * std::numeric_limits<T>::epsilon() / 2;
+  for (const int64_t rows : {int64_t{3}, detail::kMaskedMaxRows}) {
+    INFO("rows " << rows);
+    std::vector<T> dout(static_cast<size_t>(rows * batch * k), T(0));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t j = 0; j < k; ++j)
+        if (g() % 2)
+          for (int64_t r = 0; r < rows; ++r)
+            dout[static_cast<size_t>(b * k + r * batch * k + j)] = static_cast<T>(normal(g));
+    std::vector<T> din(static_cast<size_t>(rows * batch * n), T(-1));
+    REQUIRE(detail::masked_product_strided(batch, rows, k, n, T(0.5), dout.data(), k, batch * k, w.data(), din.data(),
+                                           n, batch * n));
+    double worst = 0;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          long double exact = 0, scale = 0;
+          for (int64_t q = 0; q < k; ++q) {
+            const long double term =
+                0.5L * dout[static_cast<size_t>(b * k + r * batch * k + q)] * w[static_cast<size_t>(q * n + j)];
+            exact += term;
+            scale += std::fabs(term);
+          }
+          const long double got = din[static_cast<size_t>(b * n + r * batch * n + j)];
+          worst = std::max(worst, static_cast<double>(scale > 0 ? std::fabs(got - exact) / scale : std::fabs(got)));
+        }
+    CHECK(worst <= tolerance);
+  }
+}
+
+TEMPLATE_TEST_CASE("im2row is im2col transposed", "[internals]", float, double) {
+  using T = TestType;
+  std::mt19937_64 g(19);
+  std::normal_distribution<double> normal;
+  struct Geometry {
+    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw;
+  };
+  for (const auto& q : {Geometry{3, 9, 11, 3, 3, 1, 1, 0, 0, 1, 1}, Geometry{2, 10, 7, 3, 2, 2, 1, 1, 2, 1, 1},
+                        Geometry{4, 12, 12, 3, 3, 1, 2, 2, 1, 2, 2}, Geometry{1, 5, 6, 5, 6, 1, 1, 3, 3, 1, 1}}) {
+    detail::ConvGeometry geo{.channels = q.c,
+                             .height = q.h,
+                             .width = q.w,
+                             .kernel_h = q.kh,
+                             .kernel_w = q.kw,
+                             .stride_h = q.sh,
+                             .stride_w = q.sw,
+                             .pad_h = q.ph,
+                             .pad_w = q.pw,
+                             .dilation_h = q.dh,
+                             .dilation_w = q.dw};
+    CAPTURE(q.c, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw);
+    const int64_t K = geo.rows(), P = geo.positions();
+    std::vector<T> image(static_cast<size_t>(q.c * q.h * q.w)), cols(static_cast<size_t>(K * P)),
+        rows(static_cast<size_t>(P * K), T(-7));
+    for (auto& v : image) v = static_cast<T>(normal(g));
+    detail::im2col(image.data(), geo, cols.data());
+    detail::im2row(image.data(), geo, rows.data());
+    bool same = true;
+    for (int64_t p = 0; p < P; ++p)
+      for (int64_t r = 0; r < K; ++r)
+        same &= rows[static_cast<size_t>(p * K + r)] == cols[static_cast<size_t>(r * P + p)];
+    CHECK(same);
+  }
 }
 
 TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta·C and nothing else", "[internals]", float,

@@ -62,6 +62,34 @@ void im2col(const T* image, const ConvGeometry& g, T* columns) {
       }
 }
 
+/// rows (P × K) = im2col(image)ᵀ: row p holds the patch at output position p (K values ordered (c, i, j)),
+/// zero where the window reaches into the padding.
+template <class T>
+void im2row(const T* image, const ConvGeometry& g, T* rows) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), K = g.rows(), sw = g.stride_w;
+  for (int64_t y = 0; y < oh; ++y) {
+    T* block = rows + y * ow * K;  // the rows of output row y: ow patches of K values
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t i = 0; i < g.kernel_h; ++i) {
+        const int64_t iy = y * g.stride_h - g.pad_h + i * g.dilation_h;
+        for (int64_t j = 0; j < g.kernel_w; ++j) {
+          T* dst = block + (c * g.kernel_h + i) * g.kernel_w + j;
+          if (iy < 0 || iy >= g.height) {
+            for (int64_t x = 0; x < ow; ++x) dst[x * K] = T(0);
+            continue;
+          }
+          const T* src = image + (c * g.height + iy) * g.width;
+          const int64_t off = j * g.dilation_w - g.pad_w;
+          int64_t lo, hi;
+          valid_range(off, sw, g.width, ow, lo, hi);
+          for (int64_t x = 0; x < lo; ++x) dst[x * K] = T(0);
+          for (int64_t x = lo; x < hi; ++x) dst[x * K] = src[x * sw + off];
+          for (int64_t x = hi; x < ow; ++x) dst[x * K] = T(0);
+        }
+      }
+  }
+}
+
 /// image (C, H, W) += col2im(columns): the adjoint of im2col (entries in the padding are dropped).
 template <class T>
 void col2im(const T* columns, const ConvGeometry& g, T* image) {

@@ -2,7 +2,9 @@
 // din = alpha · dout · W for a few samples whose back-propagated rows are exactly zero at the same
 // columns, as they are after a ReLU: sample s's R rows (one per output) only need the rows of W at the
 // columns k where one of them is non-zero, about half of them at initialisation. A dense GEMM does all
-// the work; this kernel skips the zero columns, sample by sample.
+// the work; this kernel skips the zero columns, sample by sample. The Conv2d per-sample weight
+// gradients use it too, with a sample's channels as the groups: after a ReLU a channel's deltas are zero
+// at the same positions in all O streams, and W is the sample's patch matrix (positions × K).
 //
 // Loop order (per thread, over its own 2V-column strips of W):
 //   for each strip: copy the strip (all k rows, 2V columns) into a buffer that stays in L2, then for
@@ -40,8 +42,9 @@ inline namespace XNTK_ISA {
 /// Whether masked_product is compiled in: its register tiles need AVX-512's 32 vector registers.
 inline constexpr bool kMaskedProduct = kVectorRegisters >= 32;
 
-/// The most rows per sample (outputs) and the most samples masked_product takes.
-inline constexpr int64_t kMaskedMaxRows = 8;
+/// The most rows per sample (outputs) and the most samples masked_product takes (a 12 × 2V tile is 24
+/// accumulators, 2 vectors of W and a broadcast: 27 of the 32 registers).
+inline constexpr int64_t kMaskedMaxRows = 12;
 inline constexpr int64_t kMaskedMaxBatch = 32;
 
 namespace masked {
@@ -83,7 +86,7 @@ inline constexpr int64_t kCopyAhead = 8;
 
 template <int R, class T>
 void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* active, const int64_t* count, const T* w,
-         T* din) {
+         T* din, int64_t din_sample, int64_t din_row) {
   constexpr int64_t C = 2 * kLanes<T>;
   const int64_t strips = n / C;
 #ifdef _OPENMP
@@ -112,7 +115,7 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
         std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
       }
       for (int64_t b = 0; b < batch; ++b)
-        tile<R>(packed + b * k * R, active + b * k, count[b], strip, din + b * R * n + s * C, n);
+        tile<R>(packed + b * k * R, active + b * k, count[b], strip, din + b * din_sample + s * C, din_row);
     }
   }
   // columns past the last whole strip
@@ -121,22 +124,25 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
       for (int64_t j = strips * C; j < n; ++j) {
         T sum = 0;
         for (int64_t a = 0; a < count[b]; ++a) sum += packed[(b * k + a) * R + r] * w[active[b * k + a] * n + j];
-        din[(b * R + r) * n + j] = sum;
+        din[b * din_sample + r * din_row + j] = sum;
       }
 }
 
 }  // namespace masked
 
-/// din (batch·rows × n) = alpha · dout (batch·rows × k) · w (k × n), all row-major, where sample b owns
-/// rows [b·rows, (b + 1)·rows) and terms whose column k of dout is zero in all of the sample's rows are
-/// skipped (so a NaN or infinite weight met only by zeros does not reach din). Returns false, computing
-/// nothing, when more than kMaxActive of the (sample, column) pairs are active: a dense GEMM is faster
-/// there, and also outside 1 ≤ rows ≤ kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch, or for k = 0.
+/// din = alpha · dout · w (k × n, row-major) for `batch` groups of `rows` rows, where group b's row r is
+/// dout + b·dout_sample + r·dout_row (k values) and din + b·din_sample + r·din_row (n values), and terms
+/// whose column of dout is zero in all of the group's rows are skipped (so a NaN or infinite weight met
+/// only by zeros does not reach din). Returns false, computing nothing, when more than kMaxActive of the
+/// (group, column) pairs are active: a dense GEMM is faster there, and also outside 1 ≤ rows ≤
+/// kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch, or for k = 0.
 template <class T>
-bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
+bool masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout,
+                            int64_t dout_sample, int64_t dout_row, const T* w, T* din, int64_t din_sample,
+                            int64_t din_row) {
   if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows || k < 1) return false;
-  // which columns are active, per sample: a byte per column, OR-ed along the sample's contiguous rows
-  // (vectorised; reading the R values of a column at a time was a third slower overall)
+  // which columns are active, per group: a byte per column, OR-ed along the group's rows (vectorised;
+  // reading a column's R values at a time made counting and packing three times slower)
   Buffer<uint8_t> flags;
   flags.resize(batch * k);
   int64_t count[kMaskedMaxBatch];
@@ -145,10 +151,10 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
 #endif
   for (int64_t b = 0; b < batch; ++b) {
     uint8_t* f = flags.data() + b * k;
-    const T* d = dout + b * rows * k;
+    const T* d = dout + b * dout_sample;
     for (int64_t j = 0; j < k; ++j) f[j] = d[j] != T(0);
     for (int64_t r = 1; r < rows; ++r)
-      for (int64_t j = 0; j < k; ++j) f[j] |= d[r * k + j] != T(0);
+      for (int64_t j = 0; j < k; ++j) f[j] |= d[r * dout_row + j] != T(0);
     int64_t c = 0;
     for (int64_t j = 0; j < k; ++j) c += f[j];
     count[b] = c;
@@ -167,26 +173,40 @@ bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, 
 #endif
   for (int64_t b = 0; b < batch; ++b) {
     const uint8_t* f = flags.data() + b * k;
-    const T* d = dout + b * rows * k;
+    const T* d = dout + b * dout_sample;
     int64_t c = 0;
     for (int64_t j = 0; j < k; ++j) {
       if (!f[j]) continue;
       active[b * k + c] = static_cast<int32_t>(j);
-      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * d[r * k + j];
+      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * d[r * dout_row + j];
       ++c;
     }
   }
+  auto run = [&]<int R>() {
+    masked::run<R>(batch, k, n, packed.data(), active.data(), count, w, din, din_sample, din_row);
+  };
   switch (rows) {
-    case 1: masked::run<1>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 2: masked::run<2>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 3: masked::run<3>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 4: masked::run<4>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 5: masked::run<5>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 6: masked::run<6>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    case 7: masked::run<7>(batch, k, n, packed.data(), active.data(), count, w, din); break;
-    default: masked::run<8>(batch, k, n, packed.data(), active.data(), count, w, din); break;
+    case 1: run.template operator()<1>(); break;
+    case 2: run.template operator()<2>(); break;
+    case 3: run.template operator()<3>(); break;
+    case 4: run.template operator()<4>(); break;
+    case 5: run.template operator()<5>(); break;
+    case 6: run.template operator()<6>(); break;
+    case 7: run.template operator()<7>(); break;
+    case 8: run.template operator()<8>(); break;
+    case 9: run.template operator()<9>(); break;
+    case 10: run.template operator()<10>(); break;
+    case 11: run.template operator()<11>(); break;
+    default: run.template operator()<12>(); break;
   }
   return true;
+}
+
+/// din (batch·rows × n) = alpha · dout (batch·rows × k) · w (k × n), all row-major, where sample b owns
+/// rows [b·rows, (b + 1)·rows): masked_product_strided with contiguous groups.
+template <class T>
+bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
+  return masked_product_strided(batch, rows, k, n, alpha, dout, rows * k, k, w, din, rows * n, n);
 }
 
 }  // namespace XNTK_ISA
