@@ -438,6 +438,39 @@ TEMPLATE_TEST_CASE("the direct stride-1 conv backward matches direct sums", "[in
   }
 }
 
+TEST_CASE("Kernel::flops counts the conv gradient work the masked product skipped as not done", "[internals]") {
+  // both convs form their per-sample gradients through masked_product (≥ 256 positions, K = 36): it
+  // skips 2·O·K FLOPs per (sample, channel, position) whose ReLU derivative is zero, counted here from
+  // the forward values. With LeakyReLU nothing is zero and the dense count stands.
+  const int64_t n = 3, O = 3, K = 4 * 3 * 3;
+  auto spec = [&](Activation act) {
+    return ModelSpec{.input = {4, 20, 20},
+                     .layers = {Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, act,
+                                Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, act,
+                                Flatten{}, Linear{.out_features = O}}};
+  };
+  const Sequential<double> relu(spec(ReLU()), 6), leaky(spec(LeakyReLU(0.1)), 6);
+  const Tensor<double> x = test::randn<double>({n, 4, 20, 20}, 10);
+  const double dense = ntk(leaky, x).flops, done = ntk(relu, x).flops;
+  // z after each conv, from the same parameters
+  auto zeros_after = [&](const ModelSpec& front_spec) {
+    const Sequential<double> front(front_spec, 6);
+    for (const auto& p : front.named_parameters()) front.parameter(p.name) = relu.parameter(p.name);
+    const Tensor<double> z = front.forward(x);
+    int64_t off = 0;
+    for (int64_t i = 0; i < z.size(); ++i) off += z[i] <= 0;
+    return off;
+  };
+  const auto& layers = relu.spec().layers;
+  const int64_t off1 = zeros_after({.input = {4, 20, 20}, .layers = {layers[0]}});
+  const int64_t off2 = zeros_after({.input = {4, 20, 20}, .layers = {layers[0], layers[1], layers[2]}});
+  REQUIRE(off1 > 0);
+  REQUIRE(off2 > 0);
+  const double skipped = detail::masked_backward_compiled() ? 2.0 * O * K * static_cast<double>(off1 + off2) : 0.0;
+  CAPTURE(off1, off2, dense, done);
+  CHECK(done == dense - skipped);
+}
+
 TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as not done", "[internals]") {
   // 300-260-270-3 with 5 samples: only the 270 → 260 backward is wide enough for masked_product. It
   // skips sample s's column u when ReLU'(z_u) = 0 after the 270-wide layer, i.e. 2·O·260 FLOPs per
