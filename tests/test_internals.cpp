@@ -281,25 +281,26 @@ TEMPLATE_TEST_CASE("im2row is im2col transposed", "[internals]", float, double) 
   using T = TestType;
   std::mt19937_64 g(19);
   std::normal_distribution<double> normal;
-  struct Geometry {
-    int64_t c, h, w, kh, kw, sh, sw, ph, pw, dh, dw;
-  };
-  for (const auto& q : {Geometry{3, 9, 11, 3, 3, 1, 1, 0, 0, 1, 1}, Geometry{2, 10, 7, 3, 2, 2, 1, 1, 2, 1, 1},
-                        Geometry{4, 12, 12, 3, 3, 1, 2, 2, 1, 2, 2}, Geometry{1, 5, 6, 5, 6, 1, 1, 3, 3, 1, 1}}) {
-    detail::ConvGeometry geo{.channels = q.c,
-                             .height = q.h,
-                             .width = q.w,
-                             .kernel_h = q.kh,
-                             .kernel_w = q.kw,
-                             .stride_h = q.sh,
-                             .stride_w = q.sw,
-                             .pad_h = q.ph,
-                             .pad_w = q.pw,
-                             .dilation_h = q.dh,
-                             .dilation_w = q.dw};
-    CAPTURE(q.c, q.h, q.w, q.kh, q.kw, q.sh, q.sw, q.ph, q.pw, q.dh, q.dw);
+  using G = detail::ConvGeometry;
+  // plain; stride 2 down with padding; stride 2 across with dilation 2; a kernel the size of the image
+  for (const G& geo :
+       {G{.channels = 3, .height = 9, .width = 11, .kernel_h = 3, .kernel_w = 3},
+        G{.channels = 2, .height = 10, .width = 7, .kernel_h = 3, .kernel_w = 2, .stride_h = 2, .pad_h = 1, .pad_w = 2},
+        G{.channels = 4,
+        .height = 12,
+        .width = 12,
+        .kernel_h = 3,
+        .kernel_w = 3,
+        .stride_w = 2,
+        .pad_h = 2,
+        .pad_w = 1,
+        .dilation_h = 2,
+        .dilation_w = 2},
+        G{.channels = 1, .height = 5, .width = 6, .kernel_h = 5, .kernel_w = 6, .pad_h = 3, .pad_w = 3}}) {
+    CAPTURE(geo.channels, geo.height, geo.width, geo.kernel_h, geo.kernel_w, geo.stride_h, geo.stride_w, geo.pad_h,
+            geo.pad_w, geo.dilation_h, geo.dilation_w);
     const int64_t K = geo.rows(), P = geo.positions();
-    std::vector<T> image(static_cast<size_t>(q.c * q.h * q.w)), cols(static_cast<size_t>(K * P)),
+    std::vector<T> image(static_cast<size_t>(geo.channels * geo.height * geo.width)), cols(static_cast<size_t>(K * P)),
         rows(static_cast<size_t>(P * K), T(-7));
     for (auto& v : image) v = static_cast<T>(normal(g));
     detail::im2col(image.data(), geo, cols.data());

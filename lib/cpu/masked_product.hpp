@@ -29,12 +29,13 @@
 namespace xntk::detail {
 
 /// FLOPs (2 per multiply-add) that masked_product skipped on this thread since it started: the kernel
-/// driver subtracts them from the dense count of a backward step, so that Kernel::flops counts the
-/// work done.
+/// driver subtracts them from the dense count of a backward step, and the Conv2d gradients from theirs,
+/// so that Kernel::flops counts the work done.
 inline thread_local double masked_skipped_flops = 0;
 
-/// Whether the library's Linear backward was built with masked_product (kMaskedProduct as the library
-/// sees it; a translation unit built for another instruction set has its own kMaskedProduct).
+/// Whether the library (its Linear backward and Conv2d gradients) was built with masked_product
+/// (kMaskedProduct as the library sees it; a translation unit built for another instruction set has its
+/// own kMaskedProduct).
 bool masked_backward_compiled();
 
 inline namespace XNTK_ISA {

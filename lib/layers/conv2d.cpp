@@ -254,8 +254,8 @@ void Conv2dLayer<T>::gradients(const Side<T>& s, int64_t first, int64_t n, int64
   // was slower, 3.26–3.76 s against 2.69–2.90 for the workload, so it needs 256 positions, and most
   // of K in whole register strips (the rest of the columns are summed one by one).
   const int64_t strip = 2 * kLanes<T>, whole = K / strip * strip;
-  const bool masked = kMaskedProduct && !s.shared && outputs <= kMaskedMaxRows && C <= kMaskedMaxBatch && P >= 256 &&
-                      whole >= 2 * strip && 4 * (K - whole) <= K;
+  // (masked_product itself declines more channels or outputs than it takes, and dense deltas)
+  const bool masked = kMaskedProduct && !s.shared && P >= 256 && whole >= 2 * strip && 4 * (K - whole) <= K;
   std::vector<double> skipped(static_cast<size_t>(n), 0.0);
   parallel_for_work(n, static_cast<double>(rows * K * P), [&](int64_t i) {
     Buffer<T> U;
