@@ -38,6 +38,19 @@ void ActivationLayer<T>::forward(const T* in, T* out, int64_t batch) const {
       return;
     }
   }
+  if (spec_.kind == ActivationKind::relu || spec_.kind == ActivationKind::leaky_relu) {
+    // A branch-free loop that vectorises: the per-element switch below mispredicted on about every
+    // other sign. The same expression as activation_value (slope 0 for ReLU, so NaN stays NaN), so the
+    // explicit and autograd paths still agree bit for bit.
+    const T slope = spec_.kind == ActivationKind::relu ? T(0) : T(spec_.negative_slope);
+    parallel_for_work(batch, 2.0 * static_cast<double>(n), [&](int64_t b) {
+      const T* __restrict src = in + b * n;
+      T* __restrict dst = out + b * n;
+#pragma omp simd
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > T(0) ? src[i] : src[i] * slope;
+    });
+    return;
+  }
   parallel_for_work(batch, 8.0 * static_cast<double>(n), [&](int64_t b) {
     for (int64_t i = b * n; i < (b + 1) * n; ++i) out[i] = activation_value<T>(spec_, in[i]);
   });
