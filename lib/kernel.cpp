@@ -108,8 +108,9 @@ void expand(const Pass<T>& p, int64_t outputs, int64_t size, Buffer<T>& dst) {
 
 /// δ through layer l: from its output to its input. Frees the layer's output values. Shared deltas stay
 /// shared through layers whose backward is a fixed linear map (one product instead of one per sample).
+/// `below` (layer l − 1, or null): when it is a ReLU, its input gates layer l's backward.
 template <class T>
-void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops) {
+void step_back(const Layer<T>& layer, const Layer<T>* below, Pass<T>& p, int64_t outputs, double& flops) {
   materialize(p, outputs);
   const int l = layer.index();
   const bool stays_shared = p.shared && layer.input_independent_backward();
@@ -122,11 +123,12 @@ void step_back(const Layer<T>& layer, Pass<T>& p, int64_t outputs, double& flops
   const double skipped = masked_skipped_flops;  // the masked Linear backward reports what it skipped
   const T* in = stays_shared ? nullptr : p.in(l);
   const T* out = stays_shared ? nullptr : p.values[l + 1].data();
+  const T* gate = !stays_shared && below && below->gates_below_zero() ? p.in(l - 1) : nullptr;
   if (!stays_shared && layer.in_place_backward()) {
-    layer.backward(in, out, p.delta.data(), p.delta.data(), batch, outputs);
+    layer.backward_gated(in, out, p.delta.data(), p.delta.data(), batch, outputs, gate);
   } else {
     p.next.resize(batch * outputs * layer.in_size());
-    layer.backward(in, out, p.delta.data(), p.next.data(), batch, outputs);
+    layer.backward_gated(in, out, p.delta.data(), p.next.data(), batch, outputs, gate);
     p.delta.swap(p.next);
   }
   flops += layer.backward_flops(batch, outputs) - (masked_skipped_flops - skipped);
@@ -326,8 +328,9 @@ Kernel<T> explicit_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Te
           // large Grams are not kept through the backward step, so that peak memory holds the Grams
           // or the delta buffers, not both; small ones are, to save page faults in the next layer
           if (workspace.bytes() > kKeepWorkspaceBytes) workspace.release();
-          step_back(layer, a, O, k.flops);
-          if (!diag) step_back(layer, b, O, k.flops);
+          const Layer<T>* below = l > 0 ? &model.layer(l - 1) : nullptr;
+          step_back(layer, below, a, O, k.flops);
+          if (!diag) step_back(layer, below, b, O, k.flops);
         }
         if (opt.progress) opt.progress(++done, steps);
       }

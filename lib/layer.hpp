@@ -87,6 +87,16 @@ class Layer {
   /// din = dout · ∂y/∂a for `streams` derivative rows per sample: dout (batch·streams, out_size),
   /// din (batch·streams, in_size); in/out are the forward values of the same batch.
   virtual void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const = 0;
+  /// backward() when the layer below multiplies din by an exact zero wherever !(gate > 0) (gate: the
+  /// input of a ReLU below, (batch, in_size)): din may then be written as 0 there without computing it.
+  /// Layers that have no use for the gate ignore it.
+  virtual void backward_gated(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams,
+                              const T* /*gate*/) const {
+    backward(in, out, dout, din, batch, streams);
+  }
+  /// Whether this layer's backward multiplies by a derivative that is exactly 0 wherever its input is not
+  /// positive (ReLU), so that the layer above may leave those derivatives uncomputed (backward_gated).
+  virtual bool gates_below_zero() const { return false; }
   /// FLOPs of forward and of backward for `streams` rows per sample.
   virtual double forward_flops(int64_t batch) const { return static_cast<double>(batch * out_size()); }
   virtual double backward_flops(int64_t batch, int64_t streams) const {

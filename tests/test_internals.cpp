@@ -238,6 +238,67 @@ TEMPLATE_TEST_CASE("masked_product skips zero columns and matches direct sums", 
   CHECK_FALSE(detail::masked_product<T>(detail::kMaskedMaxBatch + 1, 1, 1, 1, T(1), dout.data(), w.data(), din.data()));
 }
 
+TEMPLATE_TEST_CASE("masked_product with a gate computes the kept columns only, as without it", "[internals]", float,
+                   double) {
+  // A gate (the input of a ReLU below) keeps din's column j of sample b where gate > 0: those must equal
+  // the ungated product exactly (the same terms in the same order), the others must be 0, whatever the
+  // thread count. Strips (2 vectors of columns) with no column kept, at most one vector's worth, more,
+  // and all; n leaves columns past the last strip; a NaN or −0 in the gate is not kept.
+  using T = TestType;
+  constexpr int64_t L = detail::kLanes<T>, C = 2 * L;
+  const int64_t k = 290, n = 6 * C + 7;
+  std::mt19937_64 g(21);
+  std::normal_distribution<double> normal;
+  std::vector<T> w(static_cast<size_t>(k * n));
+  for (auto& v : w) v = static_cast<T>(normal(g));
+  for (const int64_t batch : {1, 6, 32})
+    for (const int64_t rows : {int64_t{1}, int64_t{5}, int64_t{8}, detail::kMaskedMaxRows}) {
+      INFO("batch " << batch << ", rows " << rows);
+      std::vector<T> dout(static_cast<size_t>(batch * rows * k), T(0));
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t j = 0; j < k; ++j)
+          if (g() % 2)
+            for (int64_t r = 0; r < rows; ++r) dout[static_cast<size_t>((b * rows + r) * k + j)] = T(normal(g));
+      std::vector<T> gate(static_cast<size_t>(batch * n));
+      const T off[] = {T(-1), T(0), T(-0.0), std::numeric_limits<T>::quiet_NaN()};
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t s = 0; s * C < n; ++s) {
+          const auto kind = (b + s) % 4;  // none, ≤ L, > L, all kept
+          std::vector<int> keep(static_cast<size_t>(C), kind == 3 ? 1 : 0);
+          const int64_t want = kind == 1 ? 1 + static_cast<int64_t>(g() % L) : kind == 2 ? L + 1 + g() % L : 0;
+          for (int64_t c = 0; c < want; ++c) keep[static_cast<size_t>(c)] = 1;
+          std::shuffle(keep.begin(), keep.end(), g);
+          for (int64_t c = 0; c < C && s * C + c < n; ++c)
+            gate[static_cast<size_t>(b * n + s * C + c)] =
+                keep[static_cast<size_t>(c)] ? T(0.5 + std::fabs(normal(g))) : off[g() % 4];
+        }
+      std::vector<T> plain(static_cast<size_t>(batch * rows * n)), gated(plain.size(), T(-1));
+      REQUIRE(detail::masked_product(batch, rows, k, n, T(0.75), dout.data(), w.data(), plain.data()));
+      REQUIRE(detail::masked_product(batch, rows, k, n, T(0.75), dout.data(), w.data(), gated.data(), gate.data()));
+      int64_t wrong = 0, kept = 0;
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < n; ++j) {
+            const size_t i = static_cast<size_t>((b * rows + r) * n + j);
+            const bool on = gate[static_cast<size_t>(b * n + j)] > T(0);
+            kept += on;
+            wrong += on ? gated[i] != plain[i] : gated[i] != T(0);
+          }
+      REQUIRE(kept > 0);
+      CHECK(wrong == 0);
+#ifdef _OPENMP
+      const int threads = omp_get_max_threads();
+      for (const int t : {1, 3}) {
+        omp_set_num_threads(t);
+        std::vector<T> again(gated.size());
+        REQUIRE(detail::masked_product(batch, rows, k, n, T(0.75), dout.data(), w.data(), again.data(), gate.data()));
+        CHECK(again == gated);
+      }
+      omp_set_num_threads(threads);
+#endif
+    }
+}
+
 TEMPLATE_TEST_CASE("masked_product_strided reads and writes interleaved groups", "[internals]", float, double) {
   // the conv layout: group (channel) b's row (stream) r at b·k + r·batch·k in dout and b·n + r·batch·n in
   // din, as a sample's O · C_out delta rows are stored. Against long-double sums; up to kMaskedMaxRows.
@@ -475,8 +536,11 @@ TEST_CASE("Kernel::flops counts the conv gradient work the masked product skippe
 TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as not done", "[internals]") {
   // 300-260-270-3 with 5 samples: only the 270 → 260 backward is wide enough for masked_product. It
   // skips sample s's column u when ReLU'(z_u) = 0 after the 270-wide layer, i.e. 2·O·260 FLOPs per
-  // (sample, unit) with z ≤ 0, counted here from the forward values of the first three layers. With
-  // LeakyReLU no derivative is zero, so the dense product runs and counts everything.
+  // (sample, unit) with z ≤ 0, counted here from the forward values of the first three layers. The ReLU
+  // after the 260-wide layer gates its output: of each 16-column strip (float64) it computes nothing
+  // when no column is kept and 8 columns when at most 8 are, and of the 4 columns past the last strip
+  // only the kept ones, for each of the sample's active rows. With LeakyReLU no derivative is zero, so the
+  // dense product runs and counts everything.
   const int64_t in = 300, n = 5, O = 3;
   auto spec = [&](Activation act) {
     return ModelSpec{
@@ -491,10 +555,29 @@ TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as
       {.input = {in}, .layers = {Linear{.out_features = 260}, ReLU(), Linear{.out_features = 270}}}, 4);
   for (const auto& p : front.named_parameters()) front.parameter(p.name) = relu.parameter(p.name);
   const Tensor<double> z = front.forward(x);
-  int64_t off = 0;
-  for (int64_t i = 0; i < z.size(); ++i) off += z[i] <= 0;
+  const Sequential<double> first({.input = {in}, .layers = {Linear{.out_features = 260}}}, 4);
+  first.parameter("0.weight") = relu.parameter("0.weight");
+  first.parameter("0.bias") = relu.parameter("0.bias");
+  const Tensor<double> gate = first.forward(x);
+  int64_t off = 0, gated = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    int64_t active = 0;
+    for (int64_t u = 0; u < 270; ++u) active += z[s * 270 + u] > 0;
+    off += 270 - active;
+    int64_t columns = 0;  // columns of din not computed for this sample
+    for (int64_t strip = 0; strip < 16; ++strip) {
+      int64_t kept = 0;
+      for (int64_t c = 0; c < 16; ++c) kept += gate[s * 260 + strip * 16 + c] > 0;
+      columns += kept == 0 ? 16 : kept <= 8 ? 8 : 0;
+    }
+    for (int64_t c = 256; c < 260; ++c) columns += !(gate[s * 260 + c] > 0);
+    gated += active * columns;
+  }
   REQUIRE(off > 0);
-  const double skipped = detail::masked_backward_compiled() ? 2.0 * O * 260 * static_cast<double>(off) : 0.0;
-  CAPTURE(off, dense, done, (dense - done) / (2.0 * O * 260));
+  REQUIRE(gated > 0);
+  const double skipped = detail::masked_backward_compiled()
+                             ? 2.0 * O * (260 * static_cast<double>(off) + static_cast<double>(gated))
+                             : 0.0;
+  CAPTURE(off, gated, dense, done, (dense - done) / (2.0 * O));
   CHECK(done == dense - skipped);
 }

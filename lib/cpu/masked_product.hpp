@@ -16,8 +16,13 @@
 // and OpenBLAS's dense 6.7–7.8 ms (its OpenMP build). The strip copies are about 1.6 ms of it.
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "cpu/cache.hpp"
 #include "cpu/vector.hpp"
@@ -79,15 +84,91 @@ inline void tile(const T* __restrict d, const int32_t* __restrict rows, int64_t 
     for (int h = 0; h < 2; ++h) std::memcpy(out + r * ldo + h * L, &acc[r][h], sizeof(V));
 }
 
+#if defined(__AVX512F__)
+/// The columns of the strip row (w0, w1) that idx names, in idx's order (one vpermt2ps / vpermt2pd).
+inline Vec<float>::type select(Vec<float>::type w0, Vec<float>::type w1, __m512i idx) {
+  return _mm512_permutex2var_ps(w0, idx, w1);
+}
+inline Vec<double>::type select(Vec<double>::type w0, Vec<double>::type w1, __m512i idx) {
+  return _mm512_permutex2var_pd(w0, idx, w1);
+}
+
+/// Whether tile_selected is compiled in (it needs AVX-512's two-table permutes).
+inline constexpr bool kSelectedTile = true;
+
+/// out (R × V, contiguous) = Σ_a d[a·R + r] · strip row rows[a] at the columns idx names (at most V of
+/// the strip's 2V): when a later ReLU zeroes all but V of a strip's columns, half the multiply-adds of
+/// tile. Each output sums the same terms in the same order as tile does.
+template <int R, class T>
+inline void tile_selected(const T* __restrict d, const int32_t* __restrict rows, int64_t na, const T* __restrict strip,
+                          __m512i idx, T* __restrict out) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = kLanes<T>, C = 2 * L;
+  V acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = V{};
+  for (int64_t a = 0; a < na; ++a) {
+    const T* wr = strip + rows[a] * C;
+    V w0, w1;
+    std::memcpy(&w0, wr, sizeof(V));
+    std::memcpy(&w1, wr + L, sizeof(V));
+    const V w = select(w0, w1, idx);
+    const T* da = d + a * R;
+    for (int r = 0; r < R; ++r) acc[r] += da[r] * w;
+  }
+  for (int r = 0; r < R; ++r) std::memcpy(out + r * L, &acc[r], sizeof(V));
+}
+#else
+inline constexpr bool kSelectedTile = false;
+#endif
+
+/// One sample's R × 2V block of din for one strip, when only the columns the gate keeps are needed
+/// (`keep`: bit c for column c of the strip) and the others are written as 0. Returns the multiply-adds
+/// skipped (R per active row for each column not computed).
+template <int R, class T>
+inline int64_t gated_tile(const T* d, const int32_t* rows, int64_t na, const T* strip, uint32_t keep, T* out,
+                          int64_t ldo) {
+  constexpr int64_t L = kLanes<T>, C = 2 * L;
+  const int kept = std::popcount(keep);
+  if (kept == 0) {
+    for (int r = 0; r < R; ++r) std::fill(out + r * ldo, out + r * ldo + C, T(0));
+    return na * R * C;
+  }
+#if defined(__AVX512F__)
+  if (kept <= L) {
+    alignas(64) int64_t pos64[L];
+    alignas(64) int32_t pos32[16];
+    int c = 0;
+    for (uint32_t m = keep; m; m &= m - 1, ++c) pos32[c] = std::countr_zero(m);
+    for (; c < 16; ++c) pos32[c] = 0;
+    for (int j = 0; j < L; ++j) pos64[j] = pos32[j];
+    const __m512i idx = sizeof(T) == 4 ? _mm512_load_si512(pos32) : _mm512_load_si512(pos64);
+    alignas(64) T sel[R * L];
+    tile_selected<R>(d, rows, na, strip, idx, sel);
+    for (int r = 0; r < R; ++r) {
+      T* o = out + r * ldo;
+      std::fill(o, o + C, T(0));
+      for (int j = 0; j < kept; ++j) o[pos32[j]] = sel[r * L + j];
+    }
+    return na * R * L;
+  }
+#endif
+  tile<R>(d, rows, na, strip, out, ldo);
+  for (uint32_t m = ~keep & ((uint32_t(1) << (C - 1) << 1) - 1); m; m &= m - 1)
+    for (int r = 0; r < R; ++r) out[r * ldo + std::countr_zero(m)] = T(0);
+  return 0;
+}
+
 /// Rows ahead that the strip copy prefetches: each row of a strip is two cache lines of a different
 /// page, which the hardware prefetchers do not fetch ahead. The whole product (the case above, 2
 /// threads, caches flushed, medians of 21 in four alternating sweeps): 3.52–3.77 ms at 8 rows ahead
 /// against 3.66–4.35 without; 2 and 16 rows ahead measured between the two.
 inline constexpr int64_t kCopyAhead = 8;
 
+/// The strip loop; with a gate (group b's n values at gate + b·gate_sample), only din's columns where
+/// gate > 0 are computed and the rest are written as 0. Returns the multiply-adds the gate skipped.
 template <int R, class T>
-void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* active, const int64_t* count, const T* w,
-         T* din, int64_t din_sample, int64_t din_row) {
+int64_t run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* active, const int64_t* count,
+            const T* w, T* din, int64_t din_sample, int64_t din_row, const T* gate, int64_t gate_sample) {
   constexpr int64_t C = 2 * kLanes<T>;
   const int64_t strips = n / C;
 #ifdef _OPENMP
@@ -97,8 +178,9 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 #endif
   Buffer<T> buffers;
   buffers.resize(static_cast<int64_t>(threads) * k * C);
+  int64_t skipped = 0;
 #ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) reduction(+ : skipped)
 #endif
   {
 #ifdef _OPENMP
@@ -115,18 +197,32 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
         }
         std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
       }
-      for (int64_t b = 0; b < batch; ++b)
-        tile<R>(packed + b * k * R, active + b * k, count[b], strip, din + b * din_sample + s * C, din_row);
+      for (int64_t b = 0; b < batch; ++b) {
+        T* out = din + b * din_sample + s * C;
+        if (!gate) {
+          tile<R>(packed + b * k * R, active + b * k, count[b], strip, out, din_row);
+          continue;
+        }
+        const T* g = gate + b * gate_sample + s * C;
+        uint32_t keep = 0;
+        for (int64_t c = 0; c < C; ++c) keep |= static_cast<uint32_t>(g[c] > T(0)) << c;
+        skipped += gated_tile<R>(packed + b * k * R, active + b * k, count[b], strip, keep, out, din_row);
+      }
     }
   }
   // columns past the last whole strip
   for (int64_t b = 0; b < batch; ++b)
-    for (int r = 0; r < R; ++r)
-      for (int64_t j = strips * C; j < n; ++j) {
+    for (int64_t j = strips * C; j < n; ++j) {
+      const bool kept = !gate || gate[b * gate_sample + j] > T(0);
+      if (!kept) skipped += count[b] * R;
+      for (int r = 0; r < R; ++r) {
         T sum = 0;
-        for (int64_t a = 0; a < count[b]; ++a) sum += packed[(b * k + a) * R + r] * w[active[b * k + a] * n + j];
+        if (kept)
+          for (int64_t a = 0; a < count[b]; ++a) sum += packed[(b * k + a) * R + r] * w[active[b * k + a] * n + j];
         din[b * din_sample + r * din_row + j] = sum;
       }
+    }
+  return skipped;
 }
 
 }  // namespace masked
@@ -134,13 +230,15 @@ void run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t* ac
 /// din = alpha · dout · w (k × n, row-major) for `batch` groups of `rows` rows, where group b's row r is
 /// dout + b·dout_sample + r·dout_row (k values) and din + b·din_sample + r·din_row (n values), and terms
 /// whose column of dout is zero in all of the group's rows are skipped (so a NaN or infinite weight met
-/// only by zeros does not reach din). Returns false, computing nothing, when more than kMaxActive of the
-/// (group, column) pairs are active: a dense GEMM is faster there, and also outside 1 ≤ rows ≤
+/// only by zeros does not reach din). With a `gate` (group b's n values at gate + b·gate_sample), din is
+/// only computed at the columns where gate > 0 and is 0 elsewhere: the input of a ReLU below, which
+/// multiplies the rest by an exact zero. Returns false, computing nothing, when more than kMaxActive of
+/// the (group, column) pairs are active: a dense GEMM is faster there, and also outside 1 ≤ rows ≤
 /// kMaskedMaxRows, 1 ≤ batch ≤ kMaskedMaxBatch, or for k = 0.
 template <class T>
 bool masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout,
                             int64_t dout_sample, int64_t dout_row, const T* w, T* din, int64_t din_sample,
-                            int64_t din_row) {
+                            int64_t din_row, const T* gate = nullptr, int64_t gate_sample = 0) {
   if (batch < 1 || batch > kMaskedMaxBatch || rows < 1 || rows > kMaskedMaxRows || k < 1) return false;
   // which columns are active, per group: a byte per column, OR-ed along the group's rows (vectorised;
   // reading a column's R values at a time made counting and packing three times slower)
@@ -183,8 +281,10 @@ bool masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n, T
       ++c;
     }
   }
+  int64_t gated = 0;
   auto run = [&]<int R>() {
-    masked::run<R>(batch, k, n, packed.data(), active.data(), count, w, din, din_sample, din_row);
+    gated = masked::run<R>(batch, k, n, packed.data(), active.data(), count, w, din, din_sample, din_row, gate,
+                           gate_sample);
   };
   switch (rows) {
     case 1: run.template operator()<1>(); break;
@@ -200,14 +300,16 @@ bool masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n, T
     case 11: run.template operator()<11>(); break;
     default: run.template operator()<12>(); break;
   }
+  masked_skipped_flops += 2.0 * static_cast<double>(gated);
   return true;
 }
 
 /// din (batch·rows × n) = alpha · dout (batch·rows × k) · w (k × n), all row-major, where sample b owns
 /// rows [b·rows, (b + 1)·rows): masked_product_strided with contiguous groups.
 template <class T>
-bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din) {
-  return masked_product_strided(batch, rows, k, n, alpha, dout, rows * k, k, w, din, rows * n, n);
+bool masked_product(int64_t batch, int64_t rows, int64_t k, int64_t n, T alpha, const T* dout, const T* w, T* din,
+                    const T* gate = nullptr) {
+  return masked_product_strided(batch, rows, k, n, alpha, dout, rows * k, k, w, din, rows * n, n, gate, n);
 }
 
 }  // namespace XNTK_ISA

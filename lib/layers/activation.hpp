@@ -15,6 +15,7 @@ class ActivationLayer final : public Layer<T> {
   void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const override;
   double backward_flops(int64_t batch, int64_t streams) const override;
   bool in_place_backward() const override { return true; }
+  bool gates_below_zero() const override { return spec_.kind == ActivationKind::relu; }
   int record(autograd::Tape<T>& tape, int in, int first_slot) const override;
 
   /// d[i] = φ'(z[i]) given z and y = φ(z), for n values.

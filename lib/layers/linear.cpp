@@ -57,11 +57,18 @@ void LinearLayer<T>::forward(const T* in, T* out, int64_t batch) const {
 }
 
 template <class T>
-void LinearLayer<T>::backward(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams) const {
-  // a few samples whose deltas are zero at the same columns (after a ReLU): skip those rows of W
-  // (masked_product itself declines more samples or streams than it takes, and dense deltas)
+void LinearLayer<T>::backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const {
+  backward_gated(in, out, dout, din, batch, streams, nullptr);
+}
+
+template <class T>
+void LinearLayer<T>::backward_gated(const T*, const T*, const T* dout, T* din, int64_t batch, int64_t streams,
+                                    const T* gate) const {
+  // a few samples whose deltas are zero at the same columns (after a ReLU): skip those rows of W, and,
+  // with a ReLU below too, the columns of din it zeroes (masked_product itself declines more samples or
+  // streams than it takes, and dense deltas)
   if (kMaskedProduct && in_features_ >= 256 && out_features_ >= 256 &&
-      masked_product(batch, streams, out_features_, in_features_, T(cw_), dout, weight_.data(), din))
+      masked_product(batch, streams, out_features_, in_features_, T(cw_), dout, weight_.data(), din, gate))
     return;
   gemm(false, false, batch * streams, in_features_, out_features_, T(cw_), dout, out_features_, weight_.data(),
        in_features_, T(0), din, in_features_);

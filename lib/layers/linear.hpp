@@ -14,6 +14,8 @@ class LinearLayer final : public Layer<T> {
 
   void forward(const T* in, T* out, int64_t batch) const override;
   void backward(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams) const override;
+  void backward_gated(const T* in, const T* out, const T* dout, T* din, int64_t batch, int64_t streams,
+                      const T* gate) const override;
   double forward_flops(int64_t batch) const override;
   double backward_flops(int64_t batch, int64_t streams) const override;
 
