@@ -19,6 +19,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -135,19 +136,17 @@ inline int64_t gated_tile(const T* d, const int32_t* rows, int64_t na, const T* 
   }
 #if defined(__AVX512F__)
   if (kept <= L) {
-    alignas(64) int64_t pos64[L];
-    alignas(64) int32_t pos32[16];
+    // the kept columns' positions as permute indices, one lane per value of T
+    using Index = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+    alignas(64) Index pos[L] = {};
     int c = 0;
-    for (uint32_t m = keep; m; m &= m - 1, ++c) pos32[c] = std::countr_zero(m);
-    for (; c < 16; ++c) pos32[c] = 0;
-    for (int j = 0; j < L; ++j) pos64[j] = pos32[j];
-    const __m512i idx = sizeof(T) == 4 ? _mm512_load_si512(pos32) : _mm512_load_si512(pos64);
+    for (uint32_t m = keep; m; m &= m - 1, ++c) pos[c] = std::countr_zero(m);
     alignas(64) T sel[R * L];
-    tile_selected<R>(d, rows, na, strip, idx, sel);
+    tile_selected<R>(d, rows, na, strip, _mm512_load_si512(pos), sel);
     for (int r = 0; r < R; ++r) {
       T* o = out + r * ldo;
       std::fill(o, o + C, T(0));
-      for (int j = 0; j < kept; ++j) o[pos32[j]] = sel[r * L + j];
+      for (int j = 0; j < kept; ++j) o[pos[j]] = sel[r * L + j];
     }
     return na * R * L;
   }
