@@ -7,8 +7,9 @@
 // at the same positions in all O streams, and W is the sample's patch matrix (positions × K).
 //
 // Loop order (per thread, over its own 2V-column strips of W):
-//   for each strip: copy the strip (all k rows, 2V columns) into a buffer that stays in L2, then for
-//   each sample accumulate the sample's active rows of it into an R × 2V register tile of din.
+//   for each pair of strips: copy the two strips (all k rows, 2V columns each) into a buffer that stays
+//   in L2, then for each sample and strip accumulate the sample's active rows of it into an R × 2V
+//   register tile of din.
 // Each output sums its terms in increasing k whatever the thread count, so results do not depend on it.
 // Measured on workload 4's (16 samples × 8 outputs) · (2048 × 2048) with half the columns active
 // (microbenchmark, 2 threads, caches flushed, medians of 15): 4.2–4.3 ms against 4.9–5.0 ms for the
@@ -163,6 +164,13 @@ inline int64_t gated_tile(const T* d, const int32_t* rows, int64_t na, const T* 
 /// against 3.66–4.35 without; 2 and 16 rows ahead measured between the two.
 inline constexpr int64_t kCopyAhead = 8;
 
+/// Strips copied together: each row of W gives 2 · 2V contiguous values (4 cache lines) at a time. The
+/// copies alone (2048 × 2048 float, 2 threads, microbenchmark in /tmp, medians of 15): 0.49–0.51 ms one
+/// strip at a time from L3 and 0.64–0.74 from memory; two at a time 0.33–0.35 and 0.50–0.55; four
+/// (a 1 MB buffer, no longer in L2) 0.31–0.32 and 0.44–0.47, but workload 4 as a whole measured the same
+/// with four as with two.
+inline constexpr int64_t kCopyStrips = 2;
+
 /// The strip loop; with a gate (group b's n values at gate + b·gate_sample), only din's columns where
 /// gate > 0 are computed and the rest are written as 0. Returns the multiply-adds the gate skipped.
 template <int R, class T>
@@ -176,7 +184,7 @@ int64_t run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t*
   const int threads = 1;
 #endif
   Buffer<T> buffers;
-  buffers.resize(static_cast<int64_t>(threads) * k * C);
+  buffers.resize(static_cast<int64_t>(threads) * k * C * kCopyStrips);
   int64_t skipped = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) reduction(+ : skipped)
@@ -187,26 +195,30 @@ int64_t run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t*
 #else
     const int t = 0, nt = 1;
 #endif
-    T* strip = buffers.data() + t * k * C;
-    for (int64_t s = strips * t / nt; s < strips * (t + 1) / nt; ++s) {
+    T* strips_buffer = buffers.data() + t * k * C * kCopyStrips;
+    const int64_t last = strips * (t + 1) / nt;
+    for (int64_t s0 = strips * t / nt; s0 < last; s0 += kCopyStrips) {
+      const int64_t width = std::min<int64_t>(kCopyStrips, last - s0);
       for (int64_t i = 0; i < k; ++i) {
-        if (i + kCopyAhead < k) {
-          __builtin_prefetch(w + (i + kCopyAhead) * n + s * C);
-          __builtin_prefetch(w + (i + kCopyAhead) * n + s * C + C / 2);
-        }
-        std::memcpy(strip + i * C, w + i * n + s * C, C * sizeof(T));
+        const T* row = w + i * n + s0 * C;
+        if (i + kCopyAhead < k)
+          for (int64_t c = 0; c < width * C; c += kLanes<T>) __builtin_prefetch(row + kCopyAhead * n + c);
+        for (int64_t q = 0; q < width; ++q) std::memcpy(strips_buffer + (q * k + i) * C, row + q * C, C * sizeof(T));
       }
-      for (int64_t b = 0; b < batch; ++b) {
-        T* out = din + b * din_sample + s * C;
-        if (!gate) {
-          tile<R>(packed + b * k * R, active + b * k, count[b], strip, out, din_row);
-          continue;
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t q = 0; q < width; ++q) {
+          const int64_t s = s0 + q;
+          const T* strip = strips_buffer + q * k * C;
+          T* out = din + b * din_sample + s * C;
+          if (!gate) {
+            tile<R>(packed + b * k * R, active + b * k, count[b], strip, out, din_row);
+            continue;
+          }
+          const T* g = gate + b * gate_sample + s * C;
+          uint32_t keep = 0;
+          for (int64_t c = 0; c < C; ++c) keep |= static_cast<uint32_t>(g[c] > T(0)) << c;
+          skipped += gated_tile<R>(packed + b * k * R, active + b * k, count[b], strip, keep, out, din_row);
         }
-        const T* g = gate + b * gate_sample + s * C;
-        uint32_t keep = 0;
-        for (int64_t c = 0; c < C; ++c) keep |= static_cast<uint32_t>(g[c] > T(0)) << c;
-        skipped += gated_tile<R>(packed + b * k * R, active + b * k, count[b], strip, keep, out, din_row);
-      }
     }
   }
   // columns past the last whole strip
