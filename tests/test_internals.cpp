@@ -16,6 +16,7 @@
 #include "cpu/gemm.hpp"
 #include "cpu/grain.hpp"
 #include "cpu/im2col.hpp"
+#include "cpu/masked_gram.hpp"
 #include "cpu/masked_product.hpp"
 #include "helpers.hpp"
 
@@ -299,6 +300,106 @@ TEMPLATE_TEST_CASE("masked_product with a gate computes the kept columns only, a
     }
 }
 
+TEMPLATE_TEST_CASE("masked_gram sums each sample pair's block over the columns both have non-zero", "[internals]",
+                   float, double) {
+  // D = a bᵀ for sample row groups of R rows, against long-double sums of every term (the skipped ones are
+  // exact zeros). n = 300 leaves a partial mask word. A column of a group is on for all of its rows, on for
+  // one row only (it must count as non-zero too), or off; a quarter of them are on, as the deltas of two
+  // layers of ReLUs, so that every R is sparse enough to be taken.
+  using T = TestType;
+  const int64_t n = 300;
+  std::mt19937_64 g(21);
+  std::normal_distribution<double> normal;
+  // each term is one product, and at most n are summed in turn: within (n + 1)·u·Σ|terms| (Higham §3.1)
+  const double tolerance = (n + 1) * std::numeric_limits<T>::epsilon() / 2;
+  auto fill = [&](int64_t groups, int64_t R, std::vector<T>& m, std::vector<uint8_t>& on) {
+    m.assign(static_cast<size_t>(groups * R * n), T(0));
+    on.assign(static_cast<size_t>(groups * n), 0);
+    for (int64_t i = 0; i < groups; ++i)
+      for (int64_t k = 0; k < n; ++k) {
+        const auto kind = g() % 8;  // 0: all rows, 1: one row, else off
+        if (kind > 1) continue;
+        on[static_cast<size_t>(i * n + k)] = 1;
+        for (int64_t r = 0; r < R; ++r)
+          if (kind == 0 || r == k % R) m[static_cast<size_t>((i * R + r) * n + k)] = static_cast<T>(normal(g));
+      }
+  };
+  for (int64_t R = detail::kMaskedGramMinRows; R <= detail::kMaskedGramMaxRows; ++R)
+    for (const bool same : {true, false}) {
+      const int64_t g1 = 9, g2 = same ? g1 : 5, r1 = g1 * R, r2 = g2 * R;
+      INFO("R " << R << (same ? ", same" : ", two batches"));
+      std::vector<T> a, b;
+      std::vector<uint8_t> on_a, on_b;
+      fill(g1, R, a, on_a);
+      if (same) {
+        b = a;
+        on_b = on_a;
+      } else {
+        fill(g2, R, b, on_b);
+      }
+      const T alpha = T(0.5);
+      std::vector<T> out(static_cast<size_t>(r1 * r2), T(-7));
+      const double flops = detail::masked_gram(g1, g2, R, n, a.data(), b.data(), n, same, alpha, out.data(), r2);
+      // the FLOPs: 2·R² per column both samples of a formed pair have on
+      double shared = 0;
+      for (int64_t i = 0; i < g1; ++i)
+        for (int64_t j = 0; j < (same ? i + 1 : g2); ++j)
+          for (int64_t k = 0; k < n; ++k)
+            shared += on_a[static_cast<size_t>(i * n + k)] & on_b[static_cast<size_t>(j * n + k)];
+      REQUIRE(flops == 2.0 * static_cast<double>(R * R) * shared);
+      double worst = 0;
+      for (int64_t p = 0; p < r1; ++p)
+        for (int64_t q = 0; q < r2; ++q) {
+          const T got = out[static_cast<size_t>(p * r2 + q)];
+          if (same && q / R > p / R) {  // blocks above the diagonal are not touched
+            CHECK(got == T(-7));
+            continue;
+          }
+          long double exact = 0, scale = 0;
+          for (int64_t k = 0; k < n; ++k) {
+            const long double term =
+                static_cast<long double>(alpha) * a[static_cast<size_t>(p * n + k)] * b[static_cast<size_t>(q * n + k)];
+            exact += term;
+            scale += std::fabs(term);
+          }
+          worst = std::max(worst, static_cast<double>(scale > 0 ? std::fabs(got - exact) / scale : std::fabs(got)));
+        }
+      CHECK(worst <= tolerance);
+#ifdef _OPENMP
+      // each block sums its terms in one order, whatever the thread count
+      const int threads = omp_get_max_threads();
+      for (const int t : {1, 3}) {
+        omp_set_num_threads(t);
+        std::vector<T> again(out.size(), T(-7));
+        detail::masked_gram(g1, g2, R, n, a.data(), b.data(), n, same, alpha, again.data(), r2);
+        CHECK(again == out);
+      }
+      omp_set_num_threads(threads);
+#endif
+    }
+  const int64_t R = 8;
+  std::vector<T> a(static_cast<size_t>(2 * R * n), T(0)), out(static_cast<size_t>(4 * R * R), T(3));
+  // a value met only by the other sample's zero rows is never multiplied: a NaN there stays out of D's
+  // off-diagonal block (and a column shared by both still counts)
+  for (int64_t k = 0; k < n; k += 4) a[static_cast<size_t>(k)] = T(1);                // sample 0, row 0
+  for (int64_t k = 0; k < n; k += 8) a[static_cast<size_t>((R + 1) * n + k)] = T(2);  // sample 1, row 1
+  a[static_cast<size_t>(4)] = std::numeric_limits<T>::quiet_NaN();                    // column 4: sample 1 off
+  REQUIRE(detail::masked_gram(2, 2, R, n, a.data(), a.data(), n, true, T(1), out.data(), 2 * R) >= 0);
+  CHECK(out[static_cast<size_t>((R + 1) * 2 * R + 0)] == T(2 * ((n + 7) / 8)));  // row 1 of sample 1 · row 0
+  for (int64_t q = 0; q < R; ++q)
+    for (int64_t p = R; p < 2 * R; ++p) CHECK(std::isfinite(out[static_cast<size_t>(p * 2 * R + q)]));
+  // every column on: declined, nothing written (the dense product is faster)
+  std::fill(a.begin(), a.end(), T(1));
+  std::fill(out.begin(), out.end(), T(3));
+  CHECK(detail::masked_gram(2, 2, R, n, a.data(), a.data(), n, true, T(1), out.data(), 2 * R) < 0);
+  for (const T v : out) CHECK(v == T(3));
+  // fewer or more rows per sample than it takes: declined
+  CHECK(detail::masked_gram<T>(1, 1, detail::kMaskedGramMinRows - 1, 1, a.data(), a.data(), 1, true, T(1), out.data(),
+                               1) < 0);
+  CHECK(detail::masked_gram<T>(1, 1, detail::kMaskedGramMaxRows + 1, 1, a.data(), a.data(), 1, true, T(1), out.data(),
+                               1) < 0);
+}
+
 TEMPLATE_TEST_CASE("masked_product_strided reads and writes interleaved groups", "[internals]", float, double) {
   // the conv layout: group (channel) b's row (stream) r at b·k + r·batch·k in dout and b·n + r·batch·n in
   // din, as a sample's O · C_out delta rows are stored. Against long-double sums; up to kMaskedMaxRows.
@@ -531,6 +632,35 @@ TEST_CASE("Kernel::flops counts the conv gradient work the masked product skippe
   const double skipped = detail::masked_backward_compiled() ? 2.0 * O * K * static_cast<double>(off1 + off2) : 0.0;
   CAPTURE(off1, off2, dense, done);
   CHECK(done == dense - skipped);
+}
+
+TEST_CASE("Kernel::flops counts only the columns each sample pair shares in the masked delta Gram", "[internals]") {
+  // 40-300-8 with 6 samples, full mode: the hidden layer's deltas are ReLU'(z) ⊙ (a row of the last weight)
+  // per output, so sample i's 8 delta rows are non-zero exactly where z_i > 0. masked_gram then does
+  // 2·8² FLOPs per unit that both samples of a pair (j ≤ i) have positive, where the SYRK does
+  // (6·8)(6·8 + 1) per unit; with LeakyReLU every unit is shared and the SYRK runs.
+  const int64_t in = 40, hidden = 300, n = 6, O = 8;
+  auto spec = [&](Activation act) {
+    return ModelSpec{.input = {in}, .layers = {Linear{.out_features = hidden}, act, Linear{.out_features = O}}};
+  };
+  const Sequential<double> relu(spec(ReLU()), 6), leaky(spec(LeakyReLU(0.1)), 6);
+  const Tensor<double> x = test::randn<double>({n, in}, 10);
+  const double dense = ntk(leaky, x).flops, done = ntk(relu, x).flops;
+  const Sequential<double> first({.input = {in}, .layers = {Linear{.out_features = hidden}}}, 6);
+  first.parameter("0.weight") = relu.parameter("0.weight");
+  first.parameter("0.bias") = relu.parameter("0.bias");
+  const Tensor<double> z = first.forward(x);
+  double shared = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j)
+      for (int64_t u = 0; u < hidden; ++u) shared += z[i * hidden + u] > 0 && z[j * hidden + u] > 0;
+  // sparse enough for masked_gram's cost rule (8 rows per sample): it is taken
+  const double pairs = n * (n + 1) / 2.0;
+  REQUIRE(shared * detail::mgram::step_cost(O) < pairs * hidden * O * O);
+  const double syrk = static_cast<double>(n * O) * static_cast<double>(n * O + 1) * hidden;
+  const double expected = detail::kMaskedGram ? dense - syrk + 2.0 * O * O * shared : dense;
+  CAPTURE(shared, dense, done);
+  CHECK(done == expected);
 }
 
 TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as not done", "[internals]") {

@@ -7,6 +7,7 @@
 #include "batch.hpp"
 #include "cpu/backend.hpp"
 #include "cpu/grain.hpp"
+#include "cpu/masked_gram.hpp"
 #include "cpu/masked_product.hpp"
 #include "cpu/skinny.hpp"
 
@@ -93,8 +94,13 @@ std::vector<NamedParameter<T>> LinearLayer<T>::parameters() const {
 
 template <class T>
 double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
-  // the inputs Gram and the deltas Gram (full mode is the largest)
-  return static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2) * static_cast<double>(1 + outputs * outputs);
+  // the inputs Gram and the deltas Gram (full mode is the largest), and masked_gram's transposed deltas
+  // (at most 16 lanes per unit and sample) and column masks
+  const double grams = static_cast<double>(n1 * n2) * static_cast<double>(1 + outputs * outputs);
+  const bool masked = kMaskedGram && outputs >= kMaskedGramMinRows && outputs <= kMaskedGramMaxRows;
+  const double transposed = masked ? static_cast<double>((n1 + n2) * out_features_) * 16.0 : 0.0;
+  const double masks = masked ? static_cast<double>((n1 + n2) * (out_features_ + 63) / 64) * 8.0 : 0.0;
+  return static_cast<double>(sizeof(T)) * (grams + transposed) + masks;
 }
 
 namespace {
@@ -184,7 +190,14 @@ void LinearLayer<T>::components(const Side<T>& a, const Side<T>& b, const Compon
       // D[(i,o), (j,o')] = ⟨δ_o(x_i), δ_o'(x'_j)⟩; Θ[i,j,o,o'] = c_w² A[i,j] D[(i,o),(j,o')] (+ c_b² D)
       const int64_t r1 = n1 * O, r2 = n2 * O;
       auto D = view(t.workspace->get(1, r1 * r2), r1, r2);
-      gram_of(a.delta, r1, b.delta, r2, out, out, t.same, T(1), D.data(), t.flops);
+      // after a ReLU a sample's O deltas are zero at the same units: masked_gram sums each sample pair's
+      // block over the units both have non-zero (the dense product where that is not faster)
+      const double done =
+          kMaskedGram ? masked_gram(n1, n2, O, out, a.delta, b.delta, out, t.same, T(1), D.data(), r2) : -1.0;
+      if (done >= 0)
+        *t.flops += done;
+      else
+        gram_of(a.delta, r1, b.delta, r2, out, out, t.same, T(1), D.data(), t.flops);
       *t.flops += (bias ? 4.0 : 2.0) * static_cast<double>(r1 * r2);
       parallel_rows(n1, n2, t.same, static_cast<double>(O * O * 2), [&](int64_t i) {
         for (int64_t o = 0; o < O; ++o) {
