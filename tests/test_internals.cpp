@@ -243,8 +243,9 @@ TEMPLATE_TEST_CASE("masked_product with a gate computes the kept columns only, a
                    double) {
   // A gate (the input of a ReLU below) keeps din's column j of sample b where gate > 0: those must equal
   // the ungated product exactly (the same terms in the same order), the others must be 0, whatever the
-  // thread count. Strips (2 vectors of columns) with no column kept, at most one vector's worth, more,
-  // and all; n leaves columns past the last strip; a NaN or −0 in the gate is not kept.
+  // thread count. Strips (2 vectors of columns) with no column kept, at most half a vector's worth, at
+  // most one, at most one and a half, more, and all (each a tile of its own); n leaves columns past the
+  // last strip; a NaN or −0 in the gate is not kept.
   using T = TestType;
   constexpr int64_t L = detail::kLanes<T>, C = 2 * L;
   const int64_t k = 290, n = 6 * C + 7;
@@ -264,9 +265,11 @@ TEMPLATE_TEST_CASE("masked_product with a gate computes the kept columns only, a
       const T off[] = {T(-1), T(0), T(-0.0), std::numeric_limits<T>::quiet_NaN()};
       for (int64_t b = 0; b < batch; ++b)
         for (int64_t s = 0; s * C < n; ++s) {
-          const auto kind = (b + s) % 4;  // none, ≤ L, > L, all kept
-          std::vector<int> keep(static_cast<size_t>(C), kind == 3 ? 1 : 0);
-          const int64_t want = kind == 1 ? 1 + static_cast<int64_t>(g() % L) : kind == 2 ? L + 1 + g() % L : 0;
+          // none; 1 to L/2; L/2 + 1 to L; L + 1 to 3L/2; 3L/2 + 1 to 2L; all kept
+          const auto kind = static_cast<int64_t>((b + s) % 6);
+          std::vector<int> keep(static_cast<size_t>(C), kind == 5 ? 1 : 0);
+          const int64_t want =
+              kind >= 1 && kind <= 4 ? (kind - 1) * L / 2 + 1 + static_cast<int64_t>(g() % (L / 2)) : 0;
           for (int64_t c = 0; c < want; ++c) keep[static_cast<size_t>(c)] = 1;
           std::shuffle(keep.begin(), keep.end(), g);
           for (int64_t c = 0; c < C && s * C + c < n; ++c)
@@ -668,9 +671,9 @@ TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as
   // skips sample s's column u when ReLU'(z_u) = 0 after the 270-wide layer, i.e. 2·O·260 FLOPs per
   // (sample, unit) with z ≤ 0, counted here from the forward values of the first three layers. The ReLU
   // after the 260-wide layer gates its output: of each 16-column strip (float64) it computes nothing
-  // when no column is kept and 8 columns when at most 8 are, and of the 4 columns past the last strip
-  // only the kept ones, for each of the sample's active rows. With LeakyReLU no derivative is zero, so the
-  // dense product runs and counts everything.
+  // when no column is kept, 4 columns when at most 4 are, 8 when at most 8, 12 when at most 12, and of
+  // the 4 columns past the last strip only the kept ones, for each of the sample's active rows. With LeakyReLU no
+  // derivative is zero, so the dense product runs and counts everything.
   const int64_t in = 300, n = 5, O = 3;
   auto spec = [&](Activation act) {
     return ModelSpec{
@@ -698,7 +701,7 @@ TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as
     for (int64_t strip = 0; strip < 16; ++strip) {
       int64_t kept = 0;
       for (int64_t c = 0; c < 16; ++c) kept += gate[s * 260 + strip * 16 + c] > 0;
-      columns += kept == 0 ? 16 : kept <= 8 ? 8 : 0;
+      columns += kept == 0 ? 16 : kept <= 4 ? 12 : kept <= 8 ? 8 : kept <= 12 ? 4 : 0;
     }
     for (int64_t c = 256; c < 260; ++c) columns += !(gate[s * 260 + c] > 0);
     gated += active * columns;

@@ -98,26 +98,46 @@ inline Vec<double>::type select(Vec<double>::type w0, Vec<double>::type w1, __m5
 /// Whether tile_selected is compiled in (it needs AVX-512's two-table permutes).
 inline constexpr bool kSelectedTile = true;
 
-/// out (R × V, contiguous) = Σ_a d[a·R + r] · strip row rows[a] at the columns idx names (at most V of
-/// the strip's 2V): when a later ReLU zeroes all but V of a strip's columns, half the multiply-adds of
-/// tile. Each output sums the same terms in the same order as tile does.
-template <int R, class T>
+/// The low half of a vector (its first V/2 values).
+inline Vec<float, 32>::type low_half(Vec<float>::type v) { return _mm512_castps512_ps256(v); }
+inline Vec<double, 32>::type low_half(Vec<double>::type v) { return _mm512_castpd512_pd256(v); }
+
+/// out (R × W, contiguous) = Σ_a d[a·R + r] · strip row rows[a] at the columns idx names: with `Full`, the
+/// V columns idx0 names (output columns 0 to V − 1), with `Half` the V/2 columns in idx1's low half (the
+/// next V/2 output columns); W = V·Full + V/2·Half. When a later ReLU zeroes all but W of a strip's 2V
+/// columns, tile's multiply-adds on the rest are skipped: a half vector costs half a vector's
+/// multiply-add. Each output sums the same terms in the same order as tile does.
+template <int R, bool Full, bool Half, class T>
 inline void tile_selected(const T* __restrict d, const int32_t* __restrict rows, int64_t na, const T* __restrict strip,
-                          __m512i idx, T* __restrict out) {
+                          __m512i idx0, __m512i idx1, T* __restrict out) {
   using V = typename Vec<T>::type;
-  constexpr int64_t L = kLanes<T>, C = 2 * L;
+  using H = typename Vec<T, 32>::type;
+  constexpr int64_t L = kLanes<T>, C = 2 * L, W = (Full ? L : 0) + (Half ? L / 2 : 0);
   V acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = V{};
+  H half[R];
+  for (int r = 0; r < R; ++r) {
+    acc[r] = V{};
+    half[r] = H{};
+  }
   for (int64_t a = 0; a < na; ++a) {
     const T* wr = strip + rows[a] * C;
     V w0, w1;
     std::memcpy(&w0, wr, sizeof(V));
     std::memcpy(&w1, wr + L, sizeof(V));
-    const V w = select(w0, w1, idx);
     const T* da = d + a * R;
-    for (int r = 0; r < R; ++r) acc[r] += da[r] * w;
+    if constexpr (Full) {
+      const V w = select(w0, w1, idx0);
+      for (int r = 0; r < R; ++r) acc[r] += da[r] * w;
+    }
+    if constexpr (Half) {
+      const H w = low_half(select(w0, w1, idx1));
+      for (int r = 0; r < R; ++r) half[r] += da[r] * w;
+    }
   }
-  for (int r = 0; r < R; ++r) std::memcpy(out + r * L, &acc[r], sizeof(V));
+  for (int r = 0; r < R; ++r) {
+    if constexpr (Full) std::memcpy(out + r * W, &acc[r], sizeof(V));
+    if constexpr (Half) std::memcpy(out + r * W + (Full ? L : 0), &half[r], sizeof(H));
+  }
 }
 #else
 inline constexpr bool kSelectedTile = false;
@@ -136,20 +156,30 @@ inline int64_t gated_tile(const T* d, const int32_t* rows, int64_t na, const T* 
     return na * R * C;
   }
 #if defined(__AVX512F__)
-  if (kept <= L) {
-    // the kept columns' positions as permute indices, one lane per value of T
+  if (kept <= L + L / 2) {
+    // the kept columns' positions as permute indices, one lane per value of T: the first V in idx0, the
+    // rest (or all, when at most V/2 are kept) in idx1's low half
     using Index = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
-    alignas(64) Index pos[L] = {};
+    alignas(64) Index pos[2 * L] = {};
     int c = 0;
     for (uint32_t m = keep; m; m &= m - 1, ++c) pos[c] = std::countr_zero(m);
-    alignas(64) T sel[R * L];
-    tile_selected<R>(d, rows, na, strip, _mm512_load_si512(pos), sel);
+    alignas(64) T sel[R * (L + L / 2)];
+    int64_t width = L + L / 2;
+    if (kept <= L / 2) {
+      width = L / 2;
+      tile_selected<R, false, true>(d, rows, na, strip, __m512i{}, _mm512_load_si512(pos), sel);
+    } else if (kept <= L) {
+      width = L;
+      tile_selected<R, true, false>(d, rows, na, strip, _mm512_load_si512(pos), __m512i{}, sel);
+    } else {
+      tile_selected<R, true, true>(d, rows, na, strip, _mm512_load_si512(pos), _mm512_load_si512(pos + L), sel);
+    }
     for (int r = 0; r < R; ++r) {
       T* o = out + r * ldo;
       std::fill(o, o + C, T(0));
-      for (int j = 0; j < kept; ++j) o[pos[j]] = sel[r * L + j];
+      for (int j = 0; j < kept; ++j) o[pos[j]] = sel[r * width + j];
     }
-    return na * R * L;
+    return na * R * (C - width);
   }
 #endif
   tile<R>(d, rows, na, strip, out, ldo);
