@@ -42,7 +42,7 @@ inline constexpr int64_t kMaskedGramMinRows = 4, kMaskedGramMaxRows = 12;
 
 namespace mgram {
 
-/// A column both samples of a pair have non-zero costs about as much as kStepCost(R) multiply-adds of the
+/// A column both samples of a pair have non-zero costs about as much as step_cost(R) multiply-adds of the
 /// dense SYRK / GEMM (whose R² per column and pair run at ~120 GFLOP/s on these shapes): the time of a
 /// block hardly depends on R up to a vector's 8 lanes, then R columns take two vectors. From workload 4's
 /// delta Grams (R = 8, a quarter of the columns shared: 0.16 ms against SYRK's 0.29) and R = 12 (0.41
