@@ -45,6 +45,18 @@ void compare(const Kernel<T>& e, const Kernel<T>& a, double tol) {
   }
 }
 
+/// The explicit kernel and its components agree with the autograd path's to `tol` in every mode, for
+/// two batches and for x1 alone.
+template <class T>
+void compare_with_autograd(const Sequential<T>& net, const Tensor<T>& x1, const Tensor<T>& x2, double tol) {
+  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+    INFO("mode " << name(mode));
+    const KernelOptions opt{.mode = mode, .components = true};
+    compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), tol);
+    compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), tol);
+  }
+}
+
 /// A description for failure messages.
 inline std::string describe(const ModelSpec& spec) {
   std::string s = std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":";

@@ -162,12 +162,7 @@ TEST_CASE("explicit = autograd through stride-1 convs with 8 or more input chann
                  Conv2d{.out_channels = 4, .kernel_h = 1, .kernel_w = 1}, Flatten{}, Linear{.out_features = 3}}};
   const Sequential<double> net(spec, 23);
   const auto x1 = test::randn<double>({3, 2, 6, 37}, 1), x2 = test::randn<double>({2, 2, 6, 37}, 2);
-  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
-    INFO("mode " << name(mode));
-    const KernelOptions opt{.mode = mode, .components = true};
-    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
-    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
-  }
+  test::compare_with_autograd(net, x1, x2, 1e-10);
 }
 
 TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU zeroed", "[cnn]") {
@@ -180,12 +175,7 @@ TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU ze
                  Linear{.out_features = 3}}};
   const Sequential<double> net(spec, 29);
   const auto x1 = test::randn<double>({3, 4, 20, 20}, 5), x2 = test::randn<double>({2, 4, 20, 20}, 6);
-  for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
-    INFO("mode " << name(mode));
-    const KernelOptions opt{.mode = mode, .components = true};
-    test::compare(ntk(net, x1, x2, opt), autograd_ntk(net, x1, x2, opt), 1e-10);
-    test::compare(ntk(net, x1, opt), autograd_ntk(net, x1, opt), 1e-10);
-  }
+  test::compare_with_autograd(net, x1, x2, 1e-10);
 }
 
 TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {

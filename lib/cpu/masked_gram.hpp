@@ -154,7 +154,7 @@ double masked_gram(int64_t g1, int64_t g2, int64_t R, int64_t n, const T* a, con
   transposed.resize(groups * n * P);
   const T* at = transposed.data();
   const T* bt = same ? at : at + g1 * n * P;
-  auto run = [&]<int Rc>() {
+  with_rows<kMaskedGramMinRows, kMaskedGramMaxRows>(R, [&]<int Rc>() {
     constexpr int Pc = Rc <= 8 ? 8 : 16;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) if (outer)
@@ -181,18 +181,7 @@ double masked_gram(int64_t g1, int64_t g2, int64_t R, int64_t n, const T* a, con
       mgram::block<Rc, Pc>(at + i * n * P, bt + j * n * P, ma + i * words, mb + j * words, words, alpha,
                            out + i * R * ldc + j * R, ldc);
     }
-  };
-  switch (R) {
-    case 4: run.template operator()<4>(); break;
-    case 5: run.template operator()<5>(); break;
-    case 6: run.template operator()<6>(); break;
-    case 7: run.template operator()<7>(); break;
-    case 8: run.template operator()<8>(); break;
-    case 9: run.template operator()<9>(); break;
-    case 10: run.template operator()<10>(); break;
-    case 11: run.template operator()<11>(); break;
-    default: run.template operator()<12>(); break;
-  }
+  });
   return 2.0 * shared * static_cast<double>(R * R);
 }
 

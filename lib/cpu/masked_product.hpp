@@ -323,24 +323,10 @@ bool masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n, T
     }
   }
   int64_t gated = 0;
-  auto run = [&]<int R>() {
+  with_rows<1, kMaskedMaxRows>(rows, [&]<int R>() {
     gated = masked::run<R>(batch, k, n, packed.data(), active.data(), count, w, din, din_sample, din_row, gate,
                            gate_sample);
-  };
-  switch (rows) {
-    case 1: run.template operator()<1>(); break;
-    case 2: run.template operator()<2>(); break;
-    case 3: run.template operator()<3>(); break;
-    case 4: run.template operator()<4>(); break;
-    case 5: run.template operator()<5>(); break;
-    case 6: run.template operator()<6>(); break;
-    case 7: run.template operator()<7>(); break;
-    case 8: run.template operator()<8>(); break;
-    case 9: run.template operator()<9>(); break;
-    case 10: run.template operator()<10>(); break;
-    case 11: run.template operator()<11>(); break;
-    default: run.template operator()<12>(); break;
-  }
+  });
   masked_skipped_flops += 2.0 * static_cast<double>(gated);
   return true;
 }

@@ -28,6 +28,15 @@ struct Vec {
 template <class T>
 inline constexpr int64_t kLanes = 64 / sizeof(T);
 
+/// Calls f.template operator()<R>() with R = rows, for First ≤ rows ≤ Last (Last for anything above), so
+/// that a kernel's register tile can be sized by a row count known only at run time.
+template <int First, int Last, class F>
+void with_rows(int64_t rows, F&& f) {
+  if constexpr (First < Last)
+    if (rows != First) return with_rows<First + 1, Last>(rows, f);
+  f.template operator()<First>();
+}
+
 inline namespace XNTK_ISA {
 
 /// The vector registers of the instruction set this translation unit is built for: 32 of 64 bytes with

@@ -99,7 +99,7 @@ double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) 
   const double grams = static_cast<double>(n1 * n2) * static_cast<double>(1 + outputs * outputs);
   const bool masked = kMaskedGram && outputs >= kMaskedGramMinRows && outputs <= kMaskedGramMaxRows;
   const double transposed = masked ? static_cast<double>((n1 + n2) * out_features_) * 16.0 : 0.0;
-  const double masks = masked ? static_cast<double>((n1 + n2) * (out_features_ + 63) / 64) * 8.0 : 0.0;
+  const double masks = masked ? static_cast<double>((n1 + n2) * ((out_features_ + 63) / 64)) * 8.0 : 0.0;
   return static_cast<double>(sizeof(T)) * (grams + transposed) + masks;
 }
 
