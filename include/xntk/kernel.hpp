@@ -66,7 +66,7 @@ template <class T>
 Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
 
 /// Frees the scratch memory that `ntk` keeps cached between calls so that repeated calls reuse pages
-/// they already touched (at most 64 MB stay cached once a call returns). Safe to call at any time.
+/// they already touched (at most 128 MB of idle blocks stay cached). Safe to call at any time.
 void release_cached_memory();
 
 /// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -21,8 +22,11 @@ constexpr std::align_val_t kAlign{64};
 // any mapped chunk freed), and repeated computations then grew the resident set call by call.
 constexpr size_t kMapBytes = size_t{1} << 20;
 
+std::atomic<size_t> mapped{0};
+
 void* allocate(size_t bytes) {
   if (bytes < kMapBytes) return ::operator new(bytes, kAlign);
+  mapped.fetch_add(1, std::memory_order_relaxed);
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   // 2 MB pages where the system allows them on request: one fault instead of 512
@@ -42,14 +46,21 @@ struct Cache {
   std::vector<std::pair<void*, size_t>> blocks;  // (pointer, capacity)
   size_t bytes = 0;
 
-  /// Frees the largest blocks until at most `limit` bytes stay cached.
+  /// Frees blocks until at most `limit` bytes stay cached, by best fit: the smallest block that frees
+  /// enough on its own, else the largest, and again. Freeing no more than needed keeps the blocks that
+  /// other requests of the same computation will ask for.
   void drop_until(size_t limit) {
     while (bytes > limit) {
-      auto largest = std::max_element(blocks.begin(), blocks.end(),
-                                      [](const auto& a, const auto& b) { return a.second < b.second; });
-      deallocate(largest->first, largest->second);
-      bytes -= largest->second;
-      blocks.erase(largest);
+      const size_t need = bytes - limit;
+      auto pick = blocks.end();
+      for (auto it = blocks.begin(); it != blocks.end(); ++it)
+        if (it->second >= need && (pick == blocks.end() || it->second < pick->second)) pick = it;
+      if (pick == blocks.end())
+        pick = std::max_element(blocks.begin(), blocks.end(),
+                                [](const auto& a, const auto& b) { return a.second < b.second; });
+      deallocate(pick->first, pick->second);
+      bytes -= pick->second;
+      blocks.erase(pick);
     }
   }
   void free_all() {
@@ -87,9 +98,10 @@ void* acquire_block(size_t& bytes) {
       bytes = n;
       return p;
     }
-    // none fits: the cache gives up at least as much as is allocated (largest blocks first), so that
-    // idle cached blocks do not stack on top of a computation's peak
-    c.drop_until(c.bytes > bytes ? c.bytes - bytes : 0);
+    // none fits: a new block, which the cache must be able to take back within its limit, so idle
+    // blocks make room for it now (a request above the limit empties the cache: a computation that
+    // large gets no idle blocks stacked on top of its peak)
+    c.drop_until(kCachedBytes > bytes ? kCachedBytes - bytes : 0);
   }
   return allocate(bytes);
 }
@@ -122,6 +134,8 @@ void advise_huge_pages(void* p, size_t bytes) {
 void free_block(void* p, size_t bytes) {
   if (p != nullptr) deallocate(p, bytes);
 }
+
+size_t mapped_blocks() { return mapped.load(std::memory_order_relaxed); }
 
 size_t cached_bytes() {
   auto& c = cache();
