@@ -46,8 +46,9 @@ void ActivationLayer<T>::forward(const T* in, T* out, int64_t batch) const {
     parallel_for_work(batch, 2.0 * static_cast<double>(n), [&](int64_t b) {
       const T* __restrict src = in + b * n;
       T* __restrict dst = out + b * n;
+      const T s = slope;  // a local: read through the closure, GCC reloaded it per element and did not vectorise
 #pragma omp simd
-      for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > T(0) ? src[i] : src[i] * slope;
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i] > T(0) ? src[i] : src[i] * s;
     });
     return;
   }
