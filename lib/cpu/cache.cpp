@@ -17,10 +17,12 @@ namespace detail {
 namespace {
 
 constexpr std::align_val_t kAlign{64};
-// Blocks from 1 MB up are mapped from the kernel directly, so that freeing one returns its pages at
+// Blocks from 64 KB up are mapped from the kernel directly, so that freeing one returns its pages at
 // once: through malloc they could stay in the heap (glibc raises its mmap threshold to the size of
-// any mapped chunk freed), and repeated computations then grew the resident set call by call.
-constexpr size_t kMapBytes = size_t{1} << 20;
+// any mapped chunk freed), and repeated computations then grew the resident set call by call. From 1 MB
+// (the limit until 2026-11-29) the tutorial CNN still faulted ~430 pages per call in malloc's blocks
+// below it (a conv layer's per-sample patch matrix, the 5-image side's values): 4.5 ms of a 95 ms call
+// on one thread where a fault costs ~11 µs (this VM); from 64 KB none.
 
 std::atomic<size_t> mapped{0};
 

@@ -1,7 +1,7 @@
 #pragma once
 // Scratch memory kept between kernel computations. A fresh multi-megabyte buffer costs about a
 // millisecond of page faults per 4 MB; repeated calls (benchmarks, training loops, sweeps over
-// checkpoints) would pay that on every Gram. Blocks of 1 MB and more are mapped directly and, when
+// checkpoints) would pay that on every Gram. Blocks of 64 KB and more are mapped directly and, when
 // handed back, cached for later requests; smaller ones go through malloc.
 //
 // Idle blocks stay cached up to kCachedBytes. A request that no cached block fits gets a new block, and
@@ -20,6 +20,9 @@ namespace xntk::detail {
 /// blocks per call; when a miss freed as much as it allocated (largest blocks first) every call mapped
 /// 62 MB afresh (~3900 page faults), and under a 64 MB limit it still maps 23 MB.
 inline constexpr size_t kCachedBytes = size_t{128} << 20;
+
+/// Blocks of at least this many bytes are mapped and cached; smaller ones come from malloc.
+inline constexpr size_t kMapBytes = size_t{64} << 10;
 
 /// A block of at least `bytes` (64-byte aligned, contents unspecified; a cached one is reused only if at
 /// most twice that); `bytes` becomes its capacity.
