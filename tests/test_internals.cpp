@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 #include <xntk/xntk.hpp>
@@ -609,6 +610,67 @@ TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta
       const std::vector<T> two = run(2);
       CHECK(std::equal(two.begin(), two.end(), one.begin()));  // (not two == one: Catch would print both)
       check(run(3));
+    }
+}
+
+TEMPLATE_TEST_CASE("gram_product forms alpha·A·Bᵀ + beta·C, the same at every thread count", "[internals]", float,
+                   double) {
+  // both paths: one BLAS call (an output side over 255, or k < 512) and two halves of k summed (up to
+  // 255 × 255 from 512 columns, odd k included); leading dimensions wider than the matrices. The halves
+  // are the same two single-threaded calls at any thread count, so the results must be identical.
+  using T = TestType;
+  std::mt19937_64 g(23);
+  std::normal_distribution<double> normal;
+  for (const auto& [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+           {200, 50, 1025}, {255, 255, 512}, {3, 7, 600}, {256, 40, 700}, {40, 300, 520}, {30, 20, 511}})
+    for (const T beta : {T(0), T(-0.5)}) {
+      CAPTURE(m, n, k, beta);
+      const int64_t lda = k + 3, ldb = k + 1, ldc = n + 2;
+      const T alpha = T(0.75);
+      std::vector<T> a(static_cast<size_t>(m * lda)), b(static_cast<size_t>(n * ldb)), c0(static_cast<size_t>(m * ldc));
+      for (auto& v : a) v = static_cast<T>(normal(g));
+      for (auto& v : b) v = static_cast<T>(normal(g));
+      for (auto& v : c0) v = static_cast<T>(normal(g));
+      auto run = [&](int threads) {
+#ifdef _OPENMP
+        const int before = omp_get_max_threads();
+        omp_set_num_threads(threads);
+#endif
+        std::vector<T> c = c0;
+        detail::gram_product(m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+#ifdef _OPENMP
+        omp_set_num_threads(before);
+#endif
+        return c;
+      };
+      const std::vector<T> c = run(2);
+      // k products and k + 1 sums (the beta term included) in some order, then α: (k + 3)·u·Σ|terms|
+      const double tolerance = static_cast<double>(k + 3) * std::numeric_limits<T>::epsilon() / 2;
+      double worst = 0;
+      bool padding_kept = true;
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < ldc; ++j) {
+          const size_t at = static_cast<size_t>(i * ldc + j);
+          if (j >= n) {
+            padding_kept &= c[at] == c0[at];
+            continue;
+          }
+          long double exact = static_cast<long double>(beta) * c0[at], scale = std::fabs(exact);
+          for (int64_t q = 0; q < k; ++q) {
+            const long double term = static_cast<long double>(alpha) * a[static_cast<size_t>(i * lda + q)] *
+                                     b[static_cast<size_t>(j * ldb + q)];
+            exact += term;
+            scale += std::fabs(term);
+          }
+          worst = std::max(worst, static_cast<double>(std::fabs(c[at] - exact) / scale));
+        }
+      CHECK(padding_kept);
+      CHECK(worst <= tolerance);
+      if (m <= 255 && n <= 255 && k >= 512) {  // the halves: identical at 1 and 3 threads
+        const std::vector<T> one = run(1), three = run(3);
+        CHECK(std::equal(one.begin(), one.end(), c.begin()));
+        CHECK(std::equal(three.begin(), three.end(), c.begin()));
+      }
     }
 }
 

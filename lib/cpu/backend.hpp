@@ -35,7 +35,7 @@ MatMap<T> view(T* p, int64_t rows, int64_t cols, int64_t ld = -1) {
 /// C (r × c) = A (r × k) · B (c × k)ᵀ. Rows of A and B are lda / ldb apart (default k).
 template <class T>
 void gram(const T* a, int64_t r, const T* b, int64_t c, int64_t k, T* out, int64_t lda = -1, int64_t ldb = -1) {
-  gemm(false, true, r, c, k, T(1), a, lda < 0 ? k : lda, b, ldb < 0 ? k : ldb, T(0), out, c);
+  gram_product(r, c, k, T(1), a, lda < 0 ? k : lda, b, ldb < 0 ? k : ldb, T(0), out, c);
 }
 
 /// Lower triangle of C (r × r) = A Aᵀ (SYRK: half the work of gram); the strict upper triangle is left

@@ -114,7 +114,7 @@ void gram_of(const T* a, int64_t r1, const T* b, int64_t r2, int64_t k, int64_t 
     syrk_lower(r1, k, alpha, a, lda, beta, out, r1);
     *flops += static_cast<double>(r1 * (r1 + 1)) * static_cast<double>(k);
   } else {
-    gemm(false, true, r1, r2, k, alpha, a, lda, b, lda, beta, out, r2);
+    gram_product(r1, r2, k, alpha, a, lda, b, lda, beta, out, r2);
     *flops += 2.0 * static_cast<double>(r1 * r2) * static_cast<double>(k);
   }
 }
