@@ -182,6 +182,59 @@ TEST_CASE("conv and pooling forwards match direct loops", "[cnn][layers]") {
   CHECK(test::rel_error(yf, x.reshaped({2, C * H * W})) == 0);
 }
 
+TEMPLATE_TEST_CASE("stride-1 conv forwards match direct sums", "[cnn][layers]", float, double) {
+  // From 8 output channels, padding below the kernel size, stride and dilation 1 the forward takes the
+  // direct kernel (AVX-512 builds); the others take im2col and a GEMM. Widths below, at and past a
+  // vector pair, output channels 9 (a group of 8 and one) and 16, padding 0 to kernel − 1 and one past
+  // it (im2col), rectangular kernels, one input channel; against long-double sums of every term.
+  using T = TestType;
+  struct Geometry {
+    int64_t ci, co, h, w, kh, kw, ph, pw;
+  };
+  for (const Geometry& s :
+       {Geometry{3, 32, 9, 32, 3, 3, 0, 0}, Geometry{2, 9, 6, 37, 3, 3, 1, 1}, Geometry{1, 16, 5, 13, 2, 5, 1, 4},
+        Geometry{5, 8, 7, 40, 3, 2, 2, 0}, Geometry{4, 8, 4, 9, 3, 3, 3, 1}, Geometry{4, 4, 6, 20, 3, 3, 1, 1}}) {
+    CAPTURE(s.ci, s.co, s.h, s.w, s.kh, s.kw, s.ph, s.pw);
+    const Sequential<T> net({.input = {s.ci, s.h, s.w},
+                             .parameterization = Parameterization::ntk,
+                             .layers = {Conv2d{.out_channels = s.co,
+                                               .kernel_h = s.kh,
+                                               .kernel_w = s.kw,
+                                               .padding_h = s.ph,
+                                               .padding_w = s.pw,
+                                               .b_std = 0.5}}},
+                            7);
+    const auto x = test::randn<T>({3, s.ci, s.h, s.w}, 8);
+    const auto y = run(net, x);
+    const int64_t oh = s.h + 2 * s.ph - s.kh + 1, ow = s.w + 2 * s.pw - s.kw + 1;
+    REQUIRE(y.shape() == Shape{3, s.co, oh, ow});
+    const auto& w = net.parameter("0.weight");
+    const auto& b = net.parameter("0.bias");
+    // the multipliers as the layer applies them, rounded to T
+    const auto cw = static_cast<long double>(static_cast<T>(net.multipliers(0).first));
+    const auto cb = static_cast<long double>(static_cast<T>(net.multipliers(0).second));
+    double worst = 0;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t f = 0; f < s.co; ++f)
+        for (int64_t r = 0; r < oh; ++r)
+          for (int64_t c = 0; c < ow; ++c) {
+            long double acc = cb * b(f), scale = std::fabs(acc);
+            for (int64_t q = 0; q < s.ci; ++q)
+              for (int64_t i = 0; i < s.kh; ++i)
+                for (int64_t j = 0; j < s.kw; ++j) {
+                  const int64_t u = r - s.ph + i, v = c - s.pw + j;
+                  if (u < 0 || u >= s.h || v < 0 || v >= s.w) continue;
+                  const long double term = cw * w(f, q, i, j) * x(n, q, u, v);
+                  acc += term;
+                  scale += std::fabs(term);
+                }
+            worst = std::max(worst, static_cast<double>(std::fabs(y(n, f, r, c) - acc) / scale));
+          }
+    // at most ci·kh·kw products summed, the bias added, and scaled: (ci·kh·kw + 3)·u·Σ|terms| (Higham §3.1)
+    CHECK(worst <= static_cast<double>(s.ci * s.kh * s.kw + 3) * std::numeric_limits<T>::epsilon() / 2);
+  }
+}
+
 TEST_CASE("max pooling sends the derivative to the first maximum", "[cnn][layers]") {
   // 2×2 windows over the 2×4 image [1 3 | 5 5] / [3 2 | 5 4]: both windows have tied maxima (3 twice,
   // 5 three times), and the first of each in row-major order takes the derivative

@@ -8,7 +8,8 @@
 // neighbouring columns. Microbenchmark, 250 derivative rows, 2 threads, OpenBLAS's OpenMP build (medians
 // of 7): the tutorial CNN's conv2 (32 → 32 channels, 3 × 3, 30 × 30 input) 30–33 ms against 36–37 ms
 // for GEMM + col2im; with padding 1, 34 against 44 ms; 16 channels at 16 × 16, 6.3 against 11.1 ms.
-// Each output sums its terms in one fixed order.
+// Each output sums its terms in one fixed order. Conv2d's stride-1 forward runs through it too, as the
+// input derivative of the transposed convolution (layers/conv2d.cpp).
 
 #include <algorithm>
 #include <cstdint>

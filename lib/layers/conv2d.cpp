@@ -144,6 +144,40 @@ Conv2dLayer<T>::Conv2dLayer(int index, const Shape& in, const Conv2d& spec, Para
 template <class T>
 void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   const int64_t K = g_.rows(), P = g_.positions(), C = out_channels_, n_in = this->in_size();
+  if (kDirectConvBackward && g_.stride_h == 1 && g_.stride_w == 1 && g_.dilation_h == 1 && g_.dilation_w == 1 &&
+      C >= 8 && g_.pad_h < g_.kernel_h && g_.pad_w < g_.kernel_w) {
+    // stride 1: the forward is the input derivative of the transposed convolution (input and output
+    // channels swapped, the kernel flipped, padding kh − 1 − pad), which the direct kernel computes
+    // without im2col. The tutorial CNN's conv2 and conv3 forwards (20 and 5 images, 2 threads, three
+    // alternating runs): 1.7–1.8 and 1.5–1.6 ms against 2.6–3.2 and 1.9–2.5 ms through im2col and a GEMM
+    // per image.
+    const ConvGeometry t{.channels = C,
+                         .height = g_.out_h(),
+                         .width = g_.out_w(),
+                         .kernel_h = g_.kernel_h,
+                         .kernel_w = g_.kernel_w,
+                         .pad_h = g_.kernel_h - 1 - g_.pad_h,
+                         .pad_w = g_.kernel_w - 1 - g_.pad_w};
+    const int64_t ci_count = g_.channels, kh = g_.kernel_h, kw = g_.kernel_w;
+    Buffer<T> flipped, wr;
+    flipped.resize(ci_count * C * kh * kw);
+    wr.resize(ci_count * C * kh * kw);
+    for (int64_t co = 0; co < C; ++co)
+      for (int64_t ci = 0; ci < ci_count; ++ci)
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j)
+            flipped[((ci * C + co) * kh + i) * kw + j] =
+                weight_[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+    conv_backward_weight(t, ci_count, flipped.data(), wr.data());
+    parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
+      Buffer<T> scratch;
+      scratch.resize(conv_backward_scratch<T>(t, ci_count));
+      conv_backward_direct(t, ci_count, T(cw_), wr.data(), in + s * n_in, out + s * C * P, scratch.data());
+      if (has_bias_)
+        for (int64_t c = 0; c < C; ++c) view(out + s * C * P, C, P).row(c).array() += T(cb_) * bias_[c];
+    });
+    return;
+  }
   parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
     Buffer<T> U;  // from the block cache: no page faults after the first sample
     U.resize(K * P);
