@@ -315,11 +315,14 @@ void Conv2dLayer<T>::gradients_order(const Side<T>& a, const Side<T>& b, const C
                                      int64_t chunk) const {
   const int64_t n1 = a.batch, n2 = b.batch, O = t.outputs, CK = out_channels_ * g_.rows();
   const T cw2 = T(cw_ * cw_);
-  std::vector<T> ga(static_cast<size_t>(std::min(n1, chunk) * O * CK)), gb;
+  // from the block cache, uninitialised (gradients() writes every value): a zero-filled vector cost
+  // a fill, and page faults whenever malloc had given the pages back
+  Buffer<T> ga, gb;
+  ga.resize(std::min(n1, chunk) * O * CK);
   // the other side's gradients are formed once when they fit one chunk, otherwise again for each chunk of a
   const bool b_once = !t.same && n2 <= chunk;
   if (b_once) {
-    gb.resize(static_cast<size_t>(n2 * O * CK));
+    gb.resize(n2 * O * CK);
     gradients(b, 0, n2, O, gb.data(), t.flops);
   }
   for (int64_t i0 = 0; i0 < n1; i0 += chunk) {
@@ -330,7 +333,7 @@ void Conv2dLayer<T>::gradients_order(const Side<T>& a, const Side<T>& b, const C
     for (int64_t j0 = 0; j0 < j_end; j0 += chunk) {
       const int64_t nb = std::min(chunk, n2 - j0);
       if (!b_once && !(t.same && j0 == i0)) {
-        gb.resize(static_cast<size_t>(nb * O * CK));
+        gb.resize(nb * O * CK);
         gradients(b, j0, nb, O, gb.data(), t.flops);
       }
       const T* fb = t.same && j0 == i0 ? ga.data() : gb.data();
