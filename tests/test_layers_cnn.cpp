@@ -183,17 +183,18 @@ TEST_CASE("conv and pooling forwards match direct loops", "[cnn][layers]") {
 }
 
 TEMPLATE_TEST_CASE("stride-1 conv forwards match direct sums", "[cnn][layers]", float, double) {
-  // From 8 output channels, padding below the kernel size, stride and dilation 1 the forward takes the
-  // direct kernel (AVX-512 builds); the others take im2col and a GEMM. Widths below, at and past a
-  // vector pair, output channels 9 (a group of 8 and one) and 16, padding 0 to kernel − 1 and one past
-  // it (im2col), rectangular kernels, one input channel; against long-double sums of every term.
+  // From 8 input and 8 output channels, padding below the kernel size, stride and dilation 1 the forward
+  // takes the direct kernel (AVX-512 builds); the others take im2col and a GEMM. Widths below, at and
+  // past a vector pair, output channels 8, 9 (a group of 8 and one), 16 and 32, padding 0 to kernel − 1
+  // and one past it, rectangular kernels, and 3 or 4 input channels (im2col); against long-double sums.
   using T = TestType;
   struct Geometry {
     int64_t ci, co, h, w, kh, kw, ph, pw;
   };
   for (const Geometry& s :
-       {Geometry{3, 32, 9, 32, 3, 3, 0, 0}, Geometry{2, 9, 6, 37, 3, 3, 1, 1}, Geometry{1, 16, 5, 13, 2, 5, 1, 4},
-        Geometry{5, 8, 7, 40, 3, 2, 2, 0}, Geometry{4, 8, 4, 9, 3, 3, 3, 1}, Geometry{4, 4, 6, 20, 3, 3, 1, 1}}) {
+       {Geometry{8, 32, 9, 32, 3, 3, 0, 0}, Geometry{9, 9, 6, 37, 3, 3, 1, 1}, Geometry{8, 16, 5, 13, 2, 5, 1, 4},
+        Geometry{12, 8, 7, 40, 3, 2, 2, 0}, Geometry{8, 8, 4, 9, 3, 3, 3, 1}, Geometry{3, 32, 6, 20, 3, 3, 1, 1},
+        Geometry{4, 4, 6, 20, 3, 3, 1, 1}}) {
     CAPTURE(s.ci, s.co, s.h, s.w, s.kh, s.kw, s.ph, s.pw);
     const Sequential<T> net({.input = {s.ci, s.h, s.w},
                              .parameterization = Parameterization::ntk,
