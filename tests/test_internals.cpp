@@ -543,6 +543,55 @@ TEMPLATE_TEST_CASE("im2row is im2col transposed", "[internals]", float, double) 
   }
 }
 
+namespace {
+
+/// f() with OpenMP's thread count set to `threads`, restored afterwards.
+template <class F>
+auto at_threads(int threads, F&& f) {
+#ifdef _OPENMP
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(threads);
+#endif
+  auto r = f();
+#ifdef _OPENMP
+  omp_set_num_threads(before);
+#endif
+  return r;
+}
+
+/// Checks c (rows × cols, leading dimension ldc; only its lower triangle with `lower`) against
+/// alpha·A·Bᵀ + beta·c0, A and B row-major with leading dimensions lda and ldb: within (k + 3)·u·Σ|terms|
+/// of long-double sums (k products and k + 1 sums, the beta term included, in some order, then α). Every
+/// other cell up to ldc must equal c0.
+template <class T>
+void check_product(const std::vector<T>& c, const std::vector<T>& c0, int64_t rows, int64_t cols, bool lower,
+                   int64_t ldc, const std::vector<T>& a, int64_t lda, const std::vector<T>& b, int64_t ldb, int64_t k,
+                   T alpha, T beta) {
+  const double tolerance = static_cast<double>(k + 3) * std::numeric_limits<T>::epsilon() / 2;
+  double worst = 0;
+  bool others_kept = true;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const size_t at = static_cast<size_t>(i * ldc + j);
+      if (j >= (lower ? i + 1 : cols)) {
+        others_kept &= c[at] == c0[at];
+        continue;
+      }
+      long double exact = static_cast<long double>(beta) * c0[at], scale = std::fabs(exact);
+      for (int64_t q = 0; q < k; ++q) {
+        const long double term =
+            static_cast<long double>(alpha) * a[static_cast<size_t>(i * lda + q)] * b[static_cast<size_t>(j * ldb + q)];
+        exact += term;
+        scale += std::fabs(term);
+      }
+      worst = std::max(worst, static_cast<double>(std::fabs(c[at] - exact) / scale));
+    }
+  CHECK(others_kept);
+  CHECK(worst <= tolerance);
+}
+
+}  // namespace
+
 TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta·C and nothing else", "[internals]", float,
                    double) {
   // every path: one BLAS call (at most 255 rows and k < 512, or 3 threads and more), two halves of k
@@ -568,41 +617,16 @@ TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta
       std::vector<T> a(static_cast<size_t>(n * lda)), c0(static_cast<size_t>(n * ldc));
       for (auto& v : a) v = static_cast<T>(normal(g));
       for (auto& v : c0) v = static_cast<T>(normal(g));
+      // the lower triangle is computed; the strict upper triangle and the padding must stay as they were
       auto check = [&](const std::vector<T>& c) {
-        // k products and k + 1 sums (the beta term included) in some order, then α: (k + 3)·u·Σ|terms|
-        const double tolerance = static_cast<double>(k + 3) * std::numeric_limits<T>::epsilon() / 2;
-        double worst = 0;
-        bool upper_kept = true;
-        for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < ldc; ++j) {
-            const size_t at = static_cast<size_t>(i * ldc + j);
-            if (j > i) {  // the strict upper triangle and the padding
-              upper_kept &= c[at] == c0[at];
-              continue;
-            }
-            long double exact = static_cast<long double>(beta) * c0[at], scale = std::fabs(exact);
-            for (int64_t q = 0; q < k; ++q) {
-              const long double term = static_cast<long double>(alpha) * a[static_cast<size_t>(i * lda + q)] *
-                                       a[static_cast<size_t>(j * lda + q)];
-              exact += term;
-              scale += std::fabs(term);
-            }
-            worst = std::max(worst, static_cast<double>(std::fabs(c[at] - exact) / scale));
-          }
-        CHECK(upper_kept);
-        CHECK(worst <= tolerance);
+        check_product(c, c0, n, n, true, ldc, a, lda, a, lda, k, alpha, beta);
       };
       auto run = [&](int threads) {
-#ifdef _OPENMP
-        const int before = omp_get_max_threads();
-        omp_set_num_threads(threads);
-#endif
-        std::vector<T> c = c0;
-        detail::syrk_lower(n, k, alpha, a.data(), lda, beta, c.data(), ldc);
-#ifdef _OPENMP
-        omp_set_num_threads(before);
-#endif
-        return c;
+        return at_threads(threads, [&] {
+          std::vector<T> c = c0;
+          detail::syrk_lower(n, k, alpha, a.data(), lda, beta, c.data(), ldc);
+          return c;
+        });
       };
       const std::vector<T> one = run(1);
       check(one);
@@ -633,40 +657,14 @@ TEMPLATE_TEST_CASE("gram_product forms alpha·A·Bᵀ + beta·C, the same at eve
       for (auto& v : b) v = static_cast<T>(normal(g));
       for (auto& v : c0) v = static_cast<T>(normal(g));
       auto run = [&](int threads) {
-#ifdef _OPENMP
-        const int before = omp_get_max_threads();
-        omp_set_num_threads(threads);
-#endif
-        std::vector<T> c = c0;
-        detail::gram_product(m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
-#ifdef _OPENMP
-        omp_set_num_threads(before);
-#endif
-        return c;
+        return at_threads(threads, [&] {
+          std::vector<T> c = c0;
+          detail::gram_product(m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+          return c;
+        });
       };
       const std::vector<T> c = run(2);
-      // k products and k + 1 sums (the beta term included) in some order, then α: (k + 3)·u·Σ|terms|
-      const double tolerance = static_cast<double>(k + 3) * std::numeric_limits<T>::epsilon() / 2;
-      double worst = 0;
-      bool padding_kept = true;
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = 0; j < ldc; ++j) {
-          const size_t at = static_cast<size_t>(i * ldc + j);
-          if (j >= n) {
-            padding_kept &= c[at] == c0[at];
-            continue;
-          }
-          long double exact = static_cast<long double>(beta) * c0[at], scale = std::fabs(exact);
-          for (int64_t q = 0; q < k; ++q) {
-            const long double term = static_cast<long double>(alpha) * a[static_cast<size_t>(i * lda + q)] *
-                                     b[static_cast<size_t>(j * ldb + q)];
-            exact += term;
-            scale += std::fabs(term);
-          }
-          worst = std::max(worst, static_cast<double>(std::fabs(c[at] - exact) / scale));
-        }
-      CHECK(padding_kept);
-      CHECK(worst <= tolerance);
+      check_product(c, c0, m, n, false, ldc, a, lda, b, ldb, k, alpha, beta);
       if (m <= 255 && n <= 255 && k >= 512) {  // the halves: identical at 1 and 3 threads
         const std::vector<T> one = run(1), three = run(3);
         CHECK(std::equal(one.begin(), one.end(), c.begin()));

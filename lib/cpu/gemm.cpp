@@ -137,6 +137,28 @@ inline bool use_halves(int64_t n) {
 #endif
 }
 
+/// C (m × n; only its lower triangle with `lower`) as a product summed over the two halves of k:
+/// product(k0, len, first, out, ld) forms it over columns [k0, k0 + len) into out, the first half into c
+/// (with the caller's beta), the second into a scratch block (beta 0), side by side on two threads (on one,
+/// one after the other: the same calls), and the second is added in one fixed order.
+template <class T, class Product>
+void halves_of_k(int64_t m, int64_t n, int64_t k, bool lower, T* c, int64_t ldc, Product&& product) {
+  const int64_t k1 = k / 2;
+  Buffer<T> second;
+  second.resize(m * n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(std::min(2, omp_get_max_threads())) if (!omp_in_parallel())
+#endif
+  for (int half = 0; half < 2; ++half) {
+    if (half == 0)
+      product(0, k1, true, c, ldc);
+    else
+      product(k1, k - k1, false, second.data(), n);
+  }
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < (lower ? i + 1 : n); ++j) c[i * ldc + j] += second[i * n + j];
+}
+
 template <class T>
 void syrk_any(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T* c, int64_t ldc) {
   if (use_halves(n)) {
@@ -147,20 +169,9 @@ void syrk_any(int64_t n, int64_t k, T alpha, const T* a, int64_t lda, T beta, T*
     blas_syrk(n, k, alpha, a, lda, beta, c, ldc);
     return;
   }
-  const int64_t k1 = k / 2;
-  Buffer<T> second;
-  second.resize(n * n);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(std::min(2, omp_get_max_threads())) if (!omp_in_parallel())
-#endif
-  for (int half = 0; half < 2; ++half) {
-    if (half == 0)
-      blas_syrk(n, k1, alpha, a, lda, beta, c, ldc);
-    else
-      blas_syrk(n, k - k1, alpha, a + k1, lda, T(0), second.data(), n);
-  }
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) c[i * ldc + j] += second[i * n + j];
+  halves_of_k(n, n, k, true, c, ldc, [&](int64_t k0, int64_t len, bool first, T* out, int64_t ld) {
+    blas_syrk(n, len, alpha, a + k0, lda, first ? beta : T(0), out, ld);
+  });
 }
 
 /// A·Bᵀ has the same trouble as the SYRK below 256 rows: with a small output and long rows OpenBLAS's
@@ -176,20 +187,9 @@ void gram_any(int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
     gemm(false, true, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
-  const int64_t k1 = k / 2;
-  Buffer<T> second;
-  second.resize(m * n);
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(std::min(2, omp_get_max_threads())) if (!omp_in_parallel())
-#endif
-  for (int half = 0; half < 2; ++half) {
-    if (half == 0)
-      gemm(false, true, m, n, k1, alpha, a, lda, b, ldb, beta, c, ldc);
-    else
-      gemm(false, true, m, n, k - k1, alpha, a + k1, lda, b + k1, ldb, T(0), second.data(), n);
-  }
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] += second[i * n + j];
+  halves_of_k(m, n, k, false, c, ldc, [&](int64_t k0, int64_t len, bool first, T* out, int64_t ld) {
+    gemm(false, true, m, n, len, alpha, a + k0, lda, b + k0, ldb, first ? beta : T(0), out, ld);
+  });
 }
 
 }  // namespace

@@ -144,6 +144,11 @@ Conv2dLayer<T>::Conv2dLayer(int index, const Shape& in, const Conv2d& spec, Para
 template <class T>
 void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
   const int64_t K = g_.rows(), P = g_.positions(), C = out_channels_, n_in = this->in_size();
+  auto add_bias = [&](int64_t s) {
+    if (!has_bias_) return;
+    auto y = view(out + s * C * P, C, P);
+    for (int64_t c = 0; c < C; ++c) y.row(c).array() += T(cb_) * bias_[c];
+  };
   if (kDirectConvBackward && g_.stride_h == 1 && g_.stride_w == 1 && g_.dilation_h == 1 && g_.dilation_w == 1 &&
       C >= 8 && g_.channels >= 8 && g_.pad_h < g_.kernel_h && g_.pad_w < g_.kernel_w) {
     // stride 1: the forward is the input derivative of the transposed convolution (input and output
@@ -159,23 +164,20 @@ void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
                          .kernel_w = g_.kernel_w,
                          .pad_h = g_.kernel_h - 1 - g_.pad_h,
                          .pad_w = g_.kernel_w - 1 - g_.pad_w};
+    // the kernel's weight order [co'][i][j][ci'] (conv_backward_weight) with co' = ci, ci' = co, flipped
     const int64_t ci_count = g_.channels, kh = g_.kernel_h, kw = g_.kernel_w;
-    Buffer<T> flipped, wr;
-    flipped.resize(ci_count * C * kh * kw);
+    Buffer<T> wr;
     wr.resize(ci_count * C * kh * kw);
     for (int64_t co = 0; co < C; ++co)
       for (int64_t ci = 0; ci < ci_count; ++ci)
         for (int64_t i = 0; i < kh; ++i)
           for (int64_t j = 0; j < kw; ++j)
-            flipped[((ci * C + co) * kh + i) * kw + j] =
-                weight_[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
-    conv_backward_weight(t, ci_count, flipped.data(), wr.data());
+            wr[((ci * kh + i) * kw + j) * C + co] = weight_[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
     parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
       Buffer<T> scratch;
       scratch.resize(conv_backward_scratch<T>(t, ci_count));
       conv_backward_direct(t, ci_count, T(cw_), wr.data(), in + s * n_in, out + s * C * P, scratch.data());
-      if (has_bias_)
-        for (int64_t c = 0; c < C; ++c) view(out + s * C * P, C, P).row(c).array() += T(cb_) * bias_[c];
+      add_bias(s);
     });
     return;
   }
@@ -183,10 +185,8 @@ void Conv2dLayer<T>::forward(const T* in, T* out, int64_t batch) const {
     Buffer<T> U;  // from the block cache: no page faults after the first sample
     U.resize(K * P);
     im2col(in + s * n_in, g_, U.data());
-    auto y = view(out + s * C * P, C, P);
-    gemm(false, false, C, P, K, T(cw_), weight_.data(), K, U.data(), P, T(0), y.data(), P);
-    if (has_bias_)
-      for (int64_t c = 0; c < C; ++c) y.row(c).array() += T(cb_) * bias_[c];
+    gemm(false, false, C, P, K, T(cw_), weight_.data(), K, U.data(), P, T(0), out + s * C * P, P);
+    add_bias(s);
   });
 }
 
