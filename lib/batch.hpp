@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "backend/parallel.hpp"
 #include "xntk/kernel.hpp"
 #include "xntk/model.hpp"
 
@@ -41,16 +42,6 @@ inline int64_t per_pair(int64_t outputs, Mode mode) {
   return mode == Mode::full ? outputs * outputs : mode == Mode::diagonal ? outputs : 1;
 }
 
-/// Sets the OpenMP thread count for a scope (0: leave as is).
-class ThreadScope {
- public:
-  explicit ThreadScope(int threads);
-  ~ThreadScope();
-  ThreadScope(const ThreadScope&) = delete;
-  ThreadScope& operator=(const ThreadScope&) = delete;
-
- private:
-  int previous_ = 0;
-};
+using backend::ThreadScope;
 
 }  // namespace xntk::detail

@@ -1,8 +1,8 @@
 #include "xntk/model.hpp"
 
 #include "batch.hpp"
-#include "layer.hpp"
-#include "layers/factory.hpp"
+#include "nn/build.hpp"
+#include "nn/model.hpp"
 #include "random.hpp"
 
 namespace xntk {
@@ -44,16 +44,22 @@ std::string type_name(const LayerSpec& layer) {
 }
 
 template <class T>
-Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)) {
+Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
   if (spec_.input.empty()) throw Error("model: input shape is empty; expected e.g. (784) or (3, 32, 32)");
   for (int64_t d : spec_.input)
     if (d <= 0) throw Error("model: input shape " + to_string(spec_.input) + " must have positive dimensions");
   if (spec_.layers.empty()) throw Error("model: no layers");
   detail::Rng rng(seed);
-  Shape shape = spec_.input;
-  for (size_t i = 0; i < spec_.layers.size(); ++i) {
-    layers_.push_back(detail::make_layer<T>(spec_.layers[i], static_cast<int>(i), shape, spec_.parameterization, rng));
-    shape = layers_.back()->out_shape();
+  int nodes = 0;
+  impl_->root = nn::build_sequence<T>(spec_.layers, "", spec_.input, spec_.parameterization, rng, nodes);
+  impl_->nodes = nodes;
+  impl_->root->for_each([&](const nn::Layer<T>& l) {
+    if (l.leaf() && !l.leaf()->parameters().empty()) impl_->owners.push_back(l.leaf());
+  });
+  // component order: the modules that own parameters in state_dict order, reversed, weight before bias
+  for (auto it = impl_->owners.rbegin(); it != impl_->owners.rend(); ++it) {
+    const_cast<nn::Leaf<T>*>(*it)->set_component_slot(static_cast<int>(impl_->component_names.size()));
+    for (const auto& p : (*it)->parameters()) impl_->component_names.push_back(p.name);
   }
 }
 
@@ -66,7 +72,7 @@ Sequential<T>& Sequential<T>::operator=(Sequential&&) noexcept = default;
 
 template <class T>
 const Shape& Sequential<T>::output_shape() const {
-  return layers_.back()->out_shape();
+  return impl_->root->out_shape();
 }
 
 template <class T>
@@ -75,16 +81,21 @@ int64_t Sequential<T>::outputs() const {
 }
 
 template <class T>
+int Sequential<T>::num_layers() const {
+  return static_cast<int>(impl_->root->children().size());
+}
+
+template <class T>
 const Shape& Sequential<T>::layer_output_shape(int i) const {
   if (i < 0 || i >= num_layers())
     throw Error("model: layer index " + std::to_string(i) + " out of range [0, " + std::to_string(num_layers()) + ")");
-  return layers_[static_cast<size_t>(i)]->out_shape();
+  return impl_->root->children()[static_cast<size_t>(i)]->out_shape();
 }
 
 template <class T>
 std::vector<NamedParameter<T>> Sequential<T>::named_parameters() const {
   std::vector<NamedParameter<T>> all;
-  for (const auto& l : layers_)
+  for (const auto* l : impl_->owners)
     for (auto& p : l->parameters()) all.push_back(p);
   return all;
 }
@@ -106,21 +117,24 @@ int64_t Sequential<T>::num_parameters() const {
 template <class T>
 std::pair<double, double> Sequential<T>::multipliers(int i) const {
   layer_output_shape(i);  // range check
-  return layers_[static_cast<size_t>(i)]->multipliers();
+  const auto* leaf = impl_->root->children()[static_cast<size_t>(i)]->leaf();
+  return leaf ? leaf->multipliers() : std::pair<double, double>{0.0, 0.0};
+}
+
+template <class T>
+const std::vector<std::string>& Sequential<T>::component_names() const {
+  return impl_->component_names;
 }
 
 template <class T>
 Tensor<T> Sequential<T>::forward(const Tensor<T>& x) const {
   const int64_t n = detail::check_batch(*this, x, "forward: input");
-  std::vector<T> cur(x.data(), x.data() + x.size()), next;
-  for (const auto& l : layers_) {
-    next.assign(static_cast<size_t>(n * l->out_size()), T(0));
-    l->forward(cur.data(), next.data(), n);
-    cur.swap(next);
-  }
+  nn::Context<T> cx(backend::get("cpu"));
+  nn::Values<T> values(cx, impl_->nodes, false);
+  const T* y = impl_->root->forward(cx, values, x.data(), n);
   Shape out{n};
   out.insert(out.end(), output_shape().begin(), output_shape().end());
-  return Tensor<T>(out, std::move(cur));
+  return Tensor<T>(out, std::vector<T>(y, y + n * outputs()));
 }
 
 template class Sequential<float>;

@@ -3,12 +3,22 @@
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
-#include "layers/conv2d.hpp"
+#include "nn/conv2d.hpp"
+#include "nn/model.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
 
 namespace {
+
+/// A delta of the given kind holding t's values.
+template <class T>
+nn::Delta<T> delta_of(nn::DeltaKind kind, const Tensor<T>& t) {
+  nn::Delta<T> d{kind, {}};
+  d.rows.resize(t.size());
+  std::copy(t.data(), t.data() + t.size(), d.rows.data());
+  return d;
+}
 
 template <class T>
 Tensor<T> run(const Sequential<T>& net, const Tensor<T>& x) {
@@ -242,11 +252,14 @@ TEST_CASE("max pooling sends the derivative to the first maximum", "[cnn][layers
   const Sequential<double> net({.input = {1, 2, 4}, .layers = {MaxPool2d{}}});
   const std::vector<double> x{1, 3, 5, 5, 3, 2, 5, 4};
   const std::vector<double> y{3, 5}, dout{10, 20};
-  std::vector<double> out(2), din(8);
-  net.layer(0).forward(x.data(), out.data(), 1);
+  std::vector<double> out(2);
+  const auto& pool = nn::top_leaf(net, 0);
+  nn::Context<double> cx(backend::get("cpu"));
+  pool.compute(cx, x.data(), out.data(), 1);
   CHECK(out == y);
-  net.layer(0).backward(x.data(), out.data(), dout.data(), din.data(), 1, 1);
-  CHECK(din == std::vector<double>{0, 10, 20, 0, 0, 0, 0, 0});
+  const auto din = pool.backward(cx, x.data(), out.data(), 1, 1,
+                                 delta_of(nn::DeltaKind::per_sample, Tensor<double>({2}, dout)), nullptr);
+  CHECK(std::vector<double>(din.data(), din.data() + 8) == std::vector<double>{0, 10, 20, 0, 0, 0, 0, 0});
 }
 
 TEST_CASE("conv components: both orders, every gradient chunk and shared deltas agree on the layer", "[cnn][layers]") {
@@ -257,7 +270,7 @@ TEST_CASE("conv components: both orders, every gradient chunk and shared deltas 
        .parameterization = Parameterization::ntk,
        .layers = {Conv2d{.out_channels = 3, .kernel_h = 2, .kernel_w = 2, .padding_h = 1, .dilation_w = 2}}},
       8);
-  const auto* conv = dynamic_cast<const detail::Conv2dLayer<double>*>(&net.layer(0));
+  const auto* conv = dynamic_cast<const nn::Conv2dLayer<double>*>(&nn::top_leaf(net, 0));
   REQUIRE(conv != nullptr);
   const int64_t O = 3, n1 = 7, n2 = 5, in = conv->in_size(), out = conv->out_size();
   const int64_t per = mode == Mode::full ? O * O : mode == Mode::diagonal ? O : 1;
@@ -269,31 +282,34 @@ TEST_CASE("conv components: both orders, every gradient chunk and shared deltas 
   Tensor<double> a_rep({n1 * O, out}), b_rep({n2 * O, out});
   for (int64_t e = 0; e < a_rep.size(); ++e) a_rep[e] = shared[e % shared.size()];
   for (int64_t e = 0; e < b_rep.size(); ++e) b_rep[e] = shared[e % shared.size()];
-  double flops = 0;
-  auto compute = [&](detail::ConvOrder order, const detail::Side<double>& a, const detail::Side<double>& b, bool same,
+  nn::Context<double> cx(backend::get("cpu"));
+  auto compute = [&](nn::ConvOrder order, const nn::Side<double>& a, const nn::Side<double>& b, bool same,
                      int64_t chunk, bool bias) {
     const int64_t m = same ? n1 : n2;
     Tensor<double> w({n1 * m * per}), c({n1 * m * per});
-    const detail::ComponentTarget<double> t{mode, O, same, w.data(), c.data(), &flops};
+    const nn::ComponentTarget<double> t{mode, O, same, w.data(), c.data()};
     if (bias)
-      conv->components(a, same ? a : b, t);
+      conv->components(cx, a, same ? a : b, t);
     else
-      conv->weight_component(order, a, same ? a : b, t, chunk);
+      conv->weight_component(cx, order, a, same ? a : b, t, chunk);
     return bias ? c : w;
   };
+  using nn::DeltaKind;
+  const auto da = delta_of(DeltaKind::per_sample, a_delta), db = delta_of(DeltaKind::per_sample, b_delta);
+  const auto ra = delta_of(DeltaKind::per_sample, a_rep), rb = delta_of(DeltaKind::per_sample, b_rep);
+  const auto sh = delta_of(DeltaKind::shared, shared);
   for (bool is_shared : {false, true})
     for (bool same : {false, true}) {
       INFO("shared deltas " << is_shared << ", same " << same);
-      const detail::Side<double> a{a_in.data(), (is_shared ? a_rep : a_delta).data(), n1},
-          b{b_in.data(), (is_shared ? b_rep : b_delta).data(), n2};
-      const detail::Side<double> as{a_in.data(), shared.data(), n1, true}, bs{b_in.data(), shared.data(), n2, true};
+      const nn::Side<double> a{a_in.data(), is_shared ? &ra : &da, n1}, b{b_in.data(), is_shared ? &rb : &db, n2};
+      const nn::Side<double> as{a_in.data(), &sh, n1}, bs{b_in.data(), &sh, n2};
       const auto& sa = is_shared ? as : a;
       const auto& sb = is_shared ? bs : b;
-      const auto ref = compute(detail::ConvOrder::positions, a, b, same, 0, false);
-      CHECK(test::rel_error(compute(detail::ConvOrder::positions, sa, sb, same, 0, false), ref) <= 1e-12);
+      const auto ref = compute(nn::ConvOrder::positions, a, b, same, 0, false);
+      CHECK(test::rel_error(compute(nn::ConvOrder::positions, sa, sb, same, 0, false), ref) <= 1e-12);
       for (int64_t chunk : {1, 2, 3, 100}) {
         INFO("chunk " << chunk);
-        const auto k = compute(detail::ConvOrder::gradients, sa, sb, same, chunk, false);
+        const auto k = compute(nn::ConvOrder::gradients, sa, sb, same, chunk, false);
         CHECK(test::rel_error(k, ref) <= 1e-12);
         if (!same) continue;
         bool symmetric = true;
@@ -305,10 +321,10 @@ TEST_CASE("conv components: both orders, every gradient chunk and shared deltas 
             }
         CHECK(symmetric);
       }
-      const auto bias = compute(detail::ConvOrder::gradients, sa, sb, same, 0, true);
-      CHECK(test::rel_error(bias, compute(detail::ConvOrder::gradients, a, b, same, 0, true)) <= 1e-12);
+      const auto bias = compute(nn::ConvOrder::gradients, sa, sb, same, 0, true);
+      CHECK(test::rel_error(bias, compute(nn::ConvOrder::gradients, a, b, same, 0, true)) <= 1e-12);
       CHECK(test::rel_error(bias, Tensor<double>(bias.shape())) > 0);
     }
-  CHECK(flops > 0);
+  CHECK(cx.flops() > 0);
   CHECK(conv->gradient_chunk(10) >= 1);
 }

@@ -34,6 +34,9 @@ struct KernelOptions {
   int64_t memory_budget = 0;
   /// Threads (0: the OpenMP default).
   int threads = 0;
+  /// The compute backend: "cpu" (the fastest kernels this CPU runs) or "reference" (plain loops on one
+  /// thread, to cross-check a result end to end).
+  std::string backend = "cpu";
   /// Called from the calling thread as work completes: (steps done, steps in all).
   std::function<void(int64_t, int64_t)> progress = nullptr;
 };
@@ -58,7 +61,8 @@ template <class T>
 Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
 
 /// The same kernel through per-sample parameter Jacobians from a small reverse-mode engine
-/// (slow, generic, shares no layer backward formula with `ntk`). `tile` and `memory_budget` are ignored.
+/// (slow, generic, shares no layer backward formula with `ntk`); the Jacobians are contracted on
+/// `options.backend`'s dense product. `tile` and `memory_budget` are ignored.
 template <class T>
 Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
                        const KernelOptions& options = {});

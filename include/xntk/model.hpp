@@ -29,11 +29,6 @@ struct ModelSpec {
   std::vector<LayerSpec> layers = {};
 };
 
-namespace detail {
-template <class T>
-class Layer;
-}
-
 /// A parameter tensor and its `nn.Sequential` state_dict name ("3.weight").
 template <class T>
 struct NamedParameter {
@@ -58,8 +53,9 @@ class Sequential {
   const Shape& output_shape() const;
   /// Number of outputs O (the product of the output shape).
   int64_t outputs() const;
-  int num_layers() const { return static_cast<int>(layers_.size()); }
-  /// Per-sample output shape of layer i.
+  /// Number of top-level layers (a block counts as one).
+  int num_layers() const;
+  /// Per-sample output shape of top-level layer i.
   const Shape& layer_output_shape(int i) const;
 
   /// Parameters in state_dict order (layer order, weight before bias).
@@ -68,18 +64,23 @@ class Sequential {
   Tensor<T>& parameter(std::string_view name) const;
   /// Total number of scalar parameters.
   int64_t num_parameters() const;
-  /// The multipliers (c_w, c_b) of layer i (1 and 1 under `standard`, 0 for layers without parameters).
+  /// The multipliers (c_w, c_b) of top-level layer i (1 and 1 under `standard`, 0 for layers without
+  /// parameters and for blocks).
   std::pair<double, double> multipliers(int i) const;
+  /// Component names in component order: the parameters' state_dict names, outermost layer first, weight
+  /// before bias within each layer (torchntk.explicit's order).
+  const std::vector<std::string>& component_names() const;
 
   /// Forward pass on a batch (N, input...) -> (N, output...).
   Tensor<T> forward(const Tensor<T>& x) const;
 
-  /// The computing layer i (implementation detail of the kernel drivers).
-  const detail::Layer<T>& layer(int i) const { return *layers_[static_cast<size_t>(i)]; }
+  /// The computing layers (opaque: for the library's own drivers).
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
 
  private:
   ModelSpec spec_;
-  std::vector<std::unique_ptr<detail::Layer<T>>> layers_;
+  std::unique_ptr<Impl> impl_;
 };
 
 extern template class Sequential<float>;

@@ -1,9 +1,13 @@
 // The generic route: per-sample parameter Jacobians from the tape, contracted as Θ = J(x) J(x')ᵀ for
 // each parameter tensor (the functorch tutorial's "Jacobian contraction").
 
+#include <map>
+
+#include "autograd/record.hpp"
 #include "autograd/tape.hpp"
+#include "backend/backend.hpp"
+#include "backend/parallel.hpp"
 #include "batch.hpp"
-#include "layer.hpp"
 #include "xntk/kernel.hpp"
 
 namespace xntk {
@@ -15,17 +19,12 @@ std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x)
   const auto params = model.named_parameters();
   std::vector<Tensor<T>> J;
   for (const auto& p : params) J.emplace_back(Shape{n, O, p.tensor->size()});
-  detail::parallel_for(n, [&](int64_t i) {
+  backend::parallel_for(n, [&](int64_t i) {
     autograd::Tape<T> tape;
-    int v = tape.input(x.data() + i * in, in);
-    int slot = 0;
-    for (int l = 0; l < model.num_layers(); ++l) {
-      v = model.layer(l).record(tape, v, slot);
-      slot += static_cast<int>(model.layer(l).parameters().size());
-    }
+    const int v = autograd::record(tape, model, tape.input(x.data() + i * in, in));
     if (tape.size(v) != O) throw Error("autograd: the recorded output has the wrong size");
-    std::vector<detail::RowMat<T>> jac(params.size());
-    for (size_t s = 0; s < params.size(); ++s) jac[s] = detail::RowMat<T>::Zero(O, params[s].tensor->size());
+    std::vector<autograd::RowMat<T>> jac(params.size());
+    for (size_t s = 0; s < params.size(); ++s) jac[s] = autograd::RowMat<T>::Zero(O, params[s].tensor->size());
     tape.jacobians(v, jac);
     for (size_t s = 0; s < params.size(); ++s)
       std::copy(jac[s].data(), jac[s].data() + jac[s].size(), J[s].data() + i * jac[s].size());
@@ -46,19 +45,19 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const
   const auto& J2r = x2 ? J2 : J1;
   const int64_t n = x1.dim(0), m = x2 ? x2->dim(0) : n, O = model.outputs();
   const auto params = model.named_parameters();
+  const auto& ops = backend::get(opt.backend).ops<T>();
   Kernel<T> k;
   k.total = Tensor<T>(detail::kernel_shape(n, m, O, opt.mode));
-  // components: outermost layer first, weight before bias; parameters() is in layer order
-  std::vector<size_t> order;
-  for (int l = model.num_layers() - 1, s = static_cast<int>(params.size()); l >= 0; --l) {
-    const int count = static_cast<int>(model.layer(l).parameters().size());
-    s -= count;
-    for (int q = 0; q < count; ++q) order.push_back(static_cast<size_t>(s + q));
-  }
-  for (size_t s : order) {
+  // components in the model's component order (outermost layer first, weight before bias); the Jacobians
+  // are in state_dict order
+  std::map<std::string, size_t> index;
+  for (size_t s = 0; s < params.size(); ++s) index[params[s].name] = s;
+  for (const std::string& name : model.component_names()) {
+    const size_t s = index.at(name);
     const int64_t P = params[s].tensor->size();
-    detail::RowMat<T> D = detail::view(J1[s].data(), n * O, P) * detail::view(J2r[s].data(), m * O, P).transpose();
-    k.flops += 2.0 * static_cast<double>(n * O) * static_cast<double>(m * O) * static_cast<double>(P);
+    // the Jacobian contraction D = J(X1) J(X2)ᵀ, on the backend's dense product
+    autograd::RowMat<T> D(n * O, m * O);
+    k.flops += ops.gram(n * O, m * O, P, T(1), J1[s].data(), P, J2r[s].data(), P, T(0), D.data(), m * O);
     Tensor<T> c(k.total.shape());
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < m; ++j)

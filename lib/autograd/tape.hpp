@@ -4,16 +4,29 @@
 // yields the sample's Jacobian with respect to every parameter. Its vector-Jacobian products are the
 // generic ones of each primitive (matmul, add, gather, ...), never a layer's closed-form backward.
 
+#include <Eigen/Core>
 #include <array>
 #include <cstdint>
 #include <vector>
 
-#include "cpu/backend.hpp"
-#include "layers/activation_fn.hpp"
+#include "nn/activation_fn.hpp"
 #include "xntk/error.hpp"
 #include "xntk/tensor.hpp"
 
 namespace xntk::autograd {
+
+template <class T>
+using RowMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Row-major view of `rows` × `cols` at p.
+template <class T>
+Eigen::Map<const RowMat<T>> view(const T* p, int64_t rows, int64_t cols) {
+  return Eigen::Map<const RowMat<T>>(p, rows, cols);
+}
+template <class T>
+Eigen::Map<RowMat<T>> view(T* p, int64_t rows, int64_t cols) {
+  return Eigen::Map<RowMat<T>>(p, rows, cols);
+}
 
 /// y[out] += weight · x[in].
 template <class T>
@@ -45,7 +58,7 @@ class Tape {
     check(a, r * k, "matmul lhs");
     check(b, k * c, "matmul rhs");
     std::vector<T> y(static_cast<size_t>(r * c));
-    detail::view(y.data(), r, c).noalias() = detail::view(data(a), r, k) * detail::view(data(b), k, c);
+    view(y.data(), r, c).noalias() = view(data(a), r, k) * view(data(b), k, c);
     const int v = push(Op::matmul, {a, b}, std::move(y));
     nodes_[v].dims = {r, k, c};
     return v;
@@ -123,16 +136,16 @@ class Tape {
 
   /// Reverse sweep from `out` seeded with the identity (O = size(out) cotangent rows). jac[slot] receives
   /// the (O × numel) Jacobian of each parameter slot; it must have `slots` entries.
-  void jacobians(int out, std::vector<detail::RowMat<T>>& jac) const {
+  void jacobians(int out, std::vector<RowMat<T>>& jac) const {
     const int64_t o = size(out);
-    std::vector<detail::RowMat<T>> cot(nodes_.size());
-    cot[out] = detail::RowMat<T>::Identity(o, o);
+    std::vector<RowMat<T>> cot(nodes_.size());
+    cot[out] = RowMat<T>::Identity(o, o);
     for (int v = out; v >= 0; --v) {
       const Node& n = nodes_[v];
       if (!n.grad || cot[v].size() == 0) continue;
-      const detail::RowMat<T>& g = cot[v];
-      auto into = [&](int a) -> detail::RowMat<T>& {
-        if (cot[a].size() == 0) cot[a] = detail::RowMat<T>::Zero(o, size(a));
+      const RowMat<T>& g = cot[v];
+      auto into = [&](int a) -> RowMat<T>& {
+        if (cot[a].size() == 0) cot[a] = RowMat<T>::Zero(o, size(a));
         return cot[a];
       };
       switch (n.op) {
@@ -142,11 +155,9 @@ class Tape {
           const int a = n.args[0], b = n.args[1];
           const int64_t r = n.dims[0], k = n.dims[1], c = n.dims[2];
           for (int64_t i = 0; i < o; ++i) {
-            auto gi = detail::view(g.row(i).data(), r, c);
-            if (nodes_[a].grad)
-              detail::view(into(a).row(i).data(), r, k).noalias() += gi * detail::view(data(b), k, c).transpose();
-            if (nodes_[b].grad)
-              detail::view(into(b).row(i).data(), k, c).noalias() += detail::view(data(a), r, k).transpose() * gi;
+            auto gi = view(g.row(i).data(), r, c);
+            if (nodes_[a].grad) view(into(a).row(i).data(), r, k).noalias() += gi * view(data(b), k, c).transpose();
+            if (nodes_[b].grad) view(into(b).row(i).data(), k, c).noalias() += view(data(a), r, k).transpose() * gi;
           }
           break;
         }

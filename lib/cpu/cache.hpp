@@ -11,7 +11,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <utility>
 #include <vector>
 
 namespace xntk::detail {
@@ -50,62 +49,5 @@ std::vector<T> zeroed_vector(int64_t n) {
   v.resize(static_cast<size_t>(n));
   return v;
 }
-
-/// An uninitialised array of T from the block cache. resize() keeps the block when it is large enough
-/// and does not keep the contents when it is not; release() hands the block back, free() frees it.
-template <class T>
-class Buffer {
- public:
-  Buffer() = default;
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  Buffer(Buffer&& o) noexcept { swap(o); }
-  Buffer& operator=(Buffer&& o) noexcept {
-    swap(o);
-    return *this;
-  }
-  ~Buffer() { release(); }
-
-  void resize(int64_t n) {
-    const size_t need = static_cast<size_t>(n) * sizeof(T);
-    if (need > bytes_) {
-      return_block(p_, bytes_);
-      bytes_ = need;
-      p_ = acquire_block(bytes_);
-    }
-    size_ = n;
-  }
-  /// Hands the block back to the cache.
-  void release() {
-    return_block(p_, bytes_);
-    reset();
-  }
-  /// Frees the block without caching it (to lower a computation's peak).
-  void free() {
-    free_block(p_, bytes_);
-    reset();
-  }
-  void swap(Buffer& o) noexcept {
-    std::swap(p_, o.p_);
-    std::swap(bytes_, o.bytes_);
-    std::swap(size_, o.size_);
-  }
-  T* data() { return static_cast<T*>(p_); }
-  const T* data() const { return static_cast<const T*>(p_); }
-  int64_t size() const { return size_; }
-  T& operator[](int64_t i) { return data()[i]; }
-  /// Bytes of the block held.
-  size_t capacity_bytes() const { return bytes_; }
-
- private:
-  void reset() {
-    p_ = nullptr;
-    bytes_ = 0;
-    size_ = 0;
-  }
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-  int64_t size_ = 0;
-};
 
 }  // namespace xntk::detail

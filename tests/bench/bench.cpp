@@ -21,7 +21,7 @@
 #include <vector>
 #include <xntk/xntk.hpp>
 
-#include "cpu/gemm.hpp"
+#include "backend/cpu/blas.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -99,7 +99,7 @@ double gemm_peak() {
   double best = 1e30;
   for (int r = 0; r < 6; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    detail::gemm(false, false, n, n, n, T(1), a.data(), n, b.data(), n, T(0), c.data(), n);
+    backend::cpu::gemm(false, false, n, n, n, T(1), a.data(), n, b.data(), n, T(0), c.data(), n);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) best = std::min(best, s);
   }
@@ -153,7 +153,7 @@ int run_one(const Workload& w, int threads, int repeats, const char* dtype) {
       "\"conv_methods\": [%s]}\n",
       w.name.c_str(), name(w.mode), dtype, threads, static_cast<long long>(w.n),
       static_cast<long long>(w.m > 0 ? w.m : w.n), sec, times.front(), k.flops, gflops, peak, gflops / peak,
-      detail::blas_name(), static_cast<long long>(k.tile), peak_rss_mb(), 1.5 * (in_mb + out_mb) + 512.0,
+      backend::cpu::blas_name(), static_cast<long long>(k.tile), peak_rss_mb(), 1.5 * (in_mb + out_mb) + 512.0,
       methods.c_str());
   return 0;
 }

@@ -1,0 +1,159 @@
+#include "autograd/record.hpp"
+
+#include <cmath>
+
+namespace xntk::autograd {
+
+namespace {
+
+/// Walks the specs in order, taking the model's parameters in state_dict order as layers claim them.
+template <class T>
+class Recorder {
+ public:
+  Recorder(Tape<T>& tape, const Sequential<T>& model) : tape_(tape), params_(model.named_parameters()) {
+    ntk_ = model.spec().parameterization == Parameterization::ntk;
+  }
+
+  /// The layers in sequence from variable v of per-sample shape `shape` (updated).
+  int sequence(const std::vector<LayerSpec>& layers, int v, Shape& shape) {
+    for (const auto& l : layers) v = std::visit([&](const auto& s) { return layer(s, v, shape); }, l);
+    return v;
+  }
+
+  void finished() const {
+    if (next_ != params_.size()) throw Error("autograd: the model has parameters no layer recorded");
+  }
+
+ private:
+  /// The next parameter (as the tensor and its slot).
+  int parameter() {
+    if (next_ >= params_.size()) throw Error("autograd: more parameters recorded than the model has");
+    const size_t slot = next_++;
+    return tape_.parameter(*params_[slot].tensor, static_cast<int>(slot));
+  }
+
+  /// c · x, recorded only when c ≠ 1.
+  int scaled(int x, double c) { return c == 1.0 ? x : tape_.scale(x, T(c)); }
+
+  int layer(const Linear& s, int v, Shape& shape) {
+    const int64_t in = shape.at(0);
+    // ntk parameterisation: y = σ_w/√fan_in · W a + σ_b · b
+    const double cw = ntk_ ? s.w_std / std::sqrt(static_cast<double>(in)) : 1.0, cb = ntk_ ? s.b_std : 1.0;
+    int y = scaled(tape_.matmul(parameter(), v, s.out_features, in, 1), cw);
+    if (s.bias) y = tape_.add(y, scaled(parameter(), cb));
+    shape = {s.out_features};
+    return y;
+  }
+
+  int layer(const Conv2d& s, int v, Shape& shape) {
+    // The patch matrix as a gather from the sample's (C, H, W) values, −1 marking the zero padding.
+    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2), kh = s.kernel_h, kw = s.kernel_w;
+    const int64_t oh = (H + 2 * s.padding_h - s.dilation_h * (kh - 1) - 1) / s.stride_h + 1;
+    const int64_t ow = (W + 2 * s.padding_w - s.dilation_w * (kw - 1) - 1) / s.stride_w + 1;
+    const int64_t P = oh * ow, K = C * kh * kw;
+    std::vector<int64_t> index(static_cast<size_t>(K * P));
+    for (int64_t y = 0; y < oh; ++y)
+      for (int64_t x = 0; x < ow; ++x)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) {
+              const int64_t row = y * s.stride_h + i * s.dilation_h - s.padding_h;
+              const int64_t col = x * s.stride_w + j * s.dilation_w - s.padding_w;
+              const bool inside = row >= 0 && row < H && col >= 0 && col < W;
+              index[static_cast<size_t>(((c * kh + i) * kw + j) * P + y * ow + x)] =
+                  inside ? (c * H + row) * W + col : -1;
+            }
+    const double cw = ntk_ ? s.w_std / std::sqrt(static_cast<double>(K)) : 1.0, cb = ntk_ ? s.b_std : 1.0;
+    const int cols = tape_.gather(v, std::move(index));
+    int y = scaled(tape_.matmul(parameter(), cols, s.out_channels, K, P), cw);
+    if (s.bias) y = tape_.add_bias(y, scaled(parameter(), cb), s.out_channels, P);
+    shape = {s.out_channels, oh, ow};
+    return y;
+  }
+
+  int layer(const AvgPool2d& s, int v, Shape& shape) {
+    // y = P a with P's entries listed from a loop over every window offset (zero padding contributes nothing
+    // but still counts in the divisor kh·kw: count_include_pad)
+    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2);
+    const int64_t sh = s.stride_h == 0 ? s.kernel_h : s.stride_h, sw = s.stride_w == 0 ? s.kernel_w : s.stride_w;
+    const int64_t oh = (H + 2 * s.padding_h - s.kernel_h) / sh + 1, ow = (W + 2 * s.padding_w - s.kernel_w) / sw + 1;
+    const T weight = T(1) / T(s.kernel_h * s.kernel_w);
+    std::vector<SparseEntry<T>> entries;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t x = 0; x < ow; ++x)
+          for (int64_t i = 0; i < s.kernel_h; ++i)
+            for (int64_t j = 0; j < s.kernel_w; ++j) {
+              const int64_t row = y * sh + i - s.padding_h, col = x * sw + j - s.padding_w;
+              if (row >= 0 && row < H && col >= 0 && col < W)
+                entries.push_back({(c * oh + y) * ow + x, (c * H + row) * W + col, weight});
+            }
+    shape = {C, oh, ow};
+    return tape_.sparse(v, C * oh * ow, std::move(entries));
+  }
+
+  int layer(const MaxPool2d& s, int v, Shape& shape) {
+    // The maximum is picked here from the recorded input values, by a scan of its own (first maximum wins,
+    // a NaN wins); the gather then routes the derivative to it.
+    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2);
+    const int64_t sh = s.stride_h == 0 ? s.kernel_h : s.stride_h, sw = s.stride_w == 0 ? s.kernel_w : s.stride_w;
+    const int64_t oh = (H + 2 * s.padding_h - s.dilation_h * (s.kernel_h - 1) - 1) / sh + 1;
+    const int64_t ow = (W + 2 * s.padding_w - s.dilation_w * (s.kernel_w - 1) - 1) / sw + 1;
+    const T* a = tape_.data(v);
+    std::vector<int64_t> index;
+    index.reserve(static_cast<size_t>(C * oh * ow));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t x = 0; x < ow; ++x) {
+          int64_t pick = -1;
+          for (int64_t i = 0; i < s.kernel_h; ++i)
+            for (int64_t j = 0; j < s.kernel_w; ++j) {
+              const int64_t row = y * sh + i * s.dilation_h - s.padding_h;
+              const int64_t col = x * sw + j * s.dilation_w - s.padding_w;
+              if (row < 0 || row >= H || col < 0 || col >= W) continue;
+              const int64_t k = (c * H + row) * W + col;
+              if (pick < 0 || a[k] > a[pick] || std::isnan(a[k])) pick = k;
+            }
+          index.push_back(pick);
+        }
+    shape = {C, oh, ow};
+    return tape_.gather(v, std::move(index));
+  }
+
+  int layer(const GlobalAvgPool&, int v, Shape& shape) {
+    const int64_t C = shape.at(0), HW = shape.at(1) * shape.at(2);
+    std::vector<SparseEntry<T>> entries;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t k = 0; k < HW; ++k) entries.push_back({c, c * HW + k, T(1) / T(HW)});
+    shape = {C, 1, 1};
+    return tape_.sparse(v, C, std::move(entries));
+  }
+
+  int layer(const Flatten&, int v, Shape& shape) {
+    shape = {numel(shape)};
+    return v;
+  }
+
+  int layer(const Activation& s, int v, Shape&) { return tape_.activation(v, s); }
+
+  Tape<T>& tape_;
+  std::vector<NamedParameter<T>> params_;
+  size_t next_ = 0;
+  bool ntk_ = false;
+};
+
+}  // namespace
+
+template <class T>
+int record(Tape<T>& tape, const Sequential<T>& model, int in) {
+  Recorder<T> r(tape, model);
+  Shape shape = model.input_shape();
+  const int out = r.sequence(model.spec().layers, in, shape);
+  r.finished();
+  return out;
+}
+
+template int record(Tape<float>&, const Sequential<float>&, int);
+template int record(Tape<double>&, const Sequential<double>&, int);
+
+}  // namespace xntk::autograd

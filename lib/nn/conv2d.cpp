@@ -1,0 +1,244 @@
+#include "nn/conv2d.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "batch.hpp"
+#include "nn/pool.hpp"
+
+namespace xntk::nn {
+
+namespace {
+
+std::string hw(int64_t h, int64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
+
+// Order (A) holds the gradients of at most this many bytes of samples per side at once, so its memory
+// does not grow with the tile (a large tile of a wide layer would otherwise need n·O·C_out·K per side).
+constexpr double kGradientChunkBytes = 64.0 * 1024 * 1024;
+
+double threads() {
+#ifdef _OPENMP
+  return static_cast<double>(omp_get_max_threads());
+#else
+  return 1.0;
+#endif
+}
+
+/// Sample i's rows of a side's deltas: its own, or the rows every sample shares.
+template <class T>
+const T* deltas_of(const Delta<T>& d, int64_t i, int64_t rows_per_sample) {
+  return d.kind == DeltaKind::per_sample ? d.data() + i * rows_per_sample : d.data();
+}
+
+}  // namespace
+
+template <class T>
+Conv2dLayer<T>::Conv2dLayer(std::string path, const Shape& in, const Conv2d& spec, Parameterization p, detail::Rng& rng)
+    : Leaf<T>(in, {}, std::move(path)), out_channels_(spec.out_channels), method_(spec.method), has_bias_(spec.bias) {
+  const std::string at = "layer " + this->path_ + " (conv2d)";
+  if (in.size() != 3) throw Error(at + ": expects a 3-D input (channels, height, width), got shape " + to_string(in));
+  if (out_channels_ <= 0) throw Error(at + ": out_channels must be positive, got " + std::to_string(out_channels_));
+  if (spec.in_channels != 0 && spec.in_channels != in[0])
+    throw Error(at + ": in_channels is " + std::to_string(spec.in_channels) + " but the input " + to_string(in) +
+                " has " + std::to_string(in[0]) + " channels");
+  if (spec.stride_h <= 0 || spec.stride_w <= 0)
+    throw Error(at + ": stride must be positive, got " + hw(spec.stride_h, spec.stride_w));
+  if (spec.padding_h < 0 || spec.padding_w < 0)
+    throw Error(at + ": padding must be non-negative, got " + hw(spec.padding_h, spec.padding_w));
+  if (method_ != "auto" && method_ != "gradients" && method_ != "positions")
+    throw Error(at + ": method must be \"auto\", \"gradients\" or \"positions\", got \"" + method_ + "\"");
+  if (!(spec.w_std > 0) || !(spec.b_std >= 0) || !std::isfinite(spec.w_std) || !std::isfinite(spec.b_std))
+    throw Error(at + ": w_std must be positive and b_std non-negative");
+  g_ = window_geometry(at, in, spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.padding_h,
+                       spec.padding_w, spec.dilation_h, spec.dilation_w);
+  this->out_ = {out_channels_, g_.out_h(), g_.out_w()};
+  weight_ = Tensor<T>({out_channels_, g_.channels, g_.kernel_h, g_.kernel_w});
+  if (has_bias_) bias_ = Tensor<T>({out_channels_});
+  const double fan_in = static_cast<double>(g_.rows());
+  std::tie(cw_, cb_) = detail::initialize(weight_, bias_, fan_in, p, spec.w_std, spec.b_std, rng);
+}
+
+template <class T>
+void Conv2dLayer<T>::compute(Context<T>& cx, const T* in, T* out, int64_t batch) const {
+  cx.count(cx.ops().conv_forward(g_, out_channels_, T(cw_), weight_.data(), in, batch, out));
+  if (has_bias_) cx.count(cx.ops().add_bias(out, batch, out_channels_, g_.positions(), T(cb_), bias_.data()));
+}
+
+template <class T>
+Delta<T> Conv2dLayer<T>::backward(Context<T>& cx, const T*, const T*, int64_t batch, int64_t streams, Delta<T>&& d,
+                                  const T*) const {
+  // din = c_w col2im(W_matᵀ δ): a fixed linear map, so shared deltas stay shared
+  const bool shared = d.kind != DeltaKind::per_sample;
+  d = materialized(cx, std::move(d), streams);
+  const int64_t rows = (shared ? 1 : batch) * streams;
+  Delta<T> r{d.kind, cx.buffer()};
+  r.rows.resize(rows * this->in_size());
+  cx.count(cx.ops().conv_backward(g_, out_channels_, T(cw_), weight_.data(), d.data(), rows, r.rows.data()));
+  return r;
+}
+
+template <class T>
+void Conv2dLayer<T>::gradient(Context<T>& cx, const T* in, int64_t batch, const T* dout,
+                              const std::vector<T*>& grads) const {
+  // ∂L/∂W = c_w Σ_b δ_b U_bᵀ (the per-sample gradients of order (A), summed), ∂L/∂b = c_b Σ_b δ_b 1
+  const int64_t C = out_channels_, K = g_.rows(), P = g_.positions(), n_in = this->in_size();
+  const int64_t chunk = gradient_chunk(1);
+  Buffer<T> G = cx.buffer();
+  for (int64_t s0 = 0; s0 < batch; s0 += chunk) {
+    const int64_t n = std::min(chunk, batch - s0);
+    G.resize(n * C * K);
+    cx.count(cx.ops().conv_gradients(g_, C, 1, in + s0 * n_in, n, dout + s0 * C * P, false, G.data()));
+    cx.count(cx.ops().sum_rows(G.data(), n, C * K, T(cw_), grads[0]));
+  }
+  if (!has_bias_) return;
+  Buffer<T> sums = cx.buffer();
+  sums.resize(batch * C);
+  cx.count(cx.ops().sum_positions(dout, batch * C, P, T(1), sums.data()));
+  cx.count(cx.ops().sum_rows(sums.data(), batch, C, T(cb_), grads[1]));
+}
+
+template <class T>
+std::vector<NamedParameter<T>> Conv2dLayer<T>::parameters() const {
+  const std::string prefix = this->path_.empty() ? "" : this->path_ + ".";
+  std::vector<NamedParameter<T>> p{{prefix + "weight", &weight_}};
+  if (has_bias_) p.push_back({prefix + "bias", &bias_});
+  return p;
+}
+
+template <class T>
+double Conv2dLayer<T>::order_flops(ConvOrder order, int64_t n1, int64_t n2, int64_t outputs) const {
+  const double n = static_cast<double>(n1), m = static_cast<double>(n2), O = static_cast<double>(outputs);
+  const double C = static_cast<double>(out_channels_), K = static_cast<double>(g_.rows()),
+               P = static_cast<double>(g_.positions());
+  if (order == ConvOrder::gradients) return 2.0 * (n + m) * O * C * P * K + 2.0 * n * m * O * O * C * K;
+  return 2.0 * n * m * (P * P * K + O * C * P * P + O * O * C * P);
+}
+
+template <class T>
+ConvOrder Conv2dLayer<T>::order(int64_t n1, int64_t n2, int64_t outputs) const {
+  if (method_ == "gradients") return ConvOrder::gradients;
+  if (method_ == "positions") return ConvOrder::positions;
+  return order_flops(ConvOrder::positions, n1, n2, outputs) < order_flops(ConvOrder::gradients, n1, n2, outputs)
+             ? ConvOrder::positions
+             : ConvOrder::gradients;
+}
+
+template <class T>
+void Conv2dLayer<T>::notes(int64_t n1, int64_t n2, int64_t outputs, std::vector<MethodNote>& out) const {
+  out.push_back({this->path_, order(n1, n2, outputs) == ConvOrder::gradients ? "gradients" : "positions"});
+}
+
+template <class T>
+int64_t Conv2dLayer<T>::gradient_chunk(int64_t outputs) const {
+  const double per_sample = static_cast<double>(sizeof(T)) * static_cast<double>(outputs * out_channels_ * g_.rows());
+  return std::max<int64_t>(1, static_cast<int64_t>(kGradientChunkBytes / per_sample));
+}
+
+template <class T>
+double Conv2dLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
+  const double O = static_cast<double>(outputs), C = static_cast<double>(out_channels_),
+               K = static_cast<double>(g_.rows()), P = static_cast<double>(g_.positions());
+  const double n = static_cast<double>(n1), m = static_cast<double>(n2);
+  // bias: the deltas' sums over positions per side, and their Gram (full mode is the largest)
+  double values = has_bias_ ? (n + m) * O * C + n * m * O * O : 0.0;
+  if (order(n1, n2, outputs) == ConvOrder::gradients) {
+    const int64_t chunk = gradient_chunk(outputs);
+    const double c1 = static_cast<double>(std::min(n1, chunk)), c2 = static_cast<double>(std::min(n2, chunk));
+    values += (c1 + c2) * O * C * K + c1 * c2 * O * O + threads() * K * P;
+  } else {
+    values += (n + m) * K * P + threads() * (P * P + O * C * P + O * O);
+  }
+  return static_cast<double>(sizeof(T)) * values;
+}
+
+template <class T>
+void Conv2dLayer<T>::gradients(Context<T>& cx, const Side<T>& s, const Delta<T>& d, int64_t first, int64_t n,
+                               int64_t outputs, T* g) const {
+  const int64_t rows = outputs * out_channels_ * g_.positions();
+  cx.count(cx.ops().conv_gradients(g_, out_channels_, outputs, s.in + first * this->in_size(), n,
+                                   deltas_of(d, first, rows), d.kind != DeltaKind::per_sample, g));
+}
+
+template <class T>
+void Conv2dLayer<T>::weight_component(Context<T>& cx, ConvOrder order, const Side<T>& a, const Side<T>& b,
+                                      const ComponentTarget<T>& t, int64_t chunk) const {
+  const int64_t n1 = a.batch, n2 = b.batch, O = t.outputs, CK = out_channels_ * g_.rows();
+  const T cw2 = T(cw_ * cw_);
+  // a conv layer at the model's output: its identity deltas written out (as shared rows)
+  Delta<T> da_m, db_m;
+  const Delta<T>* da = a.delta;
+  const Delta<T>* db = b.delta;
+  if (da->kind == DeltaKind::identity) {
+    da_m = materialized(cx, Delta<T>{}, O);
+    da = db = &da_m;
+  }
+  if (order == ConvOrder::positions) {
+    cx.count(cx.ops().conv_positions(g_, out_channels_, O, t.mode, n1, n2, t.same, a.in, da->data(),
+                                     da->kind != DeltaKind::per_sample, b.in, db->data(),
+                                     db->kind != DeltaKind::per_sample, cw2, t.weight));
+    return;
+  }
+  if (chunk <= 0) chunk = gradient_chunk(O);
+  // the gradients come from the block cache uninitialised (conv_gradients writes every value)
+  Buffer<T> ga = cx.buffer(), gb = cx.buffer();
+  ga.resize(std::min(n1, chunk) * O * CK);
+  // the other side's gradients are formed once when they fit one chunk, otherwise again for each chunk of a
+  const bool b_once = !t.same && n2 <= chunk;
+  if (b_once) {
+    gb.resize(n2 * O * CK);
+    gradients(cx, b, *db, 0, n2, O, gb.data());
+  }
+  for (int64_t i0 = 0; i0 < n1; i0 += chunk) {
+    const int64_t na = std::min(chunk, n1 - i0);
+    gradients(cx, a, *da, i0, na, O, ga.data());
+    // symmetric block: chunk pairs j0 ≤ i0 only, feature_gram mirrors them
+    const int64_t j_end = t.same ? i0 + 1 : n2;
+    for (int64_t j0 = 0; j0 < j_end; j0 += chunk) {
+      const int64_t nb = std::min(chunk, n2 - j0);
+      if (!b_once && !(t.same && j0 == i0)) {
+        gb.resize(nb * O * CK);
+        gradients(cx, b, *db, j0, nb, O, gb.data());
+      }
+      const T* fb = t.same && j0 == i0 ? ga.data() : gb.data();
+      cx.count(cx.ops().feature_gram(t.mode, O, ga.data(), i0, na, fb, j0, nb, CK, cw2, t.same, n2, t.weight));
+    }
+  }
+}
+
+template <class T>
+void Conv2dLayer<T>::components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const {
+  weight_component(cx, order(a.batch, b.batch, t.outputs), a, b, t);
+  if (!has_bias_) return;
+  // δ_o 1: each delta row summed over the positions, (batch·O × C_out) per side (shared deltas are summed
+  // once and repeated: these rows are small next to the weight component's)
+  const int64_t O = t.outputs, C = out_channels_, P = g_.positions();
+  Delta<T> identity;
+  const Delta<T>* da = a.delta;
+  if (da->kind == DeltaKind::identity) {
+    identity = materialized(cx, Delta<T>{}, O);
+    da = &identity;
+  }
+  auto sums = [&](const Side<T>& s, const Delta<T>& d) {
+    Buffer<T> r = cx.buffer();
+    r.resize(s.batch * O * C);
+    if (d.kind == DeltaKind::per_sample) {
+      cx.count(cx.ops().sum_positions(d.data(), s.batch * O * C, P, T(1), r.data()));
+    } else {
+      Buffer<T> one = cx.buffer();
+      one.resize(O * C);
+      cx.count(cx.ops().sum_positions(d.data(), O * C, P, T(1), one.data()));
+      cx.ops().repeat(one.data(), O * C, s.batch, r.data());
+    }
+    return r;
+  };
+  const Buffer<T> sa = sums(a, *da);
+  const Buffer<T> sb = t.same ? Buffer<T>() : sums(b, b.delta->kind == DeltaKind::identity ? *da : *b.delta);
+  cx.count(cx.ops().feature_gram(t.mode, O, sa.data(), 0, a.batch, t.same ? sa.data() : sb.data(), 0, b.batch, C,
+                                 T(cb_ * cb_), t.same, b.batch, t.bias));
+}
+
+template class Conv2dLayer<float>;
+template class Conv2dLayer<double>;
+
+}  // namespace xntk::nn

@@ -1,0 +1,47 @@
+#pragma once
+// Pooling layers on (C, H, W) samples, as torch.nn.AvgPool2d, MaxPool2d and AdaptiveAvgPool2d(1).
+/// NTK: no component; backward δ_a = Pᵀ δ_y with P the pooling's (sparse, linear or argmax-selecting) map.
+
+#include "backend/geometry.hpp"
+#include "nn/layer.hpp"
+
+namespace xntk::nn {
+
+using backend::ConvGeometry;
+
+/// Checks a pooling or convolution window against a (C, H, W) input with PyTorch's rules.
+ConvGeometry window_geometry(const std::string& where, const Shape& in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                             int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+
+/// AvgPool2d (count_include_pad = true, ceil_mode = false) or MaxPool2d (the gradient goes to the first
+/// maximum of each window in row-major order, as PyTorch's CPU kernel).
+template <class T>
+class Pool2dLayer final : public Leaf<T> {
+ public:
+  Pool2dLayer(std::string path, const Shape& in, const AvgPool2d& spec);
+  Pool2dLayer(std::string path, const Shape& in, const MaxPool2d& spec);
+
+  std::string type() const override { return kind_ == backend::Pool::max ? "maxpool2d" : "avgpool2d"; }
+  void compute(Context<T>& cx, const T* in, T* out, int64_t batch) const override;
+  Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
+                    const T* gate) const override;
+  const ConvGeometry& geometry() const { return g_; }
+
+ private:
+  backend::Pool kind_;
+  ConvGeometry g_;
+};
+
+/// AdaptiveAvgPool2d(1): (C, H, W) -> (C, 1, 1), the mean of each channel.
+template <class T>
+class GlobalAvgPoolLayer final : public Leaf<T> {
+ public:
+  GlobalAvgPoolLayer(std::string path, const Shape& in);
+
+  std::string type() const override { return "global_avgpool"; }
+  void compute(Context<T>& cx, const T* in, T* out, int64_t batch) const override;
+  Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
+                    const T* gate) const override;
+};
+
+}  // namespace xntk::nn
