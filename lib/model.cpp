@@ -39,8 +39,10 @@ std::string type_name(const LayerSpec& layer) {
     std::string operator()(const GlobalAvgPool&) { return "global_avgpool"; }
     std::string operator()(const Flatten&) { return "flatten"; }
     std::string operator()(const Activation& a) { return name(a.kind); }
+    std::string operator()(const Residual&) { return "residual"; }
+    std::string operator()(const SequentialBlock&) { return "sequential"; }
   };
-  return std::visit(Visitor{}, layer);
+  return std::visit(Visitor{}, static_cast<const LayerVariant&>(layer));
 }
 
 template <class T>

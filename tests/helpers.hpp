@@ -57,15 +57,22 @@ void compare_with_autograd(const Sequential<T>& net, const Tensor<T>& x1, const 
   }
 }
 
-/// A description for failure messages.
-inline std::string describe(const ModelSpec& spec) {
-  std::string s = std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":";
-  for (const auto& l : spec.layers) {
+/// A description of layers for failure messages.
+inline std::string describe(const std::vector<LayerSpec>& layers) {
+  std::string s;
+  for (const auto& l : layers) {
     s += " " + type_name(l);
     if (auto* lin = std::get_if<Linear>(&l))
       s += "(" + std::to_string(lin->out_features) + (lin->bias ? "" : ",nobias") + ")";
+    if (auto* r = std::get_if<Residual>(&l)) s += "[" + describe(r->body) + " |" + describe(r->shortcut) + " ]";
+    if (auto* b = std::get_if<SequentialBlock>(&l)) s += "[" + describe(b->layers) + " ]";
   }
   return s;
+}
+
+/// A description of a model for failure messages.
+inline std::string describe(const ModelSpec& spec) {
+  return std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":" + describe(spec.layers);
 }
 
 }  // namespace xntk::test

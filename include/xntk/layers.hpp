@@ -107,10 +107,32 @@ const char* name(ActivationKind kind);
 /// All activation kinds, in declaration order.
 std::vector<ActivationKind> all_activation_kinds();
 
-/// One layer of a sequential model.
-using LayerSpec = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation>;
+struct LayerSpec;
 
-/// The lower-case type name of a layer ("linear", "conv2d", "relu", ...).
+/// A residual block, as a PyTorch module with two `nn.Sequential` children `body` and `shortcut`:
+/// y = body(x) + shortcut(x), the shortcut the identity when it has no layers. Its parameters are named
+/// "<i>.body.<j>.weight" and "<i>.shortcut.<j>.bias"; body and shortcut must give the same output shape.
+/// NTK: the components of both branches; δ reaches x through both and is summed.
+struct Residual {
+  std::vector<LayerSpec> body = {};
+  std::vector<LayerSpec> shortcut = {};  ///< empty: the identity
+};
+
+/// A nested `nn.Sequential` (parameters "<i>.<j>.weight").
+struct SequentialBlock {
+  std::vector<LayerSpec> layers = {};
+};
+
+using LayerVariant =
+    std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation, Residual, SequentialBlock>;
+
+/// One layer of a model: a layer or a block of layers.
+struct LayerSpec : LayerVariant {
+  using LayerVariant::LayerVariant;
+  using LayerVariant::operator=;
+};
+
+/// The lower-case type name of a layer ("linear", "conv2d", "relu", "residual", "sequential", ...).
 std::string type_name(const LayerSpec& layer);
 
 }  // namespace xntk

@@ -16,7 +16,8 @@ class Recorder {
 
   /// The layers in sequence from variable v of per-sample shape `shape` (updated).
   int sequence(const std::vector<LayerSpec>& layers, int v, Shape& shape) {
-    for (const auto& l : layers) v = std::visit([&](const auto& s) { return layer(s, v, shape); }, l);
+    for (const auto& l : layers)
+      v = std::visit([&](const auto& s) { return layer(s, v, shape); }, static_cast<const LayerVariant&>(l));
     return v;
   }
 
@@ -135,6 +136,18 @@ class Recorder {
   }
 
   int layer(const Activation& s, int v, Shape&) { return tape_.activation(v, s); }
+
+  int layer(const SequentialBlock& s, int v, Shape& shape) { return sequence(s.layers, v, shape); }
+
+  int layer(const Residual& s, int v, Shape& shape) {
+    // body(x) + shortcut(x): the body's parameters come first in state_dict order, then the shortcut's
+    Shape body_shape = shape, shortcut_shape = shape;
+    const int b = sequence(s.body, v, body_shape);
+    const int c = s.shortcut.empty() ? v : sequence(s.shortcut, v, shortcut_shape);
+    if (body_shape != shortcut_shape) throw Error("autograd: a residual block's branches give different shapes");
+    shape = body_shape;
+    return tape_.add(b, c);
+  }
 
   Tape<T>& tape_;
   std::vector<NamedParameter<T>> params_;

@@ -115,8 +115,25 @@ std::pair<int64_t, int64_t> conv_padding(const Fields& f, const Conv2d& c) {
   return f.pair("padding", 0, 0);
 }
 
-LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
-  const std::string at = source + ": layer " + std::to_string(index);
+LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path);
+
+/// The layers of a block's field `key` (an array; `allow_empty`: the identity shortcut), at module path `path`.
+std::vector<LayerSpec> parse_layers(const Fields& f, const std::string& key, const std::string& source,
+                                    const std::string& path, bool allow_empty) {
+  const std::string expected = allow_empty ? "an array of layer objects" : "a non-empty array of layer objects";
+  if (!f.has(key)) {
+    if (allow_empty) return {};
+    f.missing(key, expected);
+  }
+  const json& v = f.at(key);
+  if (!v.is_array() || (v.empty() && !allow_empty)) f.fail(key, expected);
+  std::vector<LayerSpec> layers;
+  for (size_t i = 0; i < v.size(); ++i) layers.push_back(parse_layer(v[i], source, path + std::to_string(i)));
+  return layers;
+}
+
+LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path) {
+  const std::string at = source + ": layer " + path;
   if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + j.dump());
   if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
   if (!j["type"].is_string()) throw Error(at + ": field \"type\": expected a string, got " + j["type"].dump());
@@ -178,6 +195,17 @@ LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
     f.only({});
     return GlobalAvgPool{};
   }
+  if (type == "residual") {
+    f.only({"body", "shortcut"});
+    Residual r;
+    r.body = parse_layers(f, "body", source, path + ".body.", false);
+    r.shortcut = parse_layers(f, "shortcut", source, path + ".shortcut.", true);
+    return r;
+  }
+  if (type == "sequential") {
+    f.only({"layers"});
+    return SequentialBlock{parse_layers(f, "layers", source, path + ".", false)};
+  }
   if (type == "flatten") {
     f.only({"start_dim", "end_dim"});
     f.fixed("start_dim", 1, "xntk flattens everything but the sample axis");
@@ -209,7 +237,8 @@ LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
     }
     return a;
   }
-  std::vector<std::string> types = {"linear", "conv2d", "avgpool2d", "maxpool2d", "global_avgpool", "flatten"};
+  std::vector<std::string> types = {"linear",         "conv2d",  "avgpool2d", "maxpool2d",
+                                    "global_avgpool", "flatten", "residual",  "sequential"};
   for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
   throw Error(at + ": unknown layer type \"" + type + "\"; expected one of " + join(types));
 }
@@ -231,6 +260,14 @@ Shape parse_input(const json& v, const std::string& source) {
 ordered_json pair_json(int64_t h, int64_t w) {
   if (h == w) return h;
   return ordered_json::array({h, w});
+}
+
+ordered_json layer_json(const LayerSpec& layer);
+
+ordered_json layers_json(const std::vector<LayerSpec>& layers) {
+  ordered_json a = ordered_json::array();
+  for (const auto& l : layers) a.push_back(layer_json(l));
+  return a;
 }
 
 ordered_json layer_json(const LayerSpec& layer) {
@@ -276,9 +313,14 @@ ordered_json layer_json(const LayerSpec& layer) {
             case ActivationKind::gelu: j["approximate"] = s.approximate; break;
             default: break;
           }
+        } else if constexpr (std::is_same_v<S, Residual>) {
+          j["body"] = layers_json(s.body);
+          j["shortcut"] = layers_json(s.shortcut);
+        } else if constexpr (std::is_same_v<S, SequentialBlock>) {
+          j["layers"] = layers_json(s.layers);
         }
       },
-      layer);
+      static_cast<const LayerVariant&>(layer));
   return j;
 }
 
@@ -320,7 +362,7 @@ ModelSpec parse_model_spec(const std::string& json_text, const std::string& sour
   const json& layers = j["layers"];
   if (!layers.is_array() || layers.empty())
     throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " + layers.dump());
-  for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, i));
+  for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, std::to_string(i)));
   return spec;
 }
 

@@ -6,9 +6,11 @@ Run with Debian's Python and its python3-torch (1.13, with functorch):
     /usr/bin/python3 tests/conformance/make_fixtures.py [NAME ...]
 
 For each fixture it builds the model of its model.json as a torch.nn.Sequential in float64 (module
-indices equal the JSON layer indices, so state_dict keys equal xntk's parameter names), draws weights
-and inputs from a fixed seed, and computes the reference NTK by functorch's Jacobian contraction, one
-component per parameter tensor in xntk's order (outermost layer first, weight before bias). It writes
+indices equal the JSON layer indices, a residual block is a module with nn.Sequential children `body` and
+`shortcut` and a nested sequential an nn.Sequential, so state_dict keys equal xntk's parameter names),
+draws weights and inputs from a fixed seed, and computes the reference NTK by functorch's Jacobian
+contraction, one component per parameter tensor in xntk's order (the modules that own parameters in
+state_dict order, reversed, weight before bias within each). It writes
 
     model.json               the model, as xntk reads it
     weights.safetensors      the state_dict (written here with struct + json, no extra package)
@@ -68,6 +70,17 @@ class Erf(nn.Module):
         return torch.erf(x)
 
 
+class Residual(nn.Module):
+    """y = body(x) + shortcut(x); an empty shortcut is the identity."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + self.shortcut(x)
+
+
 def pair(v, default=None):
     if v is None:
         return default
@@ -78,10 +91,19 @@ def build(spec):
     """nn.Sequential of the model JSON, layer i at index i."""
     ntk = spec.get("parameterization", "standard") == "ntk"
     shape = tuple(spec["input"]) if isinstance(spec["input"], list) else (spec["input"],)
+    return build_layers(spec["layers"], shape, ntk)
+
+
+def build_layers(layers, shape, ntk):
+    """nn.Sequential of a list of layer objects on per-sample input `shape`."""
     modules = []
-    for layer in spec["layers"]:
+    for layer in layers:
         t = layer["type"]
-        if t == "linear":
+        if t == "residual":
+            m = Residual(build_layers(layer["body"], shape, ntk), build_layers(layer.get("shortcut", []), shape, ntk))
+        elif t == "sequential":
+            m = build_layers(layer["layers"], shape, ntk)
+        elif t == "linear":
             fan_in, out, bias = shape[0], layer["out_features"], layer.get("bias", True)
             if ntk:
                 m = NTKLinear(fan_in, out, bias, layer.get("w_std", 1.0), layer.get("b_std", 1.0))
@@ -176,7 +198,11 @@ def reference(model, x1, x2, mode):
     j2 = [j.flatten(2) for j in vmap(jacrev(single), (None, 0))(params, x2)]
     expr = {"full": "Naf,Mbf->NMab", "trace": "Naf,Maf->NM", "diagonal": "Naf,Maf->NMa"}[mode]
     comps = {n: torch.einsum(expr, a, b) for n, a, b in zip(names, j1, j2)}
-    order = sorted(names, key=lambda n: (-int(n.split(".")[0]), 0 if n.endswith("weight") else 1))
+    owners = []  # the modules that own parameters, in state_dict order
+    for n in names:
+        if n.rsplit(".", 1)[0] not in owners:
+            owners.append(n.rsplit(".", 1)[0])
+    order = [o + suffix for o in reversed(owners) for suffix in (".weight", ".bias") if o + suffix in comps]
     return [(n, comps[n]) for n in order]
 
 
@@ -289,6 +315,27 @@ FIXTURES = {
         spec={"input": [1, 5, 5], "layers": [C(2, 2), A("sigmoid"), C(2, 2, stride=[1, 2]), A("leaky_relu"),
                                              A("flatten"), L(2)]},
         mode="trace", n=4, dtype="float32", description="two convolutions, data stored in float32"),
+    # ---- residual and nested blocks ----
+    "residual_mlp_full_x2": dict(
+        spec={"input": [5], "layers": [L(6), A("relu"),
+                                       {"type": "residual", "body": [L(7), A("relu"), L(6)]}, A("relu"),
+                                       {"type": "residual", "body": [L(4), A("tanh")], "shortcut": [L(4, bias=False)]},
+                                       L(3)]},
+        mode="full", n=3, m=2, description="identity and projection residual blocks between ReLUs"),
+    "residual_cnn_ntk_trace": dict(
+        spec={"input": [2, 6, 6], "parameterization": "ntk",
+              "layers": [C(3, 3, padding=1), A("relu"),
+                         {"type": "residual", "body": [C(4, 3, stride=2, padding=1), A("relu"), C(4, 3, padding=1)],
+                          "shortcut": [C(4, 1, stride=2, b_std=0.5)]},
+                         A("relu"), A("global_avgpool"), A("flatten"), L(2)]},
+        mode="trace", n=4, description="a ResNet-style block with a strided 1x1 projection, ntk parameterisation"),
+    "nested_blocks_diagonal": dict(
+        spec={"input": [4], "layers": [{"type": "sequential", "layers": [L(5), A("gelu")]},
+                                       {"type": "residual", "body": [
+                                           {"type": "residual", "body": [L(5), A("silu"), L(5)]}, A("tanh")]},
+                                       {"type": "sequential", "layers": [L(3), {"type": "sequential",
+                                                                                "layers": [A("sigmoid"), L(2)]}]}]},
+        mode="diagonal", n=4, description="nested sequentials and a residual block inside a residual block"),
 }
 
 
