@@ -28,7 +28,7 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 int main() {
   using namespace xntk;
-  const Conv2d conv3x3{.out_channels = 32, .kernel_h = 3, .kernel_w = 3};
+  const Conv2d conv3x3{.out_channels = 32, .kernel_size = 3};
   const ModelSpec spec{.input = {3, 32, 32},
                        .parameterization = Parameterization::standard,
                        .layers = {conv3x3, ReLU(), conv3x3, ReLU(), conv3x3, Flatten{}, Linear{.out_features = 10}}};
@@ -48,7 +48,7 @@ int main() {
               full.flops / 1e9);
   std::printf("trace kernel shape %s\n", to_string(trace.total.shape()).c_str());
   std::printf("diagonal kernel shape %s\n", to_string(diagonal.total.shape()).c_str());
-  for (const auto& m : full.methods) std::printf("conv method  layer %s\n", m.c_str());
+  for (const auto& m : full.methods) std::printf("conv method  layer %s: %s\n", m.layer.c_str(), name(m.method));
 
   // Each parameter's share of the trace of the training kernel: Σ_n Θ_θ(x_n, x_n) summed over the outputs,
   // over the same sum of Θ (on the diagonal every component is a squared norm, so the shares are positive

@@ -9,6 +9,15 @@ namespace xntk {
 
 const char* name(Parameterization p) { return p == Parameterization::ntk ? "ntk" : "standard"; }
 
+const char* name(ConvMethod method) {
+  switch (method) {
+    case ConvMethod::automatic: return "auto";
+    case ConvMethod::gradients: return "gradients";
+    case ConvMethod::positions: return "positions";
+  }
+  return "?";
+}
+
 const char* name(ActivationKind kind) {
   switch (kind) {
     case ActivationKind::relu: return "relu";

@@ -57,6 +57,13 @@ void compare_with_autograd(const Sequential<T>& net, const Tensor<T>& x1, const 
   }
 }
 
+/// Kernel::methods as "layer: method" strings.
+inline std::vector<std::string> methods_text(const std::vector<MethodUsed>& methods) {
+  std::vector<std::string> v;
+  for (const auto& m : methods) v.push_back(m.layer + ": " + name(m.method));
+  return v;
+}
+
 /// A description of layers for failure messages.
 inline std::string describe(const std::vector<LayerSpec>& layers) {
   std::string s;

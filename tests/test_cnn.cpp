@@ -34,22 +34,22 @@ Case make_case(int c) {
   const int convs = 1 + (c / 4) % 3;
   for (int l = 0; l < convs; ++l) {
     Conv2d conv{.out_channels = pick(1, 4), .bias = g() % 3 != 0};
-    conv.kernel_h = pick(1, 3);
-    conv.kernel_w = g() % 4 == 0 ? pick(1, 3) : conv.kernel_h;
-    conv.stride_h = pick(1, 2);
-    conv.stride_w = g() % 4 == 0 ? pick(1, 2) : conv.stride_h;
-    conv.padding_h = conv.padding_w = pick(0, 1);
-    conv.dilation_h = conv.dilation_w = pick(1, 2);
+    conv.kernel_size.h = pick(1, 3);
+    conv.kernel_size.w = g() % 4 == 0 ? pick(1, 3) : conv.kernel_size.h;
+    conv.stride.h = pick(1, 2);
+    conv.stride.w = g() % 4 == 0 ? pick(1, 2) : conv.stride.h;
+    conv.padding.h = conv.padding.w = pick(0, 1);
+    conv.dilation.h = conv.dilation.w = pick(1, 2);
     conv.w_std = 0.5 + static_cast<double>(g() % 100) / 100.0;
     conv.b_std = static_cast<double>(g() % 100) / 100.0;
     // shrink what does not fit the (small) image
-    if (slide(H, conv.kernel_h, 1, conv.padding_h, conv.dilation_h) < 2 ||
-        slide(W, conv.kernel_w, 1, conv.padding_w, conv.dilation_w) < 2)
-      conv.dilation_h = conv.dilation_w = 1;
-    while (slide(H, conv.kernel_h, 1, conv.padding_h, 1) < 1) --conv.kernel_h;
-    while (slide(W, conv.kernel_w, 1, conv.padding_w, 1) < 1) --conv.kernel_w;
-    H = slide(H, conv.kernel_h, conv.stride_h, conv.padding_h, conv.dilation_h);
-    W = slide(W, conv.kernel_w, conv.stride_w, conv.padding_w, conv.dilation_w);
+    if (slide(H, conv.kernel_size.h, 1, conv.padding.h, conv.dilation.h) < 2 ||
+        slide(W, conv.kernel_size.w, 1, conv.padding.w, conv.dilation.w) < 2)
+      conv.dilation.h = conv.dilation.w = 1;
+    while (slide(H, conv.kernel_size.h, 1, conv.padding.h, 1) < 1) --conv.kernel_size.h;
+    while (slide(W, conv.kernel_size.w, 1, conv.padding.w, 1) < 1) --conv.kernel_size.w;
+    H = slide(H, conv.kernel_size.h, conv.stride.h, conv.padding.h, conv.dilation.h);
+    W = slide(W, conv.kernel_size.w, conv.stride.w, conv.padding.w, conv.dilation.w);
     C = conv.out_channels;
     k.spec.layers.push_back(conv);
     Activation act{kinds[static_cast<size_t>(c + l) % kinds.size()]};
@@ -60,20 +60,20 @@ Case make_case(int c) {
     if (last || H < 2 || W < 2) continue;
     switch ((c + l) % 3) {
       case 0: {
-        AvgPool2d pool{.kernel_h = 2, .kernel_w = W >= 3 && g() % 2 ? 3 : 2};
-        pool.padding_h = g() % 3 == 0 ? 1 : 0;
+        AvgPool2d pool{.kernel_size = {2, W >= 3 && g() % 2 ? 3 : 2}};
+        pool.padding.h = g() % 3 == 0 ? 1 : 0;
         k.spec.layers.push_back(pool);
-        H = slide(H, pool.kernel_h, pool.kernel_h, pool.padding_h, 1);
-        W = slide(W, pool.kernel_w, pool.kernel_w, 0, 1);
+        H = slide(H, pool.kernel_size.h, pool.kernel_size.h, pool.padding.h, 1);
+        W = slide(W, pool.kernel_size.w, pool.kernel_size.w, 0, 1);
         break;
       }
       case 1: {
-        MaxPool2d pool{.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = g() % 2 ? 1 : 2};
-        if (H >= 3 && W >= 3 && g() % 2) pool.dilation_h = pool.dilation_w = 2;
-        pool.padding_w = g() % 3 == 0 ? 1 : 0;
+        MaxPool2d pool{.kernel_size = 2, .stride = {1, g() % 2 ? 1 : 2}};
+        if (H >= 3 && W >= 3 && g() % 2) pool.dilation.h = pool.dilation.w = 2;
+        pool.padding.w = g() % 3 == 0 ? 1 : 0;
         k.spec.layers.push_back(pool);
-        H = slide(H, 2, 1, 0, pool.dilation_h);
-        W = slide(W, 2, pool.stride_w, pool.padding_w, pool.dilation_w);
+        H = slide(H, 2, 1, 0, pool.dilation.h);
+        W = slide(W, 2, pool.stride.w, pool.padding.w, pool.dilation.w);
         break;
       }
       default: break;  // no pooling
@@ -107,16 +107,16 @@ std::string describe(const ModelSpec& spec) {
   for (const auto& l : spec.layers) {
     s += " " + type_name(l);
     if (auto* cv = std::get_if<Conv2d>(&l))
-      s += "(" + std::to_string(cv->out_channels) + ",k" + std::to_string(cv->kernel_h) + "x" +
-           std::to_string(cv->kernel_w) + ",s" + std::to_string(cv->stride_h) + "x" + std::to_string(cv->stride_w) +
-           ",p" + std::to_string(cv->padding_h) + ",d" + std::to_string(cv->dilation_h) + (cv->bias ? "" : ",nobias") +
-           ")";
+      s += "(" + std::to_string(cv->out_channels) + ",k" + std::to_string(cv->kernel_size.h) + "x" +
+           std::to_string(cv->kernel_size.w) + ",s" + std::to_string(cv->stride.h) + "x" +
+           std::to_string(cv->stride.w) + ",p" + std::to_string(cv->padding.h) + ",d" + std::to_string(cv->dilation.h) +
+           (cv->bias ? "" : ",nobias") + ")";
   }
   return s;
 }
 
 /// The same model with every conv forced to one evaluation order.
-ModelSpec with_method(ModelSpec spec, const std::string& method) {
+ModelSpec with_method(ModelSpec spec, ConvMethod method) {
   for (auto& l : spec.layers)
     if (auto* cv = std::get_if<Conv2d>(&l)) cv->method = method;
   return spec;
@@ -129,8 +129,8 @@ TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every 
   const Case k = make_case(c);
   INFO("case " << c << ": " << describe(k.spec) << ", N=" << k.n << " M=" << k.m);
   const Sequential<double> net(k.spec, 90 + c);
-  const Sequential<double> by_gradients(with_method(k.spec, "gradients"), 90 + c);
-  const Sequential<double> by_positions(with_method(k.spec, "positions"), 90 + c);
+  const Sequential<double> by_gradients(with_method(k.spec, ConvMethod::gradients), 90 + c);
+  const Sequential<double> by_positions(with_method(k.spec, ConvMethod::positions), 90 + c);
   Shape s1{k.n}, s2{k.m};
   s1.insert(s1.end(), k.spec.input.begin(), k.spec.input.end());
   s2.insert(s2.end(), k.spec.input.begin(), k.spec.input.end());
@@ -141,7 +141,7 @@ TEST_CASE("explicit = autograd on random CNNs (float64, both conv orders, every 
     const auto ref = autograd_ntk(net, x1, x2, opt), ref_sym = autograd_ntk(net, x1, opt);
     for (const auto* model : {&net, &by_gradients, &by_positions}) {
       const auto e = ntk(*model, x1, x2, opt);
-      INFO("conv methods " << (e.methods.empty() ? "" : e.methods.front()) << " ...");
+      INFO("conv methods " << (e.methods.empty() ? "" : test::methods_text(e.methods).front()) << " ...");
       test::compare(e, ref, 1e-10);
       test::compare(ntk(*model, x1, opt), ref_sym, 1e-10);
     }
@@ -155,11 +155,10 @@ TEST_CASE("explicit = autograd through stride-1 convs with 8 or more input chann
   // their input derivatives take the direct kernel (cpu/conv_backward.hpp) where built with AVX-512:
   // a width past one vector pair, 9 channels (a group of 8 and one more), a rectangular kernel with
   // padding as wide as it, a 1 × 1 conv whose deltas all samples share
-  const ModelSpec spec{
-      .input = {2, 6, 37},
-      .layers = {Conv2d{.out_channels = 9, .kernel_h = 3, .kernel_w = 3, .padding_h = 1, .padding_w = 1}, ReLU(),
-                 Conv2d{.out_channels = 8, .kernel_h = 2, .kernel_w = 3, .padding_h = 1, .padding_w = 3}, Tanh(),
-                 Conv2d{.out_channels = 4, .kernel_h = 1, .kernel_w = 1}, Flatten{}, Linear{.out_features = 3}}};
+  const ModelSpec spec{.input = {2, 6, 37},
+                       .layers = {Conv2d{.out_channels = 9, .kernel_size = 3, .padding = 1}, ReLU(),
+                                  Conv2d{.out_channels = 8, .kernel_size = {2, 3}, .padding = {1, 3}}, Tanh(),
+                                  Conv2d{.out_channels = 4, .kernel_size = 1}, Flatten{}, Linear{.out_features = 3}}};
   const Sequential<double> net(spec, 23);
   const auto x1 = test::randn<double>({3, 2, 6, 37}, 1), x2 = test::randn<double>({2, 2, 6, 37}, 2);
   test::compare_with_autograd(net, x1, x2, 1e-10);
@@ -168,11 +167,10 @@ TEST_CASE("explicit = autograd through stride-1 convs with 8 or more input chann
 TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU zeroed", "[cnn]") {
   // per-sample weight gradients through masked_product (AVX-512 builds): both convs have ≥ 256 output
   // positions and K = 36 (two whole strips of 16 doubles and 4 columns more), each followed by a ReLU
-  const ModelSpec spec{
-      .input = {4, 20, 20},
-      .layers = {Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, ReLU(),
-                 Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, ReLU(), Flatten{},
-                 Linear{.out_features = 3}}};
+  const ModelSpec spec{.input = {4, 20, 20},
+                       .layers = {Conv2d{.out_channels = 4, .kernel_size = 3, .method = ConvMethod::gradients}, ReLU(),
+                                  Conv2d{.out_channels = 3, .kernel_size = 3, .method = ConvMethod::gradients}, ReLU(),
+                                  Flatten{}, Linear{.out_features = 3}}};
   const Sequential<double> net(spec, 29);
   const auto x1 = test::randn<double>({3, 4, 20, 20}, 5), x2 = test::randn<double>({2, 4, 20, 20}, 6);
   test::compare_with_autograd(net, x1, x2, 1e-10);
@@ -180,36 +178,34 @@ TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU ze
 
 TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {
   // a 5×5 image through a 5×5 kernel has one output position: the double sum is a single term
-  const ModelSpec tiny{
-      .input = {2, 5, 5},
-      .layers = {Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                 Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 2}}};
+  const ModelSpec tiny{.input = {2, 5, 5},
+                       .layers = {Conv2d{.out_channels = 3, .kernel_size = 3}, ReLU(),
+                                  Conv2d{.out_channels = 4, .kernel_size = 3}, Flatten{}, Linear{.out_features = 2}}};
   const Sequential<double> net(tiny, 1);
   const auto x = test::randn<double>({3, 2, 5, 5}, 2);
-  CHECK(ntk(net, x).methods == std::vector<std::string>{"2: positions", "0: gradients"});
+  CHECK(test::methods_text(ntk(net, x).methods) == std::vector<std::string>{"2: positions", "0: gradients"});
   // a wide map with few outputs: per-sample gradients
   const Sequential<double> wide(
       {.input = {3, 16, 16},
-       .layers = {Conv2d{.out_channels = 8, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 3}}},
+       .layers = {Conv2d{.out_channels = 8, .kernel_size = 3}, Flatten{}, Linear{.out_features = 3}}},
       1);
-  CHECK(ntk(wide, test::randn<double>({2, 3, 16, 16}, 3)).methods == std::vector<std::string>{"0: gradients"});
-  const Sequential<double> forced(with_method(tiny, "gradients"), 1);
-  CHECK(ntk(forced, x).methods == std::vector<std::string>{"2: gradients", "0: gradients"});
+  CHECK(test::methods_text(ntk(wide, test::randn<double>({2, 3, 16, 16}, 3)).methods) ==
+        std::vector<std::string>{"0: gradients"});
+  const Sequential<double> forced(with_method(tiny, ConvMethod::gradients), 1);
+  CHECK(test::methods_text(ntk(forced, x).methods) == std::vector<std::string>{"2: gradients", "0: gradients"});
   CHECK(autograd_ntk(net, x).methods.empty());
 }
 
 TEST_CASE("CNN kernels do not depend on the tile size and Θ(X, X) is exactly symmetric", "[cnn]") {
-  const std::string method = GENERATE("gradients", "positions");
+  const ConvMethod method = GENERATE(ConvMethod::gradients, ConvMethod::positions);
   const bool bias_last = GENERATE(false, true);
-  INFO("method " << method << ", output bias " << bias_last);
+  INFO("method " << name(method) << ", output bias " << bias_last);
   const ModelSpec spec{
       .input = {2, 6, 6},
       .parameterization = Parameterization::ntk,
-      .layers = {
-          Conv2d{.out_channels = 3, .kernel_h = 3, .kernel_w = 3, .padding_h = 1, .padding_w = 1, .method = method},
-          Tanh(), MaxPool2d{},
-          Conv2d{.out_channels = 4, .kernel_h = 2, .kernel_w = 2, .bias = bias_last, .method = method}, GlobalAvgPool{},
-          Flatten{}}};
+      .layers = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1, .method = method}, Tanh(), MaxPool2d{},
+                 Conv2d{.out_channels = 4, .kernel_size = 2, .bias = bias_last, .method = method}, GlobalAvgPool{},
+                 Flatten{}}};
   const Sequential<double> net(spec, 4);
   const auto x1 = test::randn<double>({7, 2, 6, 6}, 5), x2 = test::randn<double>({5, 2, 6, 6}, 6);
   for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {

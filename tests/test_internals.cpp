@@ -119,9 +119,8 @@ TEST_CASE("a repeated kernel computation maps no new blocks", "[internals]") {
   release_cached_memory();
   const Sequential<float> net(
       {.input = {3, 32, 32},
-       .layers = {Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                  Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                  Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 10}}},
+       .layers = {Conv2d{.out_channels = 32, .kernel_size = 3}, ReLU(), Conv2d{.out_channels = 32, .kernel_size = 3},
+                  ReLU(), Conv2d{.out_channels = 32, .kernel_size = 3}, Flatten{}, Linear{.out_features = 10}}},
       0);
   Tensor<float> x1({20, 3, 32, 32}), x2({5, 3, 32, 32});
   for (int64_t i = 0; i < x1.size(); ++i) x1[i] = static_cast<float>(std::sin(0.3 * static_cast<double>(i)));

@@ -301,7 +301,8 @@ TEST_CASE("model JSON: the DESIGN example, PyTorch defaults and both parameteris
   CHECK(spec.parameterization == Parameterization::standard);
   REQUIRE(spec.layers.size() == 4);
   const auto& conv = std::get<Conv2d>(spec.layers[0]);
-  CHECK((conv.out_channels == 32 && conv.kernel_h == 3 && conv.kernel_w == 3 && conv.bias && conv.method == "auto"));
+  CHECK((conv.out_channels == 32 && conv.kernel_size.h == 3 && conv.kernel_size.w == 3 && conv.bias &&
+         conv.method == ConvMethod::automatic));
   CHECK(std::get<Activation>(spec.layers[1]).kind == ActivationKind::relu);
   CHECK(std::holds_alternative<Flatten>(spec.layers[2]));
   CHECK(std::get<Linear>(spec.layers[3]).out_features == 10);
@@ -333,14 +334,14 @@ TEST_CASE("model JSON: padding \"same\", pool strides and round trips", "[io][js
       {"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": [1, 0], "dilation": 2},
       {"type": "global_avgpool"}, {"type": "flatten", "start_dim": 1}]})");
   const auto& same = std::get<Conv2d>(spec.layers[0]);
-  CHECK((same.padding_h == 1 && same.padding_w == 4 && same.dilation_w == 2 && same.method == "positions"));
-  CHECK(std::get<Conv2d>(spec.layers[1]).padding_h == 0);
+  CHECK((same.padding.h == 1 && same.padding.w == 4 && same.dilation.w == 2 && same.method == ConvMethod::positions));
+  CHECK(std::get<Conv2d>(spec.layers[1]).padding.h == 0);
   const auto& mp = std::get<MaxPool2d>(spec.layers[2]);
-  CHECK((mp.kernel_h == 2 && mp.stride_h == 0 && mp.padding_h == 0 && mp.dilation_h == 1));
+  CHECK((mp.kernel_size.h == 2 && mp.stride.h == 0 && mp.padding.h == 0 && mp.dilation.h == 1));
   const auto& ap = std::get<AvgPool2d>(spec.layers[3]);
-  CHECK((ap.kernel_h == 2 && ap.kernel_w == 3 && ap.stride_h == 0 && ap.padding_w == 1));
+  CHECK((ap.kernel_size.h == 2 && ap.kernel_size.w == 3 && ap.stride.h == 0 && ap.padding.w == 1));
   const auto& mp2 = std::get<MaxPool2d>(spec.layers[4]);
-  CHECK((mp2.stride_h == 1 && mp2.padding_h == 1 && mp2.padding_w == 0 && mp2.dilation_w == 2));
+  CHECK((mp2.stride.h == 1 && mp2.padding.h == 1 && mp2.padding.w == 0 && mp2.dilation.w == 2));
 
   // writing and reading back gives the same spec (compared through its JSON, which names every field)
   const std::string text = model_spec_to_json(spec);

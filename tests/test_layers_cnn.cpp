@@ -30,18 +30,11 @@ Tensor<T> run(const Sequential<T>& net, const Tensor<T>& x) {
 TEST_CASE("CNN output shapes follow PyTorch", "[cnn][layers]") {
   const Sequential<double> net(
       {.input = {3, 32, 32},
-       .layers = {Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                  Conv2d{.out_channels = 8,
-                         .kernel_h = 3,
-                         .kernel_w = 5,
-                         .stride_h = 2,
-                         .stride_w = 1,
-                         .padding_h = 1,
-                         .padding_w = 2,
-                         .dilation_h = 2,
-                         .dilation_w = 1},
-                  AvgPool2d{.kernel_h = 3, .kernel_w = 2, .padding_h = 1},
-                  MaxPool2d{.kernel_h = 2, .kernel_w = 3, .stride_h = 1, .dilation_w = 2}, GlobalAvgPool{}, Flatten{}}},
+       .layers =
+           {Conv2d{.out_channels = 32, .kernel_size = 3}, ReLU(),
+            Conv2d{.out_channels = 8, .kernel_size = {3, 5}, .stride = {2, 1}, .padding = {1, 2}, .dilation = {2, 1}},
+            AvgPool2d{.kernel_size = {3, 2}, .padding = {1, 0}},
+            MaxPool2d{.kernel_size = {2, 3}, .stride = {1, 0}, .dilation = {1, 2}}, GlobalAvgPool{}, Flatten{}}},
       0);
   // 32 -> 30 (k3); h: (30 + 2 - 5)/2 + 1 = 14, w: (30 + 4 - 5)/1 + 1 = 30; avg: (14 + 2 - 3)/3 + 1 = 5,
   // (30 - 2)/2 + 1 = 15; max: h (5 - 2)/1 + 1 = 4, w (15 - 5)/3 + 1 = 4
@@ -59,35 +52,34 @@ TEST_CASE("CNN output shapes follow PyTorch", "[cnn][layers]") {
 
 TEST_CASE("CNN layers name themselves in shape and argument errors", "[cnn][layers][errors]") {
   // layer 3 sees a 2×2 map: conv 5 -> 4, max pooling 4 -> 2
-  CHECK_THROWS_WITH(
-      Sequential<double>({.input = {1, 5, 5},
-                          .layers = {Conv2d{.out_channels = 2, .kernel_h = 2, .kernel_w = 2}, ReLU(), MaxPool2d{},
-                                     Conv2d{.out_channels = 2, .kernel_h = 3, .kernel_w = 3}}}),
-      Contains("layer 3 (conv2d)") && Contains("larger than its padded input") &&
-          Contains("expected a padded input of at least 3x3") && Contains("got 2x2"));
-  CHECK_THROWS_WITH(
-      Sequential<double>(
-          {.input = {1, 4, 4},
-           .layers = {Conv2d{.out_channels = 1, .kernel_h = 2, .kernel_w = 2, .dilation_h = 4, .dilation_w = 1}}}),
-      Contains("layer 0 (conv2d)") && Contains("at least 5x2") && Contains("got 4x4"));
-  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .method = "fast"}}}),
-                    Contains("layer 0 (conv2d)") && Contains("\"fast\"") && Contains("\"positions\""));
+  CHECK_THROWS_WITH(Sequential<double>({.input = {1, 5, 5},
+                                        .layers = {Conv2d{.out_channels = 2, .kernel_size = 2}, ReLU(), MaxPool2d{},
+                                                   Conv2d{.out_channels = 2, .kernel_size = 3}}}),
+                    Contains("layer 3 (conv2d)") && Contains("larger than its padded input") &&
+                        Contains("expected a padded input of at least 3x3") && Contains("got 2x2"));
+  CHECK_THROWS_WITH(Sequential<double>({.input = {1, 4, 4},
+                                        .layers = {Conv2d{.out_channels = 1, .kernel_size = 2, .dilation = {4, 1}}}}),
+                    Contains("layer 0 (conv2d)") && Contains("at least 5x2") && Contains("got 4x4"));
+  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4},
+                                        .layers = {Conv2d{.out_channels = 1, .method = static_cast<ConvMethod>(7)}}}),
+                    Contains("layer 0 (conv2d)") && Contains("automatic, gradients or positions"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .in_channels = 3}}}),
                     Contains("layer 0 (conv2d)") && Contains("in_channels is 3") && Contains("2 channels"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {16}, .layers = {Conv2d{.out_channels = 1}}}),
                     Contains("layer 0 (conv2d)") && Contains("3-D input") && Contains("(16"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 0}}}),
                     Contains("out_channels must be positive"));
-  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .stride_h = 0}}}),
+  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .stride = {0, 1}}}}),
                     Contains("stride must be positive"));
-  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .padding_w = -1}}}),
+  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1, .padding = {0, -1}}}}),
                     Contains("padding must be non-negative"));
   CHECK_THROWS_WITH(Sequential<double>(
                         {.input = {2, 4, 4}, .layers = {Conv2d{.out_channels = 1}, ReLU(), Linear{.out_features = 2}}}),
                     Contains("layer 2 (linear)") && Contains("flatten"));
-  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 4, 4}, .layers = {AvgPool2d{.kernel_h = 2, .padding_h = 2}}}),
-                    Contains("layer 0 (avgpool2d)") && Contains("half the kernel size"));
-  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 3, 3}, .layers = {ReLU(), MaxPool2d{.kernel_h = 4}}}),
+  CHECK_THROWS_WITH(
+      Sequential<double>({.input = {2, 4, 4}, .layers = {AvgPool2d{.kernel_size = 2, .padding = {2, 0}}}}),
+      Contains("layer 0 (avgpool2d)") && Contains("half the kernel size"));
+  CHECK_THROWS_WITH(Sequential<double>({.input = {2, 3, 3}, .layers = {ReLU(), MaxPool2d{.kernel_size = {4, 2}}}}),
                     Contains("layer 1 (maxpool2d)") && Contains("at least 4x2") && Contains("got 3x3"));
   CHECK_THROWS_WITH(Sequential<double>({.input = {8}, .layers = {GlobalAvgPool{}}}),
                     Contains("layer 0 (global_avgpool)") && Contains("3-D input"));
@@ -100,14 +92,10 @@ TEST_CASE("conv and pooling forwards match direct loops", "[cnn][layers]") {
   const Sequential<double> net({.input = {C, H, W},
                                 .parameterization = param,
                                 .layers = {Conv2d{.out_channels = F,
-                                                  .kernel_h = kh,
-                                                  .kernel_w = kw,
-                                                  .stride_h = sh,
-                                                  .stride_w = sw,
-                                                  .padding_h = ph,
-                                                  .padding_w = pw,
-                                                  .dilation_h = dh,
-                                                  .dilation_w = dw,
+                                                  .kernel_size = {kh, kw},
+                                                  .stride = {sh, sw},
+                                                  .padding = {ph, pw},
+                                                  .dilation = {dh, dw},
                                                   .w_std = 1.3,
                                                   .b_std = 0.7}}},
                                3);
@@ -135,8 +123,7 @@ TEST_CASE("conv and pooling forwards match direct loops", "[cnn][layers]") {
   CHECK(worst <= 1e-13);
 
   // average pooling with padding counts the padding in the divisor
-  const Sequential<double> avg(
-      {.input = {C, H, W}, .layers = {AvgPool2d{.kernel_h = 2, .kernel_w = 3, .padding_h = 1, .padding_w = 1}}});
+  const Sequential<double> avg({.input = {C, H, W}, .layers = {AvgPool2d{.kernel_size = {2, 3}, .padding = 1}}});
   const auto ya = avg.forward(x);
   REQUIRE(ya.shape() == Shape{2, C, 3, 2});
   worst = 0;
@@ -153,14 +140,9 @@ TEST_CASE("conv and pooling forwards match direct loops", "[cnn][layers]") {
   CHECK(worst <= 1e-14);
 
   // max pooling with dilation and padding ignores the padding
-  const Sequential<double> mx({.input = {C, H, W},
-                               .layers = {MaxPool2d{.kernel_h = 2,
-                                                    .kernel_w = 2,
-                                                    .stride_h = 1,
-                                                    .stride_w = 2,
-                                                    .padding_w = 1,
-                                                    .dilation_h = 2,
-                                                    .dilation_w = 2}}});
+  const Sequential<double> mx(
+      {.input = {C, H, W},
+       .layers = {MaxPool2d{.kernel_size = 2, .stride = {1, 2}, .padding = {0, 1}, .dilation = 2}}});
   const auto ym = mx.forward(x);
   REQUIRE(ym.shape() == Shape{2, C, 3, 3});
   worst = 0;
@@ -206,15 +188,11 @@ TEMPLATE_TEST_CASE("stride-1 conv forwards match direct sums", "[cnn][layers]", 
         Geometry{12, 8, 7, 40, 3, 2, 2, 0}, Geometry{8, 8, 4, 9, 3, 3, 3, 1}, Geometry{3, 32, 6, 20, 3, 3, 1, 1},
         Geometry{4, 4, 6, 20, 3, 3, 1, 1}}) {
     CAPTURE(s.ci, s.co, s.h, s.w, s.kh, s.kw, s.ph, s.pw);
-    const Sequential<T> net({.input = {s.ci, s.h, s.w},
-                             .parameterization = Parameterization::ntk,
-                             .layers = {Conv2d{.out_channels = s.co,
-                                               .kernel_h = s.kh,
-                                               .kernel_w = s.kw,
-                                               .padding_h = s.ph,
-                                               .padding_w = s.pw,
-                                               .b_std = 0.5}}},
-                            7);
+    const Sequential<T> net(
+        {.input = {s.ci, s.h, s.w},
+         .parameterization = Parameterization::ntk,
+         .layers = {Conv2d{.out_channels = s.co, .kernel_size = {s.kh, s.kw}, .padding = {s.ph, s.pw}, .b_std = 0.5}}},
+        7);
     const auto x = test::randn<T>({3, s.ci, s.h, s.w}, 8);
     const auto y = run(net, x);
     const int64_t oh = s.h + 2 * s.ph - s.kh + 1, ow = s.w + 2 * s.pw - s.kw + 1;
@@ -268,7 +246,7 @@ TEST_CASE("conv components: both orders, every gradient chunk and shared deltas 
   const Sequential<double> net(
       {.input = {2, 5, 4},
        .parameterization = Parameterization::ntk,
-       .layers = {Conv2d{.out_channels = 3, .kernel_h = 2, .kernel_w = 2, .padding_h = 1, .dilation_w = 2}}},
+       .layers = {Conv2d{.out_channels = 3, .kernel_size = 2, .padding = {1, 0}, .dilation = {1, 2}}}},
       8);
   const auto* conv = dynamic_cast<const nn::Conv2dLayer<double>*>(&nn::top_leaf(net, 0));
   REQUIRE(conv != nullptr);

@@ -41,13 +41,6 @@ void write_npy(std::ostream& out, const Tensor<T>& t);
 
 // ---- safetensors ----
 
-/// A tensor and its name in a safetensors file.
-template <class T>
-struct NamedTensor {
-  std::string name;
-  Tensor<T> tensor;
-};
-
 /// Reads every tensor of a safetensors file (dtypes F32 and F64, converted to T), in the order of their
 /// data in the file (the order in which they were written). `__metadata__` is accepted and, when
 /// `metadata` is given, returned through it. Names, dtypes, shapes and offsets are validated against the

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "xntk/layers.hpp"
 #include "xntk/model.hpp"
 #include "xntk/tensor.hpp"
 
@@ -41,16 +42,30 @@ struct KernelOptions {
   std::function<void(int64_t, int64_t)> progress = nullptr;
 };
 
+/// The evaluation order one conv layer's weight component was computed in.
+struct MethodUsed {
+  std::string layer;  ///< the layer's module path, e.g. "3" or "2.body.0"
+  ConvMethod method = ConvMethod::gradients;
+};
+
 /// A kernel and, on request, its components.
 template <class T>
 struct Kernel {
   Tensor<T> total;                    ///< (N, M, O, O), (N, M) or (N, M, O) by mode
   std::vector<std::string> names;     ///< component names, e.g. "2.weight", in component order
   std::vector<Tensor<T>> components;  ///< one per name (empty unless requested), each shaped as total
-  /// Per conv layer, the evaluation order used ("3: gradients"); empty for MLPs.
-  std::vector<std::string> methods;
+  /// Per conv layer (outermost first), the evaluation order used; empty for MLPs.
+  std::vector<MethodUsed> methods;
   double flops = 0;  ///< floating-point operations of the algorithm run
   int64_t tile = 0;  ///< samples per tile used
+
+  /// The components with their names, in component order, as `analyze` and `write_safetensors` take them
+  /// (copies; empty unless components were requested).
+  std::vector<NamedTensor<T>> named_components() const {
+    std::vector<NamedTensor<T>> v;
+    for (size_t i = 0; i < components.size(); ++i) v.push_back({names[i], components[i]});
+    return v;
+  }
 };
 
 /// Explicit NTK Θ(X1, X2). X1 is (N, input...), X2 is (M, input...).

@@ -22,36 +22,53 @@ struct Linear {
   double b_std = 1.0;       ///< σ_b of the `ntk` parameterisation (c_b = σ_b)
 };
 
+/// A spatial size as PyTorch's `_pair` takes it: one integer for both dimensions (`3`) or (h, w) (`{3, 5}`).
+struct Size2 {
+  int64_t h = 0, w = 0;
+  constexpr Size2() = default;
+  constexpr Size2(int64_t both) : h(both), w(both) {}  // implicit, as PyTorch's int argument
+  constexpr Size2(int64_t height, int64_t width) : h(height), w(width) {}
+  friend constexpr bool operator==(const Size2&, const Size2&) = default;
+};
+
+/// How a conv layer's weight component is evaluated (docs/maths.md): `automatic` picks the order with fewer
+/// FLOPs for the tile; Kernel::methods reports the one used.
+enum class ConvMethod {
+  automatic,  ///< the cheaper of the two by FLOPs (the default)
+  gradients,  ///< per-sample weight gradients δ_o Uᵀ, then their Gram (large feature maps)
+  positions   ///< the double sum over output positions (tiny feature maps)
+};
+
+/// "auto", "gradients" or "positions" (the model JSON's names).
+const char* name(ConvMethod method);
+
 /// `torch.nn.Conv2d` with groups = 1 on NCHW input: y = c_w W_mat im2col(a) + c_b b 1ᵀ.
 /// NTK: Θ_W[o,o'] = c_w² Σ_{p,q} ⟨δ_o[:,p], δ'_o'[:,q]⟩ ⟨U[:,p], U'[:,q]⟩,  Θ_b[o,o'] = c_b² ⟨δ_o 1, δ'_o' 1⟩.
 struct Conv2d {
   int64_t out_channels = 0;
-  int64_t kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1;
-  int64_t padding_h = 0, padding_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
+  Size2 kernel_size = 1;
+  Size2 stride = 1;
+  Size2 padding = 0;
+  Size2 dilation = 1;
   bool bias = true;
   int64_t in_channels = 0;  ///< 0: taken from the input shape; otherwise checked against it
   double w_std = 1.0, b_std = 1.0;
-  /// Evaluation order of the weight component: "auto" (the one with fewer FLOPs, docs/maths.md),
-  /// "gradients" (per-sample weight gradients, then their Gram) or "positions" (the double sum over output
-  /// positions). The order used is reported in Kernel::methods.
-  std::string method = "auto";
+  ConvMethod method = ConvMethod::automatic;
 };
 
 /// `torch.nn.AvgPool2d` (stride defaults to the kernel size, count_include_pad = true, ceil_mode = false).
 struct AvgPool2d {
-  int64_t kernel_h = 2, kernel_w = 2;
-  int64_t stride_h = 0, stride_w = 0;  ///< 0: equal to the kernel size
-  int64_t padding_h = 0, padding_w = 0;
+  Size2 kernel_size = 2;
+  Size2 stride = 0;  ///< 0: equal to the kernel size (PyTorch's stride=None)
+  Size2 padding = 0;
 };
 
 /// `torch.nn.MaxPool2d` (stride defaults to the kernel size; the gradient goes to the first maximum).
 struct MaxPool2d {
-  int64_t kernel_h = 2, kernel_w = 2;
-  int64_t stride_h = 0, stride_w = 0;  ///< 0: equal to the kernel size
-  int64_t padding_h = 0, padding_w = 0;
-  int64_t dilation_h = 1, dilation_w = 1;
+  Size2 kernel_size = 2;
+  Size2 stride = 0;  ///< 0: equal to the kernel size (PyTorch's stride=None)
+  Size2 padding = 0;
+  Size2 dilation = 1;
 };
 
 /// `torch.nn.AdaptiveAvgPool2d(1)`: (C, H, W) -> (C, 1, 1).

@@ -70,4 +70,11 @@ class Tensor {
 extern template class Tensor<float>;
 extern template class Tensor<double>;
 
+/// A tensor and its name (a parameter's state_dict key, a kernel component's, a safetensors entry's).
+template <class T>
+struct NamedTensor {
+  std::string name;
+  Tensor<T> tensor;
+};
+
 }  // namespace xntk

@@ -8,4 +8,5 @@
 #include "xntk/kernel.hpp"
 #include "xntk/layers.hpp"
 #include "xntk/model.hpp"
+#include "xntk/sink.hpp"
 #include "xntk/tensor.hpp"

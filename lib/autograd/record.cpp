@@ -48,9 +48,9 @@ class Recorder {
 
   int layer(const Conv2d& s, int v, Shape& shape) {
     // The patch matrix as a gather from the sample's (C, H, W) values, −1 marking the zero padding.
-    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2), kh = s.kernel_h, kw = s.kernel_w;
-    const int64_t oh = (H + 2 * s.padding_h - s.dilation_h * (kh - 1) - 1) / s.stride_h + 1;
-    const int64_t ow = (W + 2 * s.padding_w - s.dilation_w * (kw - 1) - 1) / s.stride_w + 1;
+    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2), kh = s.kernel_size.h, kw = s.kernel_size.w;
+    const int64_t oh = (H + 2 * s.padding.h - s.dilation.h * (kh - 1) - 1) / s.stride.h + 1;
+    const int64_t ow = (W + 2 * s.padding.w - s.dilation.w * (kw - 1) - 1) / s.stride.w + 1;
     const int64_t P = oh * ow, K = C * kh * kw;
     std::vector<int64_t> index(static_cast<size_t>(K * P));
     for (int64_t y = 0; y < oh; ++y)
@@ -58,8 +58,8 @@ class Recorder {
         for (int64_t c = 0; c < C; ++c)
           for (int64_t i = 0; i < kh; ++i)
             for (int64_t j = 0; j < kw; ++j) {
-              const int64_t row = y * s.stride_h + i * s.dilation_h - s.padding_h;
-              const int64_t col = x * s.stride_w + j * s.dilation_w - s.padding_w;
+              const int64_t row = y * s.stride.h + i * s.dilation.h - s.padding.h;
+              const int64_t col = x * s.stride.w + j * s.dilation.w - s.padding.w;
               const bool inside = row >= 0 && row < H && col >= 0 && col < W;
               index[static_cast<size_t>(((c * kh + i) * kw + j) * P + y * ow + x)] =
                   inside ? (c * H + row) * W + col : -1;
@@ -76,16 +76,18 @@ class Recorder {
     // y = P a with P's entries listed from a loop over every window offset (zero padding contributes nothing
     // but still counts in the divisor kh·kw: count_include_pad)
     const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2);
-    const int64_t sh = s.stride_h == 0 ? s.kernel_h : s.stride_h, sw = s.stride_w == 0 ? s.kernel_w : s.stride_w;
-    const int64_t oh = (H + 2 * s.padding_h - s.kernel_h) / sh + 1, ow = (W + 2 * s.padding_w - s.kernel_w) / sw + 1;
-    const T weight = T(1) / T(s.kernel_h * s.kernel_w);
+    const int64_t sh = s.stride.h == 0 ? s.kernel_size.h : s.stride.h,
+                  sw = s.stride.w == 0 ? s.kernel_size.w : s.stride.w;
+    const int64_t oh = (H + 2 * s.padding.h - s.kernel_size.h) / sh + 1,
+                  ow = (W + 2 * s.padding.w - s.kernel_size.w) / sw + 1;
+    const T weight = T(1) / T(s.kernel_size.h * s.kernel_size.w);
     std::vector<SparseEntry<T>> entries;
     for (int64_t c = 0; c < C; ++c)
       for (int64_t y = 0; y < oh; ++y)
         for (int64_t x = 0; x < ow; ++x)
-          for (int64_t i = 0; i < s.kernel_h; ++i)
-            for (int64_t j = 0; j < s.kernel_w; ++j) {
-              const int64_t row = y * sh + i - s.padding_h, col = x * sw + j - s.padding_w;
+          for (int64_t i = 0; i < s.kernel_size.h; ++i)
+            for (int64_t j = 0; j < s.kernel_size.w; ++j) {
+              const int64_t row = y * sh + i - s.padding.h, col = x * sw + j - s.padding.w;
               if (row >= 0 && row < H && col >= 0 && col < W)
                 entries.push_back({(c * oh + y) * ow + x, (c * H + row) * W + col, weight});
             }
@@ -97,9 +99,10 @@ class Recorder {
     // The maximum is picked here from the recorded input values, by a scan of its own (first maximum wins,
     // a NaN wins); the gather then routes the derivative to it.
     const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2);
-    const int64_t sh = s.stride_h == 0 ? s.kernel_h : s.stride_h, sw = s.stride_w == 0 ? s.kernel_w : s.stride_w;
-    const int64_t oh = (H + 2 * s.padding_h - s.dilation_h * (s.kernel_h - 1) - 1) / sh + 1;
-    const int64_t ow = (W + 2 * s.padding_w - s.dilation_w * (s.kernel_w - 1) - 1) / sw + 1;
+    const int64_t sh = s.stride.h == 0 ? s.kernel_size.h : s.stride.h,
+                  sw = s.stride.w == 0 ? s.kernel_size.w : s.stride.w;
+    const int64_t oh = (H + 2 * s.padding.h - s.dilation.h * (s.kernel_size.h - 1) - 1) / sh + 1;
+    const int64_t ow = (W + 2 * s.padding.w - s.dilation.w * (s.kernel_size.w - 1) - 1) / sw + 1;
     const T* a = tape_.data(v);
     std::vector<int64_t> index;
     index.reserve(static_cast<size_t>(C * oh * ow));
@@ -107,10 +110,10 @@ class Recorder {
       for (int64_t y = 0; y < oh; ++y)
         for (int64_t x = 0; x < ow; ++x) {
           int64_t pick = -1;
-          for (int64_t i = 0; i < s.kernel_h; ++i)
-            for (int64_t j = 0; j < s.kernel_w; ++j) {
-              const int64_t row = y * sh + i * s.dilation_h - s.padding_h;
-              const int64_t col = x * sw + j * s.dilation_w - s.padding_w;
+          for (int64_t i = 0; i < s.kernel_size.h; ++i)
+            for (int64_t j = 0; j < s.kernel_size.w; ++j) {
+              const int64_t row = y * sh + i * s.dilation.h - s.padding.h;
+              const int64_t col = x * sw + j * s.dilation.w - s.padding.w;
               if (row < 0 || row >= H || col < 0 || col >= W) continue;
               const int64_t k = (c * H + row) * W + col;
               if (pick < 0 || a[k] > a[pick] || std::isnan(a[k])) pick = k;

@@ -181,15 +181,9 @@ void run(const ComputeArgs& args) {
     s["flops"] = k.flops;
     s["gflops"] = compute_s > 0 ? k.flops / compute_s / 1e9 : 0.0;
     s["peak_rss_mb"] = static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports kilobytes
-    // "3: gradients" -> {"3": "gradients"}
+    // {"3": "gradients", …}: each conv layer's path and evaluation order
     s["conv_methods"] = nlohmann::ordered_json::object();
-    for (const std::string& m : k.methods) {
-      const size_t colon = m.find(": ");
-      if (colon == std::string::npos)
-        s["conv_methods"][m] = m;
-      else
-        s["conv_methods"][m.substr(0, colon)] = m.substr(colon + 2);
-    }
+    for (const MethodUsed& m : k.methods) s["conv_methods"][m.layer] = name(m.method);
     std::cout << s.dump() << std::endl;
   }
 }

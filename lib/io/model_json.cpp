@@ -58,7 +58,7 @@ class Fields {
     return v.get<int64_t>();
   }
   /// An integer or [h, w] of integers ≥ `min`, as PyTorch's `_pair`.
-  std::pair<int64_t, int64_t> pair(const std::string& key, int64_t min, std::optional<int64_t> fallback) const {
+  Size2 pair(const std::string& key, int64_t min, std::optional<int64_t> fallback) const {
     const std::string expected = std::string(min > 0 ? "a positive" : "a non-negative") + " integer or [h, w]";
     if (!has(key)) {
       if (!fallback) missing(key, expected);
@@ -101,12 +101,12 @@ class Fields {
 };
 
 /// Conv2d padding: an integer, [h, w], or PyTorch's "valid" / "same" (the latter when it is symmetric).
-std::pair<int64_t, int64_t> conv_padding(const Fields& f, const Conv2d& c) {
+Size2 conv_padding(const Fields& f, const Conv2d& c) {
   if (f.has("padding") && f.at("padding").is_string()) {
     const std::string p = f.choice("padding", {"valid", "same"});
     if (p == "valid") return {0, 0};
-    if (c.stride_h != 1 || c.stride_w != 1) f.fail("padding", "\"same\" only with stride 1, as in PyTorch");
-    const int64_t th = c.dilation_h * (c.kernel_h - 1), tw = c.dilation_w * (c.kernel_w - 1);
+    if (c.stride.h != 1 || c.stride.w != 1) f.fail("padding", "\"same\" only with stride 1, as in PyTorch");
+    const int64_t th = c.dilation.h * (c.kernel_size.h - 1), tw = c.dilation.w * (c.kernel_size.w - 1);
     if (th % 2 || tw % 2)
       f.fail("padding",
              "\"same\" only where it is symmetric (an odd dilation·(kernel_size−1) needs one-sided padding)");
@@ -158,14 +158,17 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     Conv2d c;
     c.out_channels = f.integer("out_channels", 1, std::nullopt);
     c.in_channels = f.integer("in_channels", 1, 0);
-    std::tie(c.kernel_h, c.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
-    std::tie(c.stride_h, c.stride_w) = f.pair("stride", 1, 1);
-    std::tie(c.dilation_h, c.dilation_w) = f.pair("dilation", 1, 1);
-    std::tie(c.padding_h, c.padding_w) = conv_padding(f, c);
+    c.kernel_size = f.pair("kernel_size", 1, std::nullopt);
+    c.stride = f.pair("stride", 1, 1);
+    c.dilation = f.pair("dilation", 1, 1);
+    c.padding = conv_padding(f, c);
     c.bias = f.boolean("bias", true);
     c.w_std = f.number("w_std", 1.0);
     c.b_std = f.number("b_std", 1.0);
-    c.method = f.choice("method", {"auto", "gradients", "positions"});
+    const std::string method = f.choice("method", {"auto", "gradients", "positions"});
+    c.method = method == "gradients"   ? ConvMethod::gradients
+               : method == "positions" ? ConvMethod::positions
+                                       : ConvMethod::automatic;
     return c;
   }
   if (type == "avgpool2d") {
@@ -174,10 +177,10 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     f.fixed("count_include_pad", true, "xntk supports count_include_pad = true only");
     f.fixed("divisor_override", nullptr, "xntk supports no divisor_override");
     AvgPool2d p;
-    std::tie(p.kernel_h, p.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
+    p.kernel_size = f.pair("kernel_size", 1, std::nullopt);
     // PyTorch's stride=None means the kernel size; the spec says so with 0
-    if (f.has("stride") && !f.at("stride").is_null()) std::tie(p.stride_h, p.stride_w) = f.pair("stride", 1, 0);
-    std::tie(p.padding_h, p.padding_w) = f.pair("padding", 0, 0);
+    if (f.has("stride") && !f.at("stride").is_null()) p.stride = f.pair("stride", 1, 0);
+    p.padding = f.pair("padding", 0, 0);
     return p;
   }
   if (type == "maxpool2d") {
@@ -185,10 +188,10 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     f.fixed("ceil_mode", false, "xntk supports ceil_mode = false only");
     f.fixed("return_indices", false, "a model's layers return their output only");
     MaxPool2d p;
-    std::tie(p.kernel_h, p.kernel_w) = f.pair("kernel_size", 1, std::nullopt);
-    if (f.has("stride") && !f.at("stride").is_null()) std::tie(p.stride_h, p.stride_w) = f.pair("stride", 1, 0);
-    std::tie(p.padding_h, p.padding_w) = f.pair("padding", 0, 0);
-    std::tie(p.dilation_h, p.dilation_w) = f.pair("dilation", 1, 1);
+    p.kernel_size = f.pair("kernel_size", 1, std::nullopt);
+    if (f.has("stride") && !f.at("stride").is_null()) p.stride = f.pair("stride", 1, 0);
+    p.padding = f.pair("padding", 0, 0);
+    p.dilation = f.pair("dilation", 1, 1);
     return p;
   }
   if (type == "global_avgpool") {
@@ -257,9 +260,9 @@ Shape parse_input(const json& v, const std::string& source) {
 }
 
 /// An integer pair as PyTorch prints it: `3` when both are equal, else `[3, 5]`.
-ordered_json pair_json(int64_t h, int64_t w) {
-  if (h == w) return h;
-  return ordered_json::array({h, w});
+ordered_json pair_json(Size2 s) {
+  if (s.h == s.w) return s.h;
+  return ordered_json::array({s.h, s.w});
 }
 
 ordered_json layer_json(const LayerSpec& layer);
@@ -285,23 +288,23 @@ ordered_json layer_json(const LayerSpec& layer) {
         } else if constexpr (std::is_same_v<S, Conv2d>) {
           j["out_channels"] = s.out_channels;
           if (s.in_channels > 0) j["in_channels"] = s.in_channels;
-          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
-          j["stride"] = pair_json(s.stride_h, s.stride_w);
-          j["padding"] = pair_json(s.padding_h, s.padding_w);
-          j["dilation"] = pair_json(s.dilation_h, s.dilation_w);
+          j["kernel_size"] = pair_json(s.kernel_size);
+          j["stride"] = pair_json(s.stride);
+          j["padding"] = pair_json(s.padding);
+          j["dilation"] = pair_json(s.dilation);
           j["bias"] = s.bias;
           j["w_std"] = s.w_std;
           j["b_std"] = s.b_std;
-          j["method"] = s.method;
+          j["method"] = name(s.method);
         } else if constexpr (std::is_same_v<S, AvgPool2d>) {
-          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
-          j["stride"] = s.stride_h == 0 && s.stride_w == 0 ? ordered_json(nullptr) : pair_json(s.stride_h, s.stride_w);
-          j["padding"] = pair_json(s.padding_h, s.padding_w);
+          j["kernel_size"] = pair_json(s.kernel_size);
+          j["stride"] = s.stride == Size2(0) ? ordered_json(nullptr) : pair_json(s.stride);
+          j["padding"] = pair_json(s.padding);
         } else if constexpr (std::is_same_v<S, MaxPool2d>) {
-          j["kernel_size"] = pair_json(s.kernel_h, s.kernel_w);
-          j["stride"] = s.stride_h == 0 && s.stride_w == 0 ? ordered_json(nullptr) : pair_json(s.stride_h, s.stride_w);
-          j["padding"] = pair_json(s.padding_h, s.padding_w);
-          j["dilation"] = pair_json(s.dilation_h, s.dilation_w);
+          j["kernel_size"] = pair_json(s.kernel_size);
+          j["stride"] = s.stride == Size2(0) ? ordered_json(nullptr) : pair_json(s.stride);
+          j["padding"] = pair_json(s.padding);
+          j["dilation"] = pair_json(s.dilation);
         } else if constexpr (std::is_same_v<S, Activation>) {
           switch (s.kind) {
             case ActivationKind::leaky_relu: j["negative_slope"] = s.negative_slope; break;

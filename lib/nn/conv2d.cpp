@@ -36,22 +36,20 @@ const T* deltas_of(const Delta<T>& d, int64_t i, int64_t rows_per_sample) {
 template <class T>
 Conv2dLayer<T>::Conv2dLayer(std::string path, const Shape& in, const Conv2d& spec, Parameterization p, detail::Rng& rng)
     : Leaf<T>(in, {}, std::move(path)), out_channels_(spec.out_channels), method_(spec.method), has_bias_(spec.bias) {
+  const Size2 k = spec.kernel_size, st = spec.stride, pad = spec.padding, dil = spec.dilation;
   const std::string at = "layer " + this->path_ + " (conv2d)";
   if (in.size() != 3) throw Error(at + ": expects a 3-D input (channels, height, width), got shape " + to_string(in));
   if (out_channels_ <= 0) throw Error(at + ": out_channels must be positive, got " + std::to_string(out_channels_));
   if (spec.in_channels != 0 && spec.in_channels != in[0])
     throw Error(at + ": in_channels is " + std::to_string(spec.in_channels) + " but the input " + to_string(in) +
                 " has " + std::to_string(in[0]) + " channels");
-  if (spec.stride_h <= 0 || spec.stride_w <= 0)
-    throw Error(at + ": stride must be positive, got " + hw(spec.stride_h, spec.stride_w));
-  if (spec.padding_h < 0 || spec.padding_w < 0)
-    throw Error(at + ": padding must be non-negative, got " + hw(spec.padding_h, spec.padding_w));
-  if (method_ != "auto" && method_ != "gradients" && method_ != "positions")
-    throw Error(at + ": method must be \"auto\", \"gradients\" or \"positions\", got \"" + method_ + "\"");
+  if (st.h <= 0 || st.w <= 0) throw Error(at + ": stride must be positive, got " + hw(st.h, st.w));
+  if (pad.h < 0 || pad.w < 0) throw Error(at + ": padding must be non-negative, got " + hw(pad.h, pad.w));
+  if (method_ != ConvMethod::automatic && method_ != ConvMethod::gradients && method_ != ConvMethod::positions)
+    throw Error(at + ": method must be automatic, gradients or positions");
   if (!(spec.w_std > 0) || !(spec.b_std >= 0) || !std::isfinite(spec.w_std) || !std::isfinite(spec.b_std))
     throw Error(at + ": w_std must be positive and b_std non-negative");
-  g_ = window_geometry(at, in, spec.kernel_h, spec.kernel_w, spec.stride_h, spec.stride_w, spec.padding_h,
-                       spec.padding_w, spec.dilation_h, spec.dilation_w);
+  g_ = window_geometry(at, in, k.h, k.w, st.h, st.w, pad.h, pad.w, dil.h, dil.w);
   this->out_ = {out_channels_, g_.out_h(), g_.out_w()};
   weight_ = Tensor<T>({out_channels_, g_.channels, g_.kernel_h, g_.kernel_w});
   if (has_bias_) bias_ = Tensor<T>({out_channels_});
@@ -117,8 +115,8 @@ double Conv2dLayer<T>::order_flops(ConvOrder order, int64_t n1, int64_t n2, int6
 
 template <class T>
 ConvOrder Conv2dLayer<T>::order(int64_t n1, int64_t n2, int64_t outputs) const {
-  if (method_ == "gradients") return ConvOrder::gradients;
-  if (method_ == "positions") return ConvOrder::positions;
+  if (method_ == ConvMethod::gradients) return ConvOrder::gradients;
+  if (method_ == ConvMethod::positions) return ConvOrder::positions;
   return order_flops(ConvOrder::positions, n1, n2, outputs) < order_flops(ConvOrder::gradients, n1, n2, outputs)
              ? ConvOrder::positions
              : ConvOrder::gradients;
@@ -126,7 +124,8 @@ ConvOrder Conv2dLayer<T>::order(int64_t n1, int64_t n2, int64_t outputs) const {
 
 template <class T>
 void Conv2dLayer<T>::notes(int64_t n1, int64_t n2, int64_t outputs, std::vector<MethodNote>& out) const {
-  out.push_back({this->path_, order(n1, n2, outputs) == ConvOrder::gradients ? "gradients" : "positions"});
+  out.push_back(
+      {this->path_, order(n1, n2, outputs) == ConvOrder::gradients ? ConvMethod::gradients : ConvMethod::positions});
 }
 
 template <class T>

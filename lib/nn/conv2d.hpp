@@ -50,7 +50,7 @@ class Conv2dLayer final : public Leaf<T> {
 
   backend::ConvGeometry g_;
   int64_t out_channels_;
-  std::string method_;  // "auto", "gradients" or "positions"
+  ConvMethod method_;
   double cw_ = 1, cb_ = 1;
   mutable Tensor<T> weight_, bias_;  // mutable: exposed for assignment through named_parameters()
   bool has_bias_;

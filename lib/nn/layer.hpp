@@ -180,11 +180,7 @@ struct ComponentTarget {
   T* bias = nullptr;  ///< may be null (no bias) or equal to weight (the total only)
 };
 
-/// A conv layer's evaluation order, as the driver reports it.
-struct MethodNote {
-  std::string layer;   ///< the layer's path, e.g. "3" or "2.body.0"
-  std::string method;  ///< "gradients" or "positions"
-};
+using MethodNote = MethodUsed;
 
 template <class T>
 class Layer;

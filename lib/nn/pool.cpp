@@ -46,8 +46,8 @@ template <class T>
 Pool2dLayer<T>::Pool2dLayer(std::string path, const Shape& in, const AvgPool2d& s)
     : Leaf<T>(in, {}, std::move(path)),
       kind_(backend::Pool::average),
-      g_(pool_geometry("layer " + this->path_ + " (avgpool2d)", in, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w,
-                       s.padding_h, s.padding_w, 1, 1)) {
+      g_(pool_geometry("layer " + this->path_ + " (avgpool2d)", in, s.kernel_size.h, s.kernel_size.w, s.stride.h,
+                       s.stride.w, s.padding.h, s.padding.w, 1, 1)) {
   this->out_ = pooled(g_);
 }
 
@@ -55,8 +55,8 @@ template <class T>
 Pool2dLayer<T>::Pool2dLayer(std::string path, const Shape& in, const MaxPool2d& s)
     : Leaf<T>(in, {}, std::move(path)),
       kind_(backend::Pool::max),
-      g_(pool_geometry("layer " + this->path_ + " (maxpool2d)", in, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w,
-                       s.padding_h, s.padding_w, s.dilation_h, s.dilation_w)) {
+      g_(pool_geometry("layer " + this->path_ + " (maxpool2d)", in, s.kernel_size.h, s.kernel_size.w, s.stride.h,
+                       s.stride.w, s.padding.h, s.padding.w, s.dilation.h, s.dilation.w)) {
   this->out_ = pooled(g_);
 }
 

@@ -3,6 +3,7 @@
 
 #include "backend/backend.hpp"
 #include "xntk/kernel.hpp"
+#include "xntk/sink.hpp"
 
 namespace xntk::engine {
 
@@ -10,5 +11,9 @@ namespace xntk::engine {
 template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
                           const KernelOptions& options, const backend::Backend& backend);
+/// The same into a sink (the returned Kernel holds no tensors).
+template <class T>
+Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
+                          const KernelOptions& options, const backend::Backend& backend, Sink<T>& sink);
 
 }  // namespace xntk::engine

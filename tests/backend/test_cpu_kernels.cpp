@@ -651,8 +651,8 @@ TEST_CASE("Kernel::flops counts the conv gradient work the masked product skippe
   const int64_t n = 3, O = 3, K = 4 * 3 * 3;
   auto spec = [&](Activation act) {
     return ModelSpec{.input = {4, 20, 20},
-                     .layers = {Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, act,
-                                Conv2d{.out_channels = 4, .kernel_h = 3, .kernel_w = 3, .method = "gradients"}, act,
+                     .layers = {Conv2d{.out_channels = 4, .kernel_size = 3, .method = ConvMethod::gradients}, act,
+                                Conv2d{.out_channels = 4, .kernel_size = 3, .method = ConvMethod::gradients}, act,
                                 Flatten{}, Linear{.out_features = O}}};
   };
   const Sequential<double> relu(spec(ReLU()), 6), leaky(spec(LeakyReLU(0.1)), 6);

@@ -51,30 +51,16 @@ std::vector<LayerSpec> mlp(std::vector<int64_t> widths, Activation act) {
 ModelSpec tutorial_cnn() {
   // the functorch NTK tutorial's CNN: conv1.relu, conv2.relu, conv3, flatten, fc
   return {.input = {3, 32, 32},
-          .layers = {Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                     Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, ReLU(),
-                     Conv2d{.out_channels = 32, .kernel_h = 3, .kernel_w = 3}, Flatten{}, Linear{.out_features = 10}}};
+          .layers = {Conv2d{.out_channels = 32, .kernel_size = 3}, ReLU(), Conv2d{.out_channels = 32, .kernel_size = 3},
+                     ReLU(), Conv2d{.out_channels = 32, .kernel_size = 3}, Flatten{}, Linear{.out_features = 10}}};
 }
 
 ModelSpec small_cnn() {
   // a CIFAR-sized CNN for conv scaling in trace mode
   return {.input = {3, 32, 32},
-          .layers = {Conv2d{.out_channels = 16,
-                            .kernel_h = 3,
-                            .kernel_w = 3,
-                            .stride_h = 2,
-                            .stride_w = 2,
-                            .padding_h = 1,
-                            .padding_w = 1},
-                     ReLU(),
-                     Conv2d{.out_channels = 32,
-                            .kernel_h = 3,
-                            .kernel_w = 3,
-                            .stride_h = 2,
-                            .stride_w = 2,
-                            .padding_h = 1,
-                            .padding_w = 1},
-                     ReLU(), AvgPool2d{.kernel_h = 2, .kernel_w = 2}, Flatten{}, Linear{.out_features = 10}}};
+          .layers = {Conv2d{.out_channels = 16, .kernel_size = 3, .stride = 2, .padding = 1}, ReLU(),
+                     Conv2d{.out_channels = 32, .kernel_size = 3, .stride = 2, .padding = 1}, ReLU(),
+                     AvgPool2d{.kernel_size = 2}, Flatten{}, Linear{.out_features = 10}}};
 }
 
 std::vector<Workload> workloads() {
@@ -145,7 +131,8 @@ int run_one(const Workload& w, int threads, int repeats, const char* dtype) {
   const double in_mb = static_cast<double>((x1.size() + x2.size()) * sizeof(T)) / 1e6 * (1e6 / 1048576.0);
   const double out_mb = static_cast<double>(k.total.size() * sizeof(T)) / 1048576.0;
   std::string methods;
-  for (const auto& m : k.methods) methods += std::string(methods.empty() ? "" : ", ") + "\"" + m + "\"";
+  for (const auto& m : k.methods)
+    methods += std::string(methods.empty() ? "" : ", ") + "\"" + m.layer + ": " + name(m.method) + "\"";
   std::printf(
       "{\"workload\": \"%s\", \"mode\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"n\": %lld, \"m\": %lld, "
       "\"seconds\": %.6g, \"seconds_min\": %.6g, \"flops\": %.6g, \"gflops\": %.4g, \"gemm_peak_gflops\": %.4g, "

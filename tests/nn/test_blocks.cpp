@@ -14,13 +14,7 @@ namespace {
 Linear lin(int64_t out) { return Linear{.out_features = out}; }
 
 Conv2d conv(int64_t out, int64_t k, int64_t stride = 1, int64_t pad = 0) {
-  return Conv2d{.out_channels = out,
-                .kernel_h = k,
-                .kernel_w = k,
-                .stride_h = stride,
-                .stride_w = stride,
-                .padding_h = pad,
-                .padding_w = pad};
+  return Conv2d{.out_channels = out, .kernel_size = k, .stride = stride, .padding = pad};
 }
 
 }  // namespace
@@ -129,13 +123,8 @@ TEST_CASE("explicit = autograd on random residual CNNs (float64, every mode)", "
       {.input = {2, 7, 7},
        .parameterization = Parameterization::ntk,
        .layers = {conv(3, 2), Tanh(),
-                  Residual{.body = {conv(3, 3, 1, 1), MaxPool2d{.kernel_h = 3,
-                                                                .kernel_w = 3,
-                                                                .stride_h = 1,
-                                                                .stride_w = 1,
-                                                                .padding_h = 1,
-                                                                .padding_w = 1}},
-                           .shortcut = {AvgPool2d{.kernel_h = 1, .kernel_w = 1}}},
+                  Residual{.body = {conv(3, 3, 1, 1), MaxPool2d{.kernel_size = 3, .stride = 1, .padding = 1}},
+                           .shortcut = {AvgPool2d{.kernel_size = 1}}},
                   Flatten{}, lin(2)}},
   };
   for (const auto& spec : specs) {

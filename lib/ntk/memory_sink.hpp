@@ -1,0 +1,31 @@
+#pragma once
+// The in-memory sink behind `ntk`: the result tensors of a Kernel, filled block by block (or in place when
+// one block covers everything), and mirrored once at the end when X2 was omitted.
+
+#include "xntk/sink.hpp"
+
+namespace xntk::engine {
+
+template <class T>
+class MemorySink final : public Sink<T> {
+ public:
+  explicit MemorySink(Kernel<T>& k) : k_(k) {}
+  /// Allocates the total and the components; xntk::Error if they need more than 90% of the available memory.
+  void begin(const KernelLayout& layout) override;
+  double resident_bytes(const KernelLayout& layout) const override;
+  T* whole(int slot) override { return tensor(slot).data(); }
+  void put(int slot, const KernelBlock& block, const T* values) override;
+  void end() override;
+
+ private:
+  Tensor<T>& tensor(int slot) { return slot == 0 ? k_.total : k_.components[static_cast<size_t>(slot - 1)]; }
+  Kernel<T>& k_;
+  KernelLayout layout_;
+};
+
+/// Copies the pairs (i, j ≤ i) of each block (i, j) onto (j, i): samples swapped and, in full mode, outputs
+/// swapped. Copies only, so the result is exactly symmetric.
+template <class T>
+void mirror_samples(T* k, int64_t n, int64_t outputs, Mode mode);
+
+}  // namespace xntk::engine

@@ -1,0 +1,95 @@
+#include "ntk/plan.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "batch.hpp"
+#include "nn/model.hpp"
+
+namespace xntk::engine {
+
+double available_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024.0;
+  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+}
+
+namespace {
+
+/// Working bytes of one tile pair of n1 × n2 samples: each side's forward values and two delta buffers of
+/// the widest layer, the blocks (total, and a component's weight and bias), and the largest of the layers'
+/// own scratch.
+template <class T>
+double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components) {
+  const int64_t O = model.outputs();
+  double values = 0, widest = 0, layer_extra = 0;
+  nn::root(model).for_each([&](const nn::Layer<T>& layer) {
+    if (layer.type() == "sequential") return;  // its output is its last child's
+    values += static_cast<double>(layer.out_size());
+    widest = std::max({widest, static_cast<double>(layer.out_size()), static_cast<double>(layer.in_size())});
+    if (const auto* leaf = layer.leaf()) layer_extra = std::max(layer_extra, leaf->component_bytes(n1, n2, O));
+  });
+  const double side = static_cast<double>(sizeof(T)) * (values + 2.0 * static_cast<double>(O) * widest);
+  const double blocks = static_cast<double>(sizeof(T)) * static_cast<double>(n1 * n2 * detail::per_pair(O, mode)) *
+                        (components ? 3.0 : 1.0);
+  return side * static_cast<double>(n1 + n2) + blocks + layer_extra;
+}
+
+}  // namespace
+
+template <class T>
+KernelLayout layout_of(const Sequential<T>& model, int64_t n, int64_t m, bool same, const KernelOptions& options) {
+  KernelLayout l;
+  l.n = n;
+  l.m = m;
+  l.outputs = model.outputs();
+  l.mode = options.mode;
+  l.symmetric = same;
+  l.shape = detail::kernel_shape(n, m, l.outputs, options.mode);
+  if (options.components) l.components = model.component_names();
+  return l;
+}
+
+template <class T>
+Plan make_plan(const Sequential<T>& model, const KernelLayout& layout, const KernelOptions& opt, double resident) {
+  if (opt.tile < 0) throw Error("kernel: tile must be 0 (automatic) or positive, got " + std::to_string(opt.tile));
+  if (opt.memory_budget < 0) throw Error("kernel: memory_budget must be 0 (automatic) or positive");
+  Plan p;
+  p.layout = layout;
+  const int64_t n = layout.n, m = layout.m, O = layout.outputs;
+  const bool components = !layout.components.empty();
+  const double budget =
+      opt.memory_budget > 0 ? static_cast<double>(opt.memory_budget) : 0.5 * (available_bytes() - resident);
+  int64_t tile = opt.tile > 0 ? opt.tile : std::max(n, m);
+  if (opt.tile == 0)
+    while (tile > 1 && tile_bytes(model, std::min(tile, n), std::min(tile, m), layout.mode, components) > budget)
+      tile = (tile + 1) / 2;
+  if (tile_bytes(model, std::min(tile, n), std::min(tile, m), layout.mode, components) > budget && opt.tile == 0)
+    throw Error("kernel: even one sample per tile needs more than the memory budget of " +
+                std::to_string(budget / 1e6) + " MB");
+  p.tile = tile;
+  p.whole = tile >= n && tile >= m;
+  const auto& owners = model.impl().owners;
+  for (auto it = owners.rbegin(); it != owners.rend(); ++it)
+    (*it)->notes(std::min(tile, n), std::min(tile, m), O, p.methods);
+  for (int64_t i0 = 0; i0 < n; i0 += tile)
+    for (int64_t j0 = layout.symmetric ? i0 : 0; j0 < m; j0 += tile)
+      p.pairs.push_back({i0, std::min(tile, n - i0), j0, std::min(tile, m - j0), layout.symmetric && i0 == j0});
+  p.steps = static_cast<int64_t>(p.pairs.size() * owners.size());
+  return p;
+}
+
+#define XNTK_INSTANTIATE(T)                                                                            \
+  template KernelLayout layout_of(const Sequential<T>&, int64_t, int64_t, bool, const KernelOptions&); \
+  template Plan make_plan(const Sequential<T>&, const KernelLayout&, const KernelOptions&, double);
+XNTK_INSTANTIATE(float)
+XNTK_INSTANTIATE(double)
+#undef XNTK_INSTANTIATE
+
+}  // namespace xntk::engine

@@ -1,0 +1,47 @@
+#pragma once
+// The plan of an explicit kernel computation: the result's layout, the tile size chosen from the memory
+// budget, and the grid of tile pairs (only I ≤ J when X2 is omitted), the unit of memory planning, of
+// streaming to a sink and, later, of resuming and of distribution.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xntk/model.hpp"
+#include "xntk/sink.hpp"
+
+namespace xntk::engine {
+
+/// One tile pair: samples [i0, i0 + n1) of X1 against [j0, j0 + n2) of X2; `diagonal`: a block of Θ(X, X)
+/// with I = J.
+struct TilePair {
+  int64_t i0 = 0, n1 = 0, j0 = 0, n2 = 0;
+  bool diagonal = false;
+};
+
+struct Plan {
+  KernelLayout layout;
+  int64_t tile = 0;
+  std::vector<TilePair> pairs;
+  /// One tile pair covers everything: the blocks can be written straight into the result.
+  bool whole = false;
+  /// The conv layers' evaluation orders for the tile size, in component order.
+  std::vector<MethodUsed> methods;
+  /// Progress steps: tile pairs × layers with parameters.
+  int64_t steps = 0;
+};
+
+/// Bytes of memory the system reports as available (MemAvailable), or all physical memory.
+double available_bytes();
+
+/// The layout of Θ(X1, X2) for n × m samples (same: X2 omitted).
+template <class T>
+KernelLayout layout_of(const Sequential<T>& model, int64_t n, int64_t m, bool same, const KernelOptions& options);
+
+/// The plan for a layout whose sink holds `resident` bytes: the largest tile (halving from the batch) whose
+/// working memory fits the budget (KernelOptions::memory_budget, default half of what is available besides
+/// the sink's), unless KernelOptions::tile sets it. xntk::Error if not even one sample fits.
+template <class T>
+Plan make_plan(const Sequential<T>& model, const KernelLayout& layout, const KernelOptions& options, double resident);
+
+}  // namespace xntk::engine
