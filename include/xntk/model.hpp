@@ -86,4 +86,11 @@ class Sequential {
 extern template class Sequential<float>;
 extern template class Sequential<double>;
 
+/// The vector-Jacobian product with respect to the parameters: for a batch x (N, input...) and a cotangent c
+/// of the output's shape (N, output...), Σ_n (∂f(x_n)/∂θ)ᵀ c_n for every parameter θ, named and ordered as
+/// the state_dict. With c = ∂L/∂f it is the gradient of a loss L. Computed by the layers' own backward and
+/// gradient formulas (never the autograd path). xntk::Error if x or c has the wrong shape.
+template <class T>
+std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, const Tensor<T>& x, const Tensor<T>& cotangent);
+
 }  // namespace xntk

@@ -1,0 +1,68 @@
+// The parameters' vector-Jacobian product: a forward pass keeping every layer's output, then one backward
+// sweep of one derivative row per sample (the cotangent), in which every layer with parameters adds its
+// parameter cotangent (Leaf::gradient).
+
+#include <map>
+
+#include "backend/parallel.hpp"
+#include "batch.hpp"
+#include "nn/model.hpp"
+
+namespace xntk {
+
+namespace {
+
+template <class T>
+class GradientVisitor final : public nn::Visitor<T> {
+ public:
+  explicit GradientVisitor(std::map<const nn::Leaf<T>*, std::vector<T*>> grads) : grads_(std::move(grads)) {}
+  void leaf(nn::Sweep<T>& s, const nn::Leaf<T>& layer, const nn::Pointers<T>& in) override {
+    auto& lane = s.lanes[0];
+    // a per-sample cotangent stays per sample through every layer
+    lane.delta = nn::expanded(s.cx, std::move(lane.delta), 1, layer.out_size(), lane.batch);
+    layer.gradient(s.cx, in[0], lane.batch, lane.delta.data(), grads_.at(&layer));
+  }
+
+ private:
+  std::map<const nn::Leaf<T>*, std::vector<T*>> grads_;
+};
+
+}  // namespace
+
+template <class T>
+std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, const Tensor<T>& x, const Tensor<T>& cotangent) {
+  const int64_t n = detail::check_batch(model, x, "gradient: x");
+  Shape expected{n};
+  expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
+  if (cotangent.shape() != expected)
+    throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
+                to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
+  const auto& impl = model.impl();
+  std::vector<NamedTensor<T>> out;
+  std::map<const nn::Leaf<T>*, std::vector<T*>> grads;
+  for (const auto* leaf : impl.owners)
+    for (const auto& p : leaf->parameters()) out.push_back({p.name, Tensor<T>(p.tensor->shape())});
+  size_t k = 0;
+  for (const auto* leaf : impl.owners)
+    for (size_t q = 0; q < leaf->parameters().size(); ++q) grads[leaf].push_back(out[k++].tensor.data());
+  if (impl.owners.empty()) return out;
+
+  nn::Context<T> cx(backend::get("cpu"));
+  nn::Values<T> values(cx, impl.nodes);
+  impl.root->forward(cx, values, x.data(), n);
+  GradientVisitor<T> visitor(std::move(grads));
+  nn::Sweep<T> sweep(cx, 1, 1, visitor);
+  sweep.lanes[0].values = &values;
+  sweep.lanes[0].batch = n;
+  sweep.lanes[0].delta = {nn::DeltaKind::per_sample, cx.buffer()};
+  sweep.lanes[0].delta.rows.resize(cotangent.size());
+  cx.ops().copy(cotangent.size(), cotangent.data(), sweep.lanes[0].delta.rows.data());
+  impl.root->sweep(sweep, {x.data(), nullptr}, {nullptr, nullptr}, false);
+  return out;
+}
+
+template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, const Tensor<float>&, const Tensor<float>&);
+template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, const Tensor<double>&,
+                                                   const Tensor<double>&);
+
+}  // namespace xntk

@@ -1,0 +1,128 @@
+// xntk::gradient, the parameters' vector-Jacobian product through the layers' own formulas: against the
+// autograd path's Jacobians contracted with the cotangent, and against finite differences of the forward,
+// for every layer kind and block, both parameterisations and both dtypes.
+
+#include <catch2/catch.hpp>
+
+#include "helpers.hpp"
+
+using namespace xntk;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<ModelSpec> models() {
+  using P = Parameterization;
+  const Linear l4{.out_features = 4}, l3{.out_features = 3};
+  return {
+      {.input = {5},
+       .layers = {Linear{.out_features = 6}, Tanh(), Linear{.out_features = 6, .bias = false}, GELU(), ReLU(), l3}},
+      {.input = {5},
+       .parameterization = P::ntk,
+       .layers = {Linear{.out_features = 6, .w_std = 1.4, .b_std = 0.2}, Sigmoid(), Linear{.out_features = 4}, SiLU(),
+                  Softplus(2.0), l3}},
+      {.input = {2, 8, 11},
+       .layers = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}, ReLU(), MaxPool2d{.kernel_size = 2},
+                  Conv2d{.out_channels = 4, .kernel_size = {2, 3}, .stride = {1, 2}, .dilation = {2, 1}}, ELU(0.5),
+                  AvgPool2d{.kernel_size = {1, 2}}, Flatten{}, l3}},
+      {.input = {3, 6, 6},
+       .parameterization = P::ntk,
+       .layers = {Conv2d{.out_channels = 4, .kernel_size = 3, .bias = false}, LeakyReLU(0.1), Erf(),
+                  Conv2d{.out_channels = 2, .kernel_size = 1, .b_std = 0.5}, GlobalAvgPool{}}},
+      {.input = {4},
+       .layers = {l4, ReLU(), Residual{.body = {l4, Tanh(), l4}}, Residual{.body = {l3}, .shortcut = {l3}},
+                  Identity()}},
+      {.input = {2, 5, 5},
+       .layers = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}, ReLU(),
+                  Residual{.body = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}, ReLU(),
+                                    Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}}},
+                  SequentialBlock{{Flatten{}, l3}}}},
+  };
+}
+
+template <class T>
+Tensor<T> batch_of(const ModelSpec& spec, int64_t n, uint64_t seed) {
+  Shape s{n};
+  s.insert(s.end(), spec.input.begin(), spec.input.end());
+  return test::randn<T>(s, seed);
+}
+
+}  // namespace
+
+TEST_CASE("gradient equals the autograd path's Jacobians contracted with the cotangent", "[gradient]") {
+  for (const auto& spec : models()) {
+    INFO(test::describe(spec));
+    const Sequential<double> net(spec, 7);
+    const Sequential<float> netf(spec, 7);
+    const auto x = batch_of<double>(spec, 3, 1);
+    Shape cs{3};
+    cs.insert(cs.end(), net.output_shape().begin(), net.output_shape().end());
+    const auto c = test::randn<double>(cs, 2);
+    const auto g = gradient(net, x, c);
+    const auto gf = gradient(netf, x.cast<float>(), c.cast<float>());
+    const auto J = jacobians(net, x);  // per parameter (N, O, P), state_dict order
+    const auto params = net.named_parameters();
+    REQUIRE(g.size() == params.size());
+    REQUIRE(gf.size() == params.size());
+    const int64_t O = net.outputs();
+    for (size_t q = 0; q < params.size(); ++q) {
+      INFO(params[q].name);
+      CHECK(g[q].name == params[q].name);
+      CHECK(g[q].tensor.shape() == params[q].tensor->shape());
+      Tensor<double> want(params[q].tensor->shape());
+      for (int64_t n = 0; n < 3; ++n)
+        for (int64_t o = 0; o < O; ++o)
+          for (int64_t p = 0; p < want.size(); ++p) want[p] += c[n * O + o] * J[q][(n * O + o) * want.size() + p];
+      // float64: the same sums in another order; float32: sums of at most ~300 terms rounded to float
+      CHECK(test::rel_error(g[q].tensor, want) <= 1e-12);
+      CHECK(test::rel_error(gf[q].tensor, want) <= 1e-5);
+    }
+  }
+}
+
+TEST_CASE("gradient matches finite differences of the forward", "[gradient]") {
+  const double h = 1e-5;
+  for (const auto& spec : models()) {
+    INFO(test::describe(spec));
+    const Sequential<double> net(spec, 3);
+    const auto x = batch_of<double>(spec, 2, 4);
+    Shape cs{2};
+    cs.insert(cs.end(), net.output_shape().begin(), net.output_shape().end());
+    const auto c = test::randn<double>(cs, 5);
+    const auto g = gradient(net, x, c);
+    auto pairing = [&] {
+      const auto y = net.forward(x);
+      double s = 0;
+      for (int64_t i = 0; i < y.size(); ++i) s += c[i] * y[i];
+      return s;
+    };
+    for (size_t q = 0; q < g.size(); ++q) {
+      INFO(g[q].name);
+      Tensor<double>& theta = net.parameter(g[q].name);
+      const Tensor<double> saved = theta;
+      const auto u = test::randn<double>(theta.shape(), 6 + q);
+      double analytic = 0;
+      for (int64_t i = 0; i < theta.size(); ++i) analytic += g[q].tensor[i] * u[i];
+      for (int64_t i = 0; i < theta.size(); ++i) theta[i] = saved[i] + h * u[i];
+      const double up = pairing();
+      for (int64_t i = 0; i < theta.size(); ++i) theta[i] = saved[i] - h * u[i];
+      const double down = pairing();
+      theta = saved;
+      // central differences: truncation ~h², rounding ~ε/h, far below the tolerance at these smooth points
+      CAPTURE(analytic, (up - down) / (2 * h));
+      CHECK(std::abs(analytic - (up - down) / (2 * h)) <= 1e-6 * std::max(1.0, std::abs(analytic)));
+    }
+  }
+}
+
+TEST_CASE("gradient refuses inputs and cotangents of the wrong shape", "[gradient][errors]") {
+  const Sequential<double> net({.input = {4}, .layers = {Linear{.out_features = 2}}}, 0);
+  const auto x = test::randn<double>({3, 4}, 1);
+  CHECK_THROWS_WITH(gradient(net, x, test::randn<double>({3, 3}, 2)),
+                    Contains("cotangent has shape (3, 3)") && Contains("expected (3, 2)"));
+  CHECK_THROWS_WITH(gradient(net, test::randn<double>({3, 5}, 2), test::randn<double>({3, 2}, 2)),
+                    Contains("gradient: x has shape (3, 5)"));
+  // a model without parameters has no gradient
+  const Sequential<double> none({.input = {4}, .layers = {ReLU()}}, 0);
+  CHECK(gradient(none, x, x).empty());
+}
