@@ -123,6 +123,11 @@ class Ops {
   virtual void repeat(const T* x, int64_t n, int64_t times, T* y) const = 0;
   /// y = value (n values).
   virtual void fill(int64_t n, T value, T* y) const = 0;
+  /// y = the n × n identity.
+  virtual void identity(int64_t n, T* y) const = 0;
+  /// s = one sample pair's (o, o') block in the mode's layout (per = O², O or 1 values: every (o, o'), the
+  /// diagonal, or its sum) from S (O × O, valid in its lower triangle): a block of deltas shared by all samples.
+  virtual void pair_block(Mode mode, int64_t outputs, const T* S, T* s) const = 0;
 
   // ---- NTK blocks: components of sample pairs, written into a block (n1, n2, per) of the tile pair. With
   // `same` (the two sides are one batch) only pairs j ≤ i are needed, and a pair (i, i)'s (o, o') values must be

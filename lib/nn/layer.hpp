@@ -94,9 +94,7 @@ Delta<T> materialized(Context<T>& cx, Delta<T>&& d, int64_t streams) {
   if (d.kind != DeltaKind::identity) return std::move(d);
   Delta<T> m{DeltaKind::shared, cx.buffer()};
   m.rows.resize(streams * streams);
-  cx.ops().fill(streams * streams, T(0), m.rows.data());
-  // the diagonal on the host is fine for host memory; a device backend's fill would set it
-  for (int64_t o = 0; o < streams; ++o) m.rows[o * streams + o] = T(1);
+  cx.ops().identity(streams, m.rows.data());
   return m;
 }
 

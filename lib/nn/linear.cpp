@@ -107,25 +107,15 @@ void LinearLayer<T>::components(Context<T>& cx, const Side<T>& a, const Side<T>&
     // Deltas shared by all samples (at the last layer δ_o = e_o): ⟨δ_o, δ'_o'⟩ = S[o, o'] for every pair
     Buffer<T> S = cx.buffer(), s = cx.buffer();
     S.resize(O * O);
-    if (a.delta->kind == DeltaKind::identity) {
-      for (int64_t e = 0; e < O * O; ++e) S[e] = e % (O + 1) == 0 ? T(1) : T(0);
-    } else {
+    if (a.delta->kind == DeltaKind::identity)
+      ops.identity(O, S.data());
+    else
       cx.count(ops.syrk_lower(O, out, T(1), a.delta->data(), out, T(0), S.data(), O));
-      for (int64_t o = 0; o < O; ++o)
-        for (int64_t p = o + 1; p < O; ++p) S[o * O + p] = S[p * O + o];
-    }
     s.resize(per);  // the (o, o') block of one pair in the mode's layout
-    for (int64_t e = 0; e < per; ++e) s[e] = T(0);
-    for (int64_t o = 0; o < O; ++o) {
-      if (t.mode == Mode::full)
-        for (int64_t p = 0; p < O; ++p) s[o * O + p] = S[o * O + p];
-      else if (t.mode == Mode::diagonal)
-        s[o] = S[o * O + o];
-      else
-        s[0] += S[o * O + o];
-    }
+    ops.pair_block(t.mode, O, S.data(), s.data());
     if (per == 1) {
       // one value per pair: c_w² s ⟨a, a'⟩ accumulated by the Gram product itself (β = 1), then c_b² s
+      // (the one value read back to scale the product: a device backend's buffers are host-visible here)
       gram_of(a.in, n1, b.in, n2, in, in, cw2 * s[0], w, T(1));
       if (bias) cx.count(ops.combine_shared(n1, n2, 1, t.same, nullptr, s.data(), cb2, w, bias));
       return;

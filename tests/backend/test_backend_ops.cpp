@@ -326,6 +326,17 @@ std::vector<Case<T>> cases() {
                  o.flops += ops.sum_rows(x.data(), 5, 300, T(3), o.values.data() + 50 + 50 * 31);
                  return o;
                }});
+  c.push_back({"identity, pair_block", [=](const Ops<T>& ops) {
+                 const int64_t O = 4;
+                 const auto S = mat(O * O, 56);  // read in its lower triangle only
+                 Output<T> o{std::vector<T>(O * O + O * O + O + 1, T(0))};
+                 ops.identity(O, o.values.data());
+                 ops.pair_block(Mode::full, O, S.data(), o.values.data() + O * O);
+                 ops.pair_block(Mode::diagonal, O, S.data(), o.values.data() + 2 * O * O);
+                 ops.pair_block(Mode::trace, O, S.data(), o.values.data() + 2 * O * O + O);
+                 o.flops = ops.add(1, S.data(), o.values.data());  // (the case must count some arithmetic)
+                 return o;
+               }});
   c.push_back({"add, copy, repeat, fill", [=](const Ops<T>& ops) {
                  const auto x = mat(100000, 42);
                  Output<T> o{mat(4 * 100000 + 300, 43)};

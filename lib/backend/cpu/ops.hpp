@@ -474,6 +474,25 @@ class CpuOps final : public Ops<T> {
     });
   }
 
+  void identity(int64_t n, T* y) const override {
+    std::fill(y, y + n * n, T(0));
+    for (int64_t i = 0; i < n; ++i) y[i * n + i] = T(1);
+  }
+
+  void pair_block(Mode mode, int64_t O, const T* S, T* s) const override {
+    if (mode == Mode::full) {
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t p = 0; p < O; ++p) s[o * O + p] = lower(S, O, o, p);
+      return;
+    }
+    T sum = 0;
+    for (int64_t o = 0; o < O; ++o) {
+      if (mode == Mode::diagonal) s[o] = S[o * O + o];
+      sum += S[o * O + o];
+    }
+    if (mode == Mode::trace) s[0] = sum;
+  }
+
   // ---- NTK blocks
 
   double combine_full(int64_t n1, int64_t n2, int64_t O, bool same, const T* A, const T* D, T cb2, T* w,

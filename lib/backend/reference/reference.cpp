@@ -296,6 +296,22 @@ class ReferenceOps final : public Ops<T> {
     for (int64_t t = 0; t < times; ++t) std::copy(x, x + n, y + t * n);
   }
   void fill(int64_t n, T value, T* y) const override { std::fill(y, y + n, value); }
+  void identity(int64_t n, T* y) const override {
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = i == j ? T(1) : T(0);
+  }
+  void pair_block(Mode mode, int64_t O, const T* S, T* s) const override {
+    auto at = [&](int64_t o, int64_t p) { return o >= p ? S[o * O + p] : S[p * O + o]; };
+    if (mode == Mode::full)
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t p = 0; p < O; ++p) s[o * O + p] = at(o, p);
+    if (mode == Mode::diagonal)
+      for (int64_t o = 0; o < O; ++o) s[o] = at(o, o);
+    if (mode == Mode::trace) {
+      s[0] = 0;
+      for (int64_t o = 0; o < O; ++o) s[0] += at(o, o);
+    }
+  }
 
   double combine_full(int64_t n1, int64_t n2, int64_t O, bool same, const T* A, const T* D, T cb2, T* w,
                       T* bias) const override {
