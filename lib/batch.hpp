@@ -18,7 +18,7 @@ inline std::string batch_shape(const Shape& in) {
 
 /// Number of samples of x; xntk::Error naming `what` if x does not fit the model's input.
 template <class T>
-int64_t check_batch(const Sequential<T>& model, const Tensor<T>& x, const std::string& what) {
+int64_t check_batch(const Sequential<T>& model, TensorArg<T> x, const std::string& what) {
   const Shape& in = model.input_shape();
   if (x.rank() != static_cast<int>(in.size()) + 1 || !std::equal(in.begin(), in.end(), x.shape().begin() + 1))
     throw Error(what + " has shape " + to_string(x.shape()) + ", expected " + batch_shape(in) +

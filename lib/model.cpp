@@ -138,7 +138,7 @@ const std::vector<std::string>& Sequential<T>::component_names() const {
 }
 
 template <class T>
-Tensor<T> Sequential<T>::forward(const Tensor<T>& x) const {
+Tensor<T> Sequential<T>::forward(TensorRef<T> x) const {
   const int64_t n = detail::check_batch(*this, x, "forward: input");
   nn::Context<T> cx(backend::get("cpu"));
   nn::Values<T> values(cx, impl_->nodes, false);

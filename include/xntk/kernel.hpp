@@ -70,19 +70,18 @@ struct Kernel {
 
 /// Explicit NTK Θ(X1, X2). X1 is (N, input...), X2 is (M, input...).
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options = {});
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options = {});
 /// Explicit NTK Θ(X, X), computed on one triangle and mirrored: exactly symmetric.
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options = {});
 
 /// The same kernel through per-sample parameter Jacobians from a small reverse-mode engine
 /// (slow, generic, shares no layer backward formula with `ntk`); the Jacobians are contracted on
 /// `options.backend`'s dense product. `tile` and `memory_budget` are ignored.
 template <class T>
-Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
-                       const KernelOptions& options = {});
+Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options = {});
 template <class T>
-Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options = {});
+Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options = {});
 
 /// Frees the scratch memory that `ntk` keeps cached between calls so that repeated calls reuse pages
 /// they already touched (at most 128 MB of idle blocks stay cached). Safe to call at any time.
@@ -91,6 +90,6 @@ void release_cached_memory();
 /// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:
 /// one tensor per parameter in state_dict order, each (N, O, numel(parameter)).
 template <class T>
-std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x);
+std::vector<Tensor<T>> jacobians(const Sequential<T>& model, TensorArg<T> x);
 
 }  // namespace xntk

@@ -72,7 +72,7 @@ class Sequential {
   const std::vector<std::string>& component_names() const;
 
   /// Forward pass on a batch (N, input...) -> (N, output...).
-  Tensor<T> forward(const Tensor<T>& x) const;
+  Tensor<T> forward(TensorRef<T> x) const;
 
   /// The computing layers (opaque: for the library's own drivers).
   struct Impl;
@@ -91,6 +91,6 @@ extern template class Sequential<double>;
 /// the state_dict. With c = ∂L/∂f it is the gradient of a loss L. Computed by the layers' own backward and
 /// gradient formulas (never the autograd path). xntk::Error if x or c has the wrong shape.
 template <class T>
-std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, const Tensor<T>& x, const Tensor<T>& cotangent);
+std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x, TensorArg<T> cotangent);
 
 }  // namespace xntk

@@ -60,10 +60,10 @@ class Sink {
 
 /// The explicit NTK Θ(X1, X2) into a sink (Θ(X, X) when x2 is omitted); returns everything but the tensors.
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options,
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options,
               Sink<T>& sink);
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options, Sink<T>& sink);
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options, Sink<T>& sink);
 
 /// Writes the kernel into a `.npy` file (little-endian, C order, T's dtype) and, with `components_path`, every
 /// component and then "total" into a safetensors file, block by block with positioned writes into files

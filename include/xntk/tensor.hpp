@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "xntk/error.hpp"
@@ -69,6 +70,35 @@ class Tensor {
 
 extern template class Tensor<float>;
 extern template class Tensor<double>;
+
+/// A read-only view of row-major data owned elsewhere (a Tensor, a NumPy array, a torch tensor): what the
+/// kernel paths and the forward pass read, so that data already in memory is never copied. The data must
+/// outlive the call it is passed to.
+template <class T>
+class TensorRef {
+ public:
+  /// A view of a tensor (implicit: every function that reads a TensorRef takes a Tensor).
+  TensorRef(const Tensor<T>& t) : data_(t.data()), shape_(t.shape()) {}  // NOLINT(google-explicit-constructor)
+  /// A view of numel(shape) values at data; xntk::Error for a negative dimension.
+  TensorRef(const T* data, Shape shape) : data_(data), shape_(std::move(shape)) {
+    for (int64_t d : shape_)
+      if (d < 0) throw Error("TensorRef: negative dimension in shape " + to_string(shape_));
+  }
+  const T* data() const { return data_; }
+  const Shape& shape() const { return shape_; }
+  int rank() const { return static_cast<int>(shape_.size()); }
+  int64_t dim(int i) const { return shape_.at(static_cast<size_t>(i)); }
+  int64_t size() const { return numel(shape_); }
+
+ private:
+  const T* data_;
+  Shape shape_;
+};
+
+/// TensorRef<T> as a parameter of a function template whose T comes from another argument (the model), so
+/// that a Tensor<T> converts to it.
+template <class T>
+using TensorArg = std::type_identity_t<TensorRef<T>>;
 
 /// A tensor and its name (a parameter's state_dict key, a kernel component's, a safetensors entry's).
 template <class T>

@@ -13,7 +13,7 @@
 namespace xntk {
 
 template <class T>
-std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x) {
+std::vector<Tensor<T>> jacobians(const Sequential<T>& model, TensorArg<T> x) {
   const int64_t n = detail::check_batch(model, x, "x");
   const int64_t in = numel(model.input_shape()), O = model.outputs();
   const auto params = model.named_parameters();
@@ -35,7 +35,7 @@ std::vector<Tensor<T>> jacobians(const Sequential<T>& model, const Tensor<T>& x)
 namespace {
 
 template <class T>
-Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
+Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
                           const KernelOptions& opt) {
   detail::ThreadScope threads(opt.threads);
   detail::check_batch(model, x1, "x1");
@@ -80,20 +80,19 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, const Tensor<T>& x1, const
 }  // namespace
 
 template <class T>
-Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2,
-                       const KernelOptions& options) {
+Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options) {
   return autograd_kernel(model, x1, &x2, options);
 }
 
 template <class T>
-Kernel<T> autograd_ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options) {
+Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options) {
   return autograd_kernel<T>(model, x, nullptr, options);
 }
 
-#define XNTK_INSTANTIATE(T)                                                                                        \
-  template std::vector<Tensor<T>> jacobians(const Sequential<T>&, const Tensor<T>&);                               \
-  template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const Tensor<T>&, const KernelOptions&); \
-  template Kernel<T> autograd_ntk(const Sequential<T>&, const Tensor<T>&, const KernelOptions&);
+#define XNTK_INSTANTIATE(T)                                                                                \
+  template std::vector<Tensor<T>> jacobians(const Sequential<T>&, TensorArg<T>);                           \
+  template Kernel<T> autograd_ntk(const Sequential<T>&, TensorArg<T>, TensorArg<T>, const KernelOptions&); \
+  template Kernel<T> autograd_ntk(const Sequential<T>&, TensorArg<T>, const KernelOptions&);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
 #undef XNTK_INSTANTIATE

@@ -30,7 +30,7 @@ class GradientVisitor final : public nn::Visitor<T> {
 }  // namespace
 
 template <class T>
-std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, const Tensor<T>& x, const Tensor<T>& cotangent) {
+std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x, TensorArg<T> cotangent) {
   const int64_t n = detail::check_batch(model, x, "gradient: x");
   Shape expected{n};
   expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
@@ -61,8 +61,7 @@ std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, const Tensor<T>
   return out;
 }
 
-template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, const Tensor<float>&, const Tensor<float>&);
-template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, const Tensor<double>&,
-                                                   const Tensor<double>&);
+template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
+template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
 
 }  // namespace xntk

@@ -122,8 +122,8 @@ class TilePass final : public nn::Visitor<T> {
 }  // namespace
 
 template <class T>
-Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
-                          const KernelOptions& opt, const backend::Backend& backend, Sink<T>& sink) {
+Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2, const KernelOptions& opt,
+                          const backend::Backend& backend, Sink<T>& sink) {
   detail::ThreadScope threads(opt.threads);
   const bool same = x2 == nullptr;
   const int64_t n = detail::check_batch(model, x1, "x1");
@@ -146,7 +146,7 @@ Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const
 }
 
 template <class T>
-Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>* x2,
+Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
                           const KernelOptions& options, const backend::Backend& backend) {
   Kernel<T> k;
   MemorySink<T> sink(k);
@@ -156,10 +156,10 @@ Kernel<T> explicit_kernel(const Sequential<T>& model, const Tensor<T>& x1, const
   return report;
 }
 
-#define XNTK_INSTANTIATE(T)                                                                                          \
-  template Kernel<T> explicit_kernel(const Sequential<T>&, const Tensor<T>&, const Tensor<T>*, const KernelOptions&, \
-                                     const backend::Backend&, Sink<T>&);                                             \
-  template Kernel<T> explicit_kernel(const Sequential<T>&, const Tensor<T>&, const Tensor<T>*, const KernelOptions&, \
+#define XNTK_INSTANTIATE(T)                                                                                         \
+  template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
+                                     const backend::Backend&, Sink<T>&);                                            \
+  template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
                                      const backend::Backend&);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
@@ -168,31 +168,31 @@ XNTK_INSTANTIATE(double)
 }  // namespace engine
 
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options) {
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options) {
   return engine::explicit_kernel<T>(model, x1, &x2, options, backend::get(options.backend));
 }
 
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options) {
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options) {
   return engine::explicit_kernel<T>(model, x, nullptr, options, backend::get(options.backend));
 }
 
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x1, const Tensor<T>& x2, const KernelOptions& options,
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options,
               Sink<T>& sink) {
   return engine::explicit_kernel<T>(model, x1, &x2, options, backend::get(options.backend), sink);
 }
 
 template <class T>
-Kernel<T> ntk(const Sequential<T>& model, const Tensor<T>& x, const KernelOptions& options, Sink<T>& sink) {
+Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options, Sink<T>& sink) {
   return engine::explicit_kernel<T>(model, x, nullptr, options, backend::get(options.backend), sink);
 }
 
-#define XNTK_INSTANTIATE(T)                                                                                         \
-  template Kernel<T> ntk(const Sequential<T>&, const Tensor<T>&, const Tensor<T>&, const KernelOptions&);           \
-  template Kernel<T> ntk(const Sequential<T>&, const Tensor<T>&, const KernelOptions&);                             \
-  template Kernel<T> ntk(const Sequential<T>&, const Tensor<T>&, const Tensor<T>&, const KernelOptions&, Sink<T>&); \
-  template Kernel<T> ntk(const Sequential<T>&, const Tensor<T>&, const KernelOptions&, Sink<T>&);
+#define XNTK_INSTANTIATE(T)                                                                                 \
+  template Kernel<T> ntk(const Sequential<T>&, TensorArg<T>, TensorArg<T>, const KernelOptions&);           \
+  template Kernel<T> ntk(const Sequential<T>&, TensorArg<T>, const KernelOptions&);                         \
+  template Kernel<T> ntk(const Sequential<T>&, TensorArg<T>, TensorArg<T>, const KernelOptions&, Sink<T>&); \
+  template Kernel<T> ntk(const Sequential<T>&, TensorArg<T>, const KernelOptions&, Sink<T>&);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
 #undef XNTK_INSTANTIATE
