@@ -126,3 +126,52 @@ TEST_CASE("gradient refuses inputs and cotangents of the wrong shape", "[gradien
   const Sequential<double> none({.input = {4}, .layers = {ReLU()}}, 0);
   CHECK(gradient(none, x, x).empty());
 }
+
+TEST_CASE("jvp matches finite differences and is the transpose of gradient", "[gradient][jvp]") {
+  const double h = 1e-5;
+  for (const auto& spec : models()) {
+    INFO(test::describe(spec));
+    const Sequential<double> net(spec, 8);
+    const auto x = batch_of<double>(spec, 2, 9);
+    std::vector<NamedTensor<double>> v;
+    uint64_t seed = 10;
+    for (const auto& p : net.named_parameters()) v.push_back({p.name, test::randn<double>(p.tensor->shape(), ++seed)});
+    const auto dy = jvp(net, x, v);
+    // central differences of the forward along every tangent at once
+    auto moved = [&](double s) {
+      std::vector<Tensor<double>> saved;
+      for (const auto& t : v) {
+        saved.push_back(net.parameter(t.name));
+        for (int64_t i = 0; i < t.tensor.size(); ++i) net.parameter(t.name)[i] += s * t.tensor[i];
+      }
+      const auto y = net.forward(x);
+      for (size_t q = 0; q < v.size(); ++q) net.parameter(v[q].name) = saved[q];
+      return y;
+    };
+    const auto up = moved(h), down = moved(-h);
+    Tensor<double> fd(dy.shape());
+    for (int64_t i = 0; i < fd.size(); ++i) fd[i] = (up[i] - down[i]) / (2 * h);
+    CHECK(test::rel_error(dy, fd) <= 1e-7);
+    // ⟨jvp(v), c⟩ = ⟨v, gradient(c)⟩: forward and reverse mode are each other's transpose (to rounding)
+    const auto c = test::randn<double>(dy.shape(), 30);
+    const auto g = gradient(net, x, c);
+    double lhs = 0, rhs = 0, scale = 0;
+    for (int64_t i = 0; i < dy.size(); ++i) lhs += dy[i] * c[i];
+    for (size_t q = 0; q < g.size(); ++q)
+      for (int64_t i = 0; i < g[q].tensor.size(); ++i) {
+        rhs += g[q].tensor[i] * v[q].tensor[i];
+        scale += std::abs(g[q].tensor[i] * v[q].tensor[i]);
+      }
+    CHECK(std::abs(lhs - rhs) <= 1e-12 * scale);
+  }
+  // a tangent for some parameters only: the others stay; bad names and shapes are refused
+  const Sequential<double> net({.input = {3}, .layers = {Linear{.out_features = 2}, Tanh(), Linear{.out_features = 2}}},
+                               1);
+  const auto x = test::randn<double>({2, 3}, 2);
+  CHECK(jvp(net, x, {}).shape() == Shape{2, 2});
+  CHECK(jvp<double>(net, x, {{"2.bias", test::randn<double>({2}, 3)}}).size() == 4);
+  CHECK_THROWS_WITH(jvp<double>(net, x, {{"1.weight", test::randn<double>({2}, 3)}}),
+                    Contains("no parameter named \"1.weight\""));
+  CHECK_THROWS_WITH(jvp<double>(net, x, {{"0.weight", test::randn<double>({3, 2}, 3)}}),
+                    Contains("tangent of \"0.weight\" has shape (3, 2), expected (2, 3)"));
+}

@@ -93,4 +93,11 @@ extern template class Sequential<double>;
 template <class T>
 std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x, TensorArg<T> cotangent);
 
+/// The Jacobian-vector product with respect to the parameters: Σ_θ (∂f(x_n)/∂θ) v_θ for each sample, shaped
+/// (N, output...), for tangents v named as the state_dict (a parameter not named has a zero tangent).
+/// Computed by the layers' own forward-mode formulas. xntk::Error for a name that is not a parameter or a
+/// tangent of another shape than its parameter.
+template <class T>
+Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<NamedTensor<T>>& tangents);
+
 }  // namespace xntk

@@ -99,6 +99,11 @@ class Ops {
   virtual double pool_backward(Pool kind, const ConvGeometry& g, const T* x, const T* dout, int64_t batch,
                                int64_t streams, T* din) const = 0;
 
+  /// The pooling's forward-mode derivative: dy = ∂pool(x)/∂x · dx for `batch` images (average pooling: the
+  /// pooling of dx; max pooling: dx at the position of each window's maximum of x).
+  virtual double pool_tangent(Pool kind, const ConvGeometry& g, const T* x, const T* dx, int64_t batch,
+                              T* dy) const = 0;
+
   // ---- elementwise and reductions
 
   /// y = φ(z) for `batch` samples of `size` values.

@@ -19,6 +19,11 @@ class ActivationLayer final : public Leaf<T> {
   const T* gate(const Values<T>&, const T* in) const override {
     return spec_.kind == ActivationKind::relu ? in : nullptr;
   }
+  void jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>&, const T* out, T* dout,
+           int64_t batch) const override {
+    // dy = φ'(z) ⊙ dz: the backward's product with one row per sample
+    cx.count(cx.ops().activation_backward(spec_, in, out, din, dout, batch, 1, this->in_size()));
+  }
   const Activation& spec() const { return spec_; }
 
  private:

@@ -97,6 +97,25 @@ void Conv2dLayer<T>::gradient(Context<T>& cx, const T* in, int64_t batch, const 
 }
 
 template <class T>
+void Conv2dLayer<T>::jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>& dparams, const T*,
+                         T* dout, int64_t batch) const {
+  // dy = c_w (W ⋆ da + dW ⋆ a) + c_b db 1ᵀ
+  const auto& ops = cx.ops();
+  const int64_t n = batch * this->out_size();
+  if (din) cx.count(ops.conv_forward(g_, out_channels_, T(cw_), weight_.data(), din, batch, dout));
+  if (dparams.empty()) return;
+  if (din) {
+    Buffer<T> t = cx.buffer();
+    t.resize(n);
+    cx.count(ops.conv_forward(g_, out_channels_, T(cw_), dparams[0], in, batch, t.data()));
+    cx.count(ops.add(n, t.data(), dout));
+  } else {
+    cx.count(ops.conv_forward(g_, out_channels_, T(cw_), dparams[0], in, batch, dout));
+  }
+  if (has_bias_) cx.count(ops.add_bias(dout, batch, out_channels_, g_.positions(), T(cb_), dparams[1]));
+}
+
+template <class T>
 std::vector<NamedParameter<T>> Conv2dLayer<T>::parameters() const {
   const std::string prefix = this->path_.empty() ? "" : this->path_ + ".";
   std::vector<NamedParameter<T>> p{{prefix + "weight", &weight_}};

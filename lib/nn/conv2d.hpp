@@ -30,6 +30,8 @@ class Conv2dLayer final : public Leaf<T> {
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
   double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
   void notes(int64_t n1, int64_t n2, int64_t outputs, std::vector<MethodNote>& out) const override;
+  void jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>& dparams, const T* out, T* dout,
+           int64_t batch) const override;
 
   /// The order used for n1 × n2 samples: the forced one, or the cheaper by FLOPs of a full-mode block.
   ConvOrder order(int64_t n1, int64_t n2, int64_t outputs) const;

@@ -18,6 +18,10 @@ class FlattenLayer final : public Leaf<T> {
   Delta<T> backward(Context<T>&, const T*, const T*, int64_t, int64_t, Delta<T>&& d, const T*) const override {
     return std::move(d);
   }
+  void jvp(Context<T>& cx, const T*, const T* din, const std::vector<const T*>&, const T*, T* dout,
+           int64_t batch) const override {
+    cx.ops().copy(batch * this->in_size(), din, dout);
+  }
 };
 
 }  // namespace xntk::nn

@@ -2,6 +2,7 @@
 // sweep of one derivative row per sample (the cotangent), in which every layer with parameters adds its
 // parameter cotangent (Leaf::gradient).
 
+#include <deque>
 #include <map>
 
 #include "backend/parallel.hpp"
@@ -61,7 +62,60 @@ std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x,
   return out;
 }
 
+template <class T>
+Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<NamedTensor<T>>& tangents) {
+  const int64_t n = detail::check_batch(model, x, "jvp: x");
+  const auto& impl = model.impl();
+  nn::Tangents<T> dtheta;
+  std::map<std::string, const NamedTensor<T>*> given;
+  for (const auto& t : tangents)
+    if (!given.emplace(t.name, &t).second) throw Error("jvp: the tangent \"" + t.name + "\" is given twice");
+  size_t used = 0;
+  for (const auto* leaf : impl.owners) {
+    const auto params = leaf->parameters();
+    bool any = false;
+    for (const auto& p : params) any = any || given.count(p.name);
+    if (!any) continue;
+    auto& v = dtheta.of[leaf];
+    for (const auto& p : params) {
+      const auto it = given.find(p.name);
+      if (it == given.end()) {  // zero for this parameter: a zero tensor of its shape
+        v.push_back(nullptr);
+        continue;
+      }
+      if (it->second->tensor.shape() != p.tensor->shape())
+        throw Error("jvp: the tangent of \"" + p.name + "\" has shape " + to_string(it->second->tensor.shape()) +
+                    ", expected " + to_string(p.tensor->shape()));
+      v.push_back(it->second->tensor.data());
+      ++used;
+    }
+  }
+  if (used != given.size())
+    for (const auto& [name, _] : given) model.parameter(name);  // names the first that is not a parameter
+  // a leaf with some parameters' tangents zero: those point at zeros
+  std::deque<Tensor<T>> zeros;  // (a deque: the pointers taken stay valid as it grows)
+  for (auto& [leaf, v] : dtheta.of) {
+    const auto params = leaf->parameters();
+    for (size_t q = 0; q < v.size(); ++q)
+      if (!v[q]) {
+        zeros.emplace_back(params[q].tensor->shape());
+        v[q] = zeros.back().data();
+      }
+  }
+  Shape shape{n};
+  shape.insert(shape.end(), model.output_shape().begin(), model.output_shape().end());
+  Tensor<T> out(shape);
+  nn::Context<T> cx(backend::get("cpu"));
+  nn::Values<T> primal(cx, impl.nodes), tangent(cx, impl.nodes);
+  impl.root->forward(cx, primal, x.data(), n);
+  const T* dy = impl.root->tangent(cx, primal, tangent, x.data(), nullptr, n, dtheta);
+  if (dy) std::copy(dy, dy + out.size(), out.data());
+  return out;
+}
+
 template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
 template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
+template Tensor<float> jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&);
+template Tensor<double> jvp(const Sequential<double>&, TensorArg<double>, const std::vector<NamedTensor<double>>&);
 
 }  // namespace xntk

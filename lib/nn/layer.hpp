@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -196,6 +197,17 @@ struct Lane {
 template <class T>
 using Pointers = std::array<const T*, 2>;
 
+/// The parameters' tangents of a forward-mode pass: per leaf, one pointer per parameter (parameters() order);
+/// a leaf not listed has zero tangents.
+template <class T>
+struct Tangents {
+  std::map<const Leaf<T>*, std::vector<const T*>> of;
+  const std::vector<const T*>* find(const Leaf<T>& leaf) const {
+    const auto it = of.find(&leaf);
+    return it == of.end() ? nullptr : &it->second;
+  }
+};
+
 template <class T>
 class Sweep;
 
@@ -264,6 +276,11 @@ class Layer {
   /// (visitor first, then its backward), and, with `need_input`, leaves the deltas of this layer's input
   /// in the lanes. `in`: this layer's input per lane; `gate`: the gate of the layer below per lane.
   virtual void sweep(Sweep<T>& s, const Pointers<T>& in, const Pointers<T>& gate, bool need_input) const = 0;
+  /// Forward mode: the tangent of this layer's output for the input tangent `din` (batch × in_size; null:
+  /// zero) and the parameters' tangents, into `tangent` (by node id), given the forward values `primal` of
+  /// the same batch; returns it, or null when it is zero.
+  virtual const T* tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in, const T* din,
+                           int64_t batch, const Tangents<T>& dtheta) const = 0;
 
  protected:
   Shape in_, out_;
@@ -310,8 +327,23 @@ class Leaf : public Layer<T> {
   virtual double component_bytes(int64_t, int64_t, int64_t) const { return 0; }
   /// Notes on how components() computes n1 × n2 samples (a conv layer's evaluation order).
   virtual void notes(int64_t, int64_t, int64_t, std::vector<MethodNote>&) const {}
+  /// The forward-mode derivative: dout = ∂f/∂a · din + Σ_θ ∂f/∂θ · dθ for `batch` samples with forward
+  /// values in and out; din may be null (a zero tangent), dparams empty (zero) or one pointer per parameter.
+  virtual void jvp(Context<T>&, const T* /*in*/, const T* /*din*/, const std::vector<const T*>& /*dparams*/,
+                   const T* /*out*/, T* /*dout*/, int64_t /*batch*/) const {
+    throw Error("layer " + this->path_ + " (" + this->type() + "): has no forward-mode derivative (jvp)");
+  }
 
   void sweep(Sweep<T>& s, const Pointers<T>& in, const Pointers<T>& gate, bool need_input) const override;
+  const T* tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in, const T* din,
+                   int64_t batch, const Tangents<T>& dtheta) const override {
+    const std::vector<const T*>* dp = dtheta.find(*this);
+    if (!din && !dp) return nullptr;
+    T* out = tangent.allocate(this->id(), batch * this->out_size());
+    static const std::vector<const T*> none;
+    jvp(cx, in, din, dp ? *dp : none, primal.output(this->id()), out, batch);
+    return out;
+  }
 
  private:
   int slot_ = -1;

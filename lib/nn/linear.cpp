@@ -70,6 +70,18 @@ void LinearLayer<T>::gradient(Context<T>& cx, const T* in, int64_t batch, const 
 }
 
 template <class T>
+void LinearLayer<T>::jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>& dparams, const T*,
+                         T* dout, int64_t batch) const {
+  // dy = c_w (da Wᵀ + a dWᵀ) + c_b db
+  const auto& ops = cx.ops();
+  if (din) cx.count(ops.linear(batch, out_features_, in_features_, T(cw_), din, weight_.data(), dout));
+  if (dparams.empty()) return;
+  cx.count(ops.gemm(false, true, batch, out_features_, in_features_, T(cw_), in, in_features_, dparams[0], in_features_,
+                    din ? T(1) : T(0), dout, out_features_));
+  if (has_bias_) cx.count(ops.add_bias(dout, batch, out_features_, 1, T(cb_), dparams[1]));
+}
+
+template <class T>
 std::vector<NamedParameter<T>> LinearLayer<T>::parameters() const {
   const std::string prefix = this->path_.empty() ? "" : this->path_ + ".";
   std::vector<NamedParameter<T>> p{{prefix + "weight", &weight_}};

@@ -25,6 +25,10 @@ class Pool2dLayer final : public Leaf<T> {
   void compute(Context<T>& cx, const T* in, T* out, int64_t batch) const override;
   Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
                     const T* gate) const override;
+  void jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>&, const T*, T* dout,
+           int64_t batch) const override {
+    cx.count(cx.ops().pool_tangent(kind_, g_, in, din, batch, dout));
+  }
   const ConvGeometry& geometry() const { return g_; }
 
  private:
@@ -42,6 +46,11 @@ class GlobalAvgPoolLayer final : public Leaf<T> {
   void compute(Context<T>& cx, const T* in, T* out, int64_t batch) const override;
   Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
                     const T* gate) const override;
+  void jvp(Context<T>& cx, const T*, const T* din, const std::vector<const T*>&, const T*, T* dout,
+           int64_t batch) const override {
+    const int64_t C = this->in_[0], HW = this->in_[1] * this->in_[2];
+    cx.count(cx.ops().sum_positions(din, batch * C, HW, T(1) / T(HW), dout));
+  }
 };
 
 }  // namespace xntk::nn

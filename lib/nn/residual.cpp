@@ -76,6 +76,22 @@ void ResidualLayer<T>::sweep(Sweep<T>& s, const Pointers<T>& in, const Pointers<
   for (int l = 0; l < s.count; ++l) s.lanes[static_cast<size_t>(l)].values->release(this->id());
 }
 
+template <class T>
+const T* ResidualLayer<T>::tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in,
+                                   const T* din, int64_t batch, const Tangents<T>& dtheta) const {
+  const T* b = body_->tangent(cx, primal, tangent, in, din, batch, dtheta);
+  const T* s = shortcut_ ? shortcut_->tangent(cx, primal, tangent, in, din, batch, dtheta) : din;
+  if (!b && !s) return nullptr;
+  const int64_t n = batch * this->out_size();
+  T* out = tangent.allocate(this->id(), n);
+  if (b)
+    cx.ops().copy(n, b, out);
+  else
+    cx.ops().fill(n, T(0), out);
+  if (s) cx.count(cx.ops().add(n, s, out));
+  return out;
+}
+
 template class ResidualLayer<float>;
 template class ResidualLayer<double>;
 template Delta<float> sum_deltas(Context<float>&, Delta<float>&&, Delta<float>&&, int64_t, int64_t, int64_t);

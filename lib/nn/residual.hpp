@@ -20,6 +20,8 @@ class ResidualLayer final : public Layer<T> {
   void for_each(const std::function<void(const Layer<T>&)>& f) const override;
   const T* forward(Context<T>& cx, Values<T>& values, const T* in, int64_t batch) const override;
   void sweep(Sweep<T>& s, const Pointers<T>& in, const Pointers<T>& gate, bool need_input) const override;
+  const T* tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in, const T* din,
+                   int64_t batch, const Tangents<T>& dtheta) const override;
 
  private:
   std::unique_ptr<SequentialLayer<T>> body_, shortcut_;

@@ -58,6 +58,18 @@ void SequentialLayer<T>::sweep(Sweep<T>& s, const Pointers<T>& in, const Pointer
   }
 }
 
+template <class T>
+const T* SequentialLayer<T>::tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in,
+                                     const T* din, int64_t batch, const Tangents<T>& dtheta) const {
+  const T* x = in;
+  const T* dx = din;
+  for (const auto& c : children_) {
+    dx = c->tangent(cx, primal, tangent, x, dx, batch, dtheta);
+    x = primal.output(c->id());
+  }
+  return dx;
+}
+
 template class SequentialLayer<float>;
 template class SequentialLayer<double>;
 

@@ -21,6 +21,8 @@ class SequentialLayer final : public Layer<T> {
   const T* forward(Context<T>& cx, Values<T>& values, const T* in, int64_t batch) const override;
   const T* gate(const Values<T>& values, const T* in) const override;
   void sweep(Sweep<T>& s, const Pointers<T>& in, const Pointers<T>& gate, bool need_input) const override;
+  const T* tangent(Context<T>& cx, const Values<T>& primal, Values<T>& tangent, const T* in, const T* din,
+                   int64_t batch, const Tangents<T>& dtheta) const override;
 
   const std::vector<std::unique_ptr<Layer<T>>>& children() const { return children_; }
 

@@ -276,6 +276,13 @@ std::vector<Case<T>> cases() {
                      o.flops = ops.pool_forward(kind, g, x.data(), batch, o.values.data());
                      return o;
                    }});
+      c.push_back({"pool_tangent " + tag, [=](const Ops<T>& ops) {
+                     const auto dx = mat(batch * n_in, 57);
+                     Output<T> o{std::vector<T>(static_cast<size_t>(batch * n_out))};
+                     o.flops = ops.pool_tangent(kind, g, x.data(), dx.data(), batch, o.values.data()) +
+                               ops.add(1, dx.data(), o.values.data());  // (the case must count some arithmetic)
+                     return o;
+                   }});
       c.push_back({"pool_backward " + tag, [=](const Ops<T>& ops) {
                      const auto dout = mat(batch * streams * n_out, 36);
                      Output<T> o{std::vector<T>(static_cast<size_t>(batch * streams * n_in))};

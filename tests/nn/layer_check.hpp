@@ -1,8 +1,9 @@
 #pragma once
-// Finite-difference checks of one layer's backward (the VJP to its input) and gradient (the VJP to its
-// parameters) against its own forward, as mlpack's per-layer JacobianTest does: for random inputs a, random
-// output cotangents d and random directions v,
+// Finite-difference checks of one layer's backward (the VJP to its input), gradient (the VJP to its
+// parameters) and jvp (forward mode) against its own forward, as mlpack's per-layer JacobianTest does: for
+// random inputs a, random output cotangents d and random directions v, u,
 //   ⟨backward(d), v⟩ = d/dh ⟨d, f(a + h v)⟩,   ⟨gradient(d), u⟩ = d/dh ⟨d, f(a; θ + h u)⟩,
+//   jvp(v, u) = d/dh f(a + h v; θ + h u)  (each output), and ⟨jvp(v, u), d⟩ = ⟨backward(d), v⟩ + ⟨gradient(d), u⟩,
 // by central differences in float64 (h = 1e-5: truncation ~h² and rounding ~ε/h stay below 1e-8 relative on
 // these smooth random points; the tolerance is 1e-6). Also: backward from shared rows equals backward from
 // the same rows repeated per sample, for `streams` rows per sample.
@@ -102,8 +103,47 @@ inline void check_layer(const LayerSpec& spec, const Shape& in, Parameterization
     CHECK(worst <= 1e-14 * std::max(1.0, scale));
   }
 
-  // gradient: one derivative row per sample, each parameter tensor along its own random direction
+  // jvp: along a random input direction and random parameter directions, against central differences of the
+  // forward, output by output
   const auto params = leaf.parameters();
+  {
+    INFO("jvp");
+    const auto v = normal(batch * n_in, seed + 70);
+    std::vector<Tensor<double>> u;
+    std::vector<const double*> dparams;
+    for (size_t q = 0; q < params.size(); ++q) {
+      u.push_back(randn<double>(params[q].tensor->shape(), seed + 80 + q));
+      dparams.push_back(u.back().data());
+    }
+    for (const bool with_input : {true, false}) {
+      if (!with_input && params.empty()) continue;
+      std::vector<double> dy(static_cast<size_t>(batch * n_out));
+      leaf.jvp(cx, a.data(), with_input ? v.data() : nullptr, dparams, y.data(), dy.data(), batch);
+      auto moved = [&](double s) {  // f(a + s·v; θ + s·u)
+        std::vector<Tensor<double>> saved;
+        for (size_t q = 0; q < params.size(); ++q) {
+          saved.push_back(*params[q].tensor);
+          for (int64_t i = 0; i < params[q].tensor->size(); ++i) (*params[q].tensor)[i] += s * u[q][i];
+        }
+        std::vector<double> x = a, out(static_cast<size_t>(batch * n_out));
+        if (with_input)
+          for (size_t i = 0; i < x.size(); ++i) x[i] += s * v[i];
+        leaf.compute(cx, x.data(), out.data(), batch);
+        for (size_t q = 0; q < params.size(); ++q) *params[q].tensor = saved[q];
+        return out;
+      };
+      const auto up = moved(h), down = moved(-h);
+      double worst = 0, scale = 0;
+      for (size_t i = 0; i < dy.size(); ++i) {
+        worst = std::max(worst, std::abs(dy[i] - (up[i] - down[i]) / (2 * h)));
+        scale = std::max(scale, std::abs(dy[i]));
+      }
+      CAPTURE(with_input, worst, scale);
+      CHECK(worst <= 1e-6 * std::max(1.0, scale));
+    }
+  }
+
+  // gradient: one derivative row per sample, each parameter tensor along its own random direction
   if (params.empty()) return;
   const auto d = normal(batch * n_out, seed + 50);
   std::vector<Tensor<double>> grads;

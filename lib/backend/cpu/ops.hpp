@@ -346,6 +346,17 @@ class CpuOps final : public Ops<T> {
     return static_cast<double>(batch * streams * n_in);
   }
 
+  double pool_tangent(Pool kind, const ConvGeometry& g, const T* x, const T* dx, int64_t batch, T* dy) const override {
+    if (kind == Pool::average) return pool_forward(kind, g, dx, batch, dy);
+    const int64_t n_in = g.channels * g.height * g.width, n_out = g.channels * g.out_h() * g.out_w();
+    parallel_for_work(batch, static_cast<double>(n_out * g.kernel_h * g.kernel_w), [&](int64_t b) {
+      std::vector<int64_t> index(static_cast<size_t>(n_out));
+      argmax(g, x + b * n_in, index.data());
+      for (int64_t k = 0; k < n_out; ++k) dy[b * n_out + k] = dx[b * n_in + index[static_cast<size_t>(k)]];
+    });
+    return 0;
+  }
+
   // ---- elementwise and reductions
 
   double activation_forward(const Activation& a, const T* z, T* y, int64_t batch, int64_t size) const override {

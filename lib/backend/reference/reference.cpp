@@ -238,6 +238,18 @@ class ReferenceOps final : public Ops<T> {
     return static_cast<double>(batch * streams * n_out * g.kernel_h * g.kernel_w);
   }
 
+  double pool_tangent(backend::Pool kind, const ConvGeometry& g, const T* x, const T* dx, int64_t batch,
+                      T* dy) const override {
+    if (kind == backend::Pool::average) return pool_forward(kind, g, dx, batch, dy);
+    const int64_t oh = g.out_h(), ow = g.out_w(), n_in = g.channels * g.height * g.width;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t c = 0; c < g.channels; ++c)
+        for (int64_t r = 0; r < oh; ++r)
+          for (int64_t q = 0; q < ow; ++q)
+            dy[((b * g.channels + c) * oh + r) * ow + q] = dx[b * n_in + window_pick(kind, g, x + b * n_in, c, r, q)];
+    return 0;
+  }
+
   double activation_forward(const Activation& a, const T* z, T* y, int64_t batch, int64_t size) const override {
     for (int64_t i = 0; i < batch * size; ++i) y[i] = detail::activation_value<T>(a, z[i]);
     return static_cast<double>(batch * size);
