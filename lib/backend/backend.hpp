@@ -128,6 +128,8 @@ class Ops {
   virtual void repeat(const T* x, int64_t n, int64_t times, T* y) const = 0;
   /// y = value (n values).
   virtual void fill(int64_t n, T value, T* y) const = 0;
+  /// y = alpha · y (n values).
+  virtual double scale(int64_t n, T alpha, T* y) const = 0;
   /// y = the n × n identity.
   virtual void identity(int64_t n, T* y) const = 0;
   /// s = one sample pair's (o, o') block in the mode's layout (per = O², O or 1 values: every (o, o'), the

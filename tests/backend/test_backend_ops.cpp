@@ -352,6 +352,7 @@ std::vector<Case<T>> cases() {
                  ops.copy(100000, x.data(), y + 100000);
                  ops.repeat(x.data(), 50000, 3, y + 200000);
                  ops.fill(50000 + 300, T(-2), y + 350000);
+                 o.flops += ops.scale(30000, T(1.5), y + 320000);
                  return o;
                }});
 

@@ -485,6 +485,15 @@ class CpuOps final : public Ops<T> {
     });
   }
 
+  double scale(int64_t n, T alpha, T* y) const override {
+    constexpr int64_t chunk = 1 << 14;
+    parallel_for_work((n + chunk - 1) / chunk, static_cast<double>(chunk), [&](int64_t c) {
+      const int64_t e0 = c * chunk, e1 = std::min(n, e0 + chunk);
+      for (int64_t e = e0; e < e1; ++e) y[e] *= alpha;
+    });
+    return static_cast<double>(n);
+  }
+
   void identity(int64_t n, T* y) const override {
     std::fill(y, y + n * n, T(0));
     for (int64_t i = 0; i < n; ++i) y[i * n + i] = T(1);

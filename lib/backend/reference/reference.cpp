@@ -308,6 +308,10 @@ class ReferenceOps final : public Ops<T> {
     for (int64_t t = 0; t < times; ++t) std::copy(x, x + n, y + t * n);
   }
   void fill(int64_t n, T value, T* y) const override { std::fill(y, y + n, value); }
+  double scale(int64_t n, T alpha, T* y) const override {
+    for (int64_t i = 0; i < n; ++i) y[i] *= alpha;
+    return static_cast<double>(n);
+  }
   void identity(int64_t n, T* y) const override {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < n; ++j) y[i * n + j] = i == j ? T(1) : T(0);
