@@ -3,6 +3,7 @@
 /// Everything public in one include.
 
 #include "xntk/analysis.hpp"
+#include "xntk/dynamics.hpp"
 #include "xntk/error.hpp"
 #include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
@@ -10,3 +11,4 @@
 #include "xntk/model.hpp"
 #include "xntk/sink.hpp"
 #include "xntk/tensor.hpp"
+#include "xntk/train.hpp"

@@ -116,6 +116,16 @@ void Conv2dLayer<T>::jvp(Context<T>& cx, const T* in, const T* din, const std::v
 }
 
 template <class T>
+void Conv2dLayer<T>::jacobian(Context<T>& cx, const T* in, int64_t batch, int64_t streams, const T* dout,
+                              const std::vector<T*>& out) const {
+  // ∂f_s/∂W = c_w δ_{b,s} Uᵀ (the per-sample gradients of order (A)); ∂f_s/∂b = c_b δ_{b,s} 1
+  const int64_t C = out_channels_, K = g_.rows(), P = g_.positions();
+  cx.count(cx.ops().conv_gradients(g_, C, streams, in, batch, dout, false, out[0]));
+  cx.count(cx.ops().scale(batch * streams * C * K, T(cw_), out[0]));
+  if (has_bias_) cx.count(cx.ops().sum_positions(dout, batch * streams * C, P, T(cb_), out[1]));
+}
+
+template <class T>
 std::vector<NamedParameter<T>> Conv2dLayer<T>::parameters() const {
   const std::string prefix = this->path_.empty() ? "" : this->path_ + ".";
   std::vector<NamedParameter<T>> p{{prefix + "weight", &weight_}};

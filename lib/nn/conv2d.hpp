@@ -25,6 +25,8 @@ class Conv2dLayer final : public Leaf<T> {
   Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
                     const T* gate) const override;
   void gradient(Context<T>& cx, const T* in, int64_t batch, const T* dout, const std::vector<T*>& grads) const override;
+  void jacobian(Context<T>& cx, const T* in, int64_t batch, int64_t streams, const T* dout,
+                const std::vector<T*>& out) const override;
   std::vector<NamedParameter<T>> parameters() const override;
   std::pair<double, double> multipliers() const override { return {cw_, cb_}; }
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;

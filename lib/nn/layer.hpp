@@ -321,6 +321,11 @@ class Leaf : public Layer<T> {
   /// (batch × out_size) of the inputs `in`: Σ_b (∂y_b/∂θ)ᵀ dout_b.
   virtual void gradient(Context<T>&, const T* /*in*/, int64_t /*batch*/, const T* /*dout*/,
                         const std::vector<T*>& /*grads*/) const {}
+  /// Each sample's and stream's parameter cotangent, as gradient() for one row at a time: out[q] receives
+  /// (batch·streams × numel(θ_q)) rows, row b·streams + s for dout's row b·streams + s (per-sample rows of
+  /// width out_size). The per-sample Jacobians, on request.
+  virtual void jacobian(Context<T>&, const T* /*in*/, int64_t /*batch*/, int64_t /*streams*/, const T* /*dout*/,
+                        const std::vector<T*>& /*out*/) const {}
   /// Adds this layer's weight and bias components for sides a (rows) and b (columns).
   virtual void components(Context<T>&, const Side<T>&, const Side<T>&, const ComponentTarget<T>&) const {}
   /// Extra working memory of components() for batches n1, n2 with O outputs, in bytes.

@@ -82,6 +82,20 @@ void LinearLayer<T>::jvp(Context<T>& cx, const T* in, const T* din, const std::v
 }
 
 template <class T>
+void LinearLayer<T>::jacobian(Context<T>& cx, const T* in, int64_t batch, int64_t streams, const T* dout,
+                              const std::vector<T*>& out) const {
+  // sample b's rows of ∂f_s/∂W = c_w δ_{b,s} a_bᵀ: one (streams·out × 1)·(1 × in) product per sample
+  const int64_t rows = streams * out_features_, size = out_features_ * in_features_;
+  for (int64_t b = 0; b < batch; ++b)
+    cx.count(cx.ops().gemm(false, false, rows, in_features_, 1, T(cw_), dout + b * rows, 1, in + b * in_features_,
+                           in_features_, T(0), out[0] + b * streams * size, in_features_));
+  if (has_bias_) {  // ∂f_s/∂b = c_b δ_{b,s}
+    cx.ops().copy(batch * rows, dout, out[1]);
+    cx.count(cx.ops().scale(batch * rows, T(cb_), out[1]));
+  }
+}
+
+template <class T>
 std::vector<NamedParameter<T>> LinearLayer<T>::parameters() const {
   const std::string prefix = this->path_.empty() ? "" : this->path_ + ".";
   std::vector<NamedParameter<T>> p{{prefix + "weight", &weight_}};

@@ -1,0 +1,407 @@
+// Training as PyTorch does it: the transformed model's outputs, the loss, the parameters' gradient through the
+// layers' own formulas (xntk::gradient; for the linearised network at θ₀), and torch.optim.SGD / Adam updates,
+// full batch or mini-batches; plus the metrics of a run (weight change, the probe's kernel).
+
+#include "xntk/train.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "xntk/analysis.hpp"
+
+namespace xntk {
+
+namespace {
+
+/// A copy of the model: the same spec and parameters.
+template <class T>
+Sequential<T> copy_of(const Sequential<T>& m) {
+  Sequential<T> c(m.spec(), 0);
+  const auto from = m.named_parameters(), to = c.named_parameters();
+  for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = *from[i].tensor;
+  return c;
+}
+
+template <class T>
+bool finite(const Tensor<T>& t) {
+  for (int64_t i = 0; i < t.size(); ++i)
+    if (!std::isfinite(t[i])) return false;
+  return true;
+}
+
+/// The rows `index` of x (samples first).
+template <class T>
+Tensor<T> rows(TensorRef<T> x, const std::vector<int64_t>& index) {
+  Shape s = x.shape();
+  s[0] = static_cast<int64_t>(index.size());
+  Tensor<T> r(s);
+  const int64_t row = x.size() / x.dim(0);
+  for (size_t i = 0; i < index.size(); ++i)
+    std::copy(x.data() + index[i] * row, x.data() + (index[i] + 1) * row, r.data() + static_cast<int64_t>(i) * row);
+  return r;
+}
+
+}  // namespace
+
+template <class T>
+struct Trainer<T>::State {
+  Sequential<T>* model;
+  TrainOptions opt;
+  Sequential<T> initial;
+  // the optimiser's state, per parameter in state_dict order (empty until the first step needs it)
+  std::vector<Tensor<T>> momentum, exp_avg, exp_avg_sq, max_exp_avg_sq;
+  int64_t steps = 0;
+
+  State(Sequential<T>& m, TrainOptions o) : model(&m), opt(std::move(o)), initial(copy_of(m)) {}
+
+  /// θ − θ₀ under the parameters' names.
+  std::vector<NamedTensor<T>> displacement() const {
+    std::vector<NamedTensor<T>> d;
+    const auto now = model->named_parameters(), then = initial.named_parameters();
+    for (size_t i = 0; i < now.size(); ++i) {
+      Tensor<T> t(now[i].tensor->shape());
+      for (int64_t e = 0; e < t.size(); ++e) t[e] = (*now[i].tensor)[e] - (*then[i].tensor)[e];
+      d.push_back({now[i].name, std::move(t)});
+    }
+    return d;
+  }
+
+  /// f(x; θ) or f_lin(x; θ), centred or not, times α.
+  Tensor<T> outputs(TensorRef<T> x, bool linear) const {
+    Tensor<T> y;
+    if (linear) {
+      y = jvp(initial, x, displacement());  // J(θ₀)(θ − θ₀)
+      if (!opt.transform.center) {
+        const Tensor<T> f0 = initial.forward(x);
+        for (int64_t i = 0; i < y.size(); ++i) y[i] += f0[i];
+      }
+    } else {
+      y = model->forward(x);
+      if (opt.transform.center) {
+        const Tensor<T> f0 = initial.forward(x);
+        for (int64_t i = 0; i < y.size(); ++i) y[i] -= f0[i];
+      }
+    }
+    const T alpha = T(opt.transform.alpha);
+    if (alpha != T(1))
+      for (int64_t i = 0; i < y.size(); ++i) y[i] *= alpha;
+    return y;
+  }
+
+  /// PyTorch's update of one parameter tensor p with gradient g (state index i).
+  void update(size_t i, Tensor<T>& p, Tensor<T>& g) {
+    const Optimizer& o = opt.optimizer;
+    const int64_t n = p.size();
+    if (o.weight_decay != 0)  // g = g + wd·p
+      for (int64_t e = 0; e < n; ++e) g[e] += T(o.weight_decay) * p[e];
+    if (o.kind == Optimizer::Kind::sgd) {
+      if (o.momentum != 0) {
+        if (momentum.size() <= i) momentum.resize(i + 1);
+        Tensor<T>& buf = momentum[i];
+        if (buf.size() == 0) {
+          buf = g;  // the first step's buffer is the gradient itself
+        } else {
+          for (int64_t e = 0; e < n; ++e) buf[e] = buf[e] * T(o.momentum) + T(1 - o.dampening) * g[e];
+        }
+        if (o.nesterov)
+          for (int64_t e = 0; e < n; ++e) g[e] = g[e] + T(o.momentum) * buf[e];
+        else
+          g = buf;
+      }
+      for (int64_t e = 0; e < n; ++e) p[e] = p[e] + T(-o.lr) * g[e];
+      return;
+    }
+    // Adam
+    if (exp_avg.size() <= i) {
+      exp_avg.resize(i + 1);
+      exp_avg_sq.resize(i + 1);
+      max_exp_avg_sq.resize(i + 1);
+    }
+    Tensor<T>& m = exp_avg[i];
+    Tensor<T>& v = exp_avg_sq[i];
+    if (m.size() == 0) {
+      m = Tensor<T>(p.shape());
+      v = Tensor<T>(p.shape());
+      if (o.amsgrad) max_exp_avg_sq[i] = Tensor<T>(p.shape());
+    }
+    for (int64_t e = 0; e < n; ++e) {
+      m[e] = m[e] * T(o.beta1) + T(1 - o.beta1) * g[e];
+      v[e] = v[e] * T(o.beta2) + T(1 - o.beta2) * (g[e] * g[e]);
+    }
+    const double t = static_cast<double>(steps + 1);
+    const double bc1 = 1 - std::pow(o.beta1, t), bc2 = 1 - std::pow(o.beta2, t);
+    const T step_size = T(o.lr / bc1), bc2_sqrt = T(std::sqrt(bc2));
+    const Tensor<T>* second = &v;
+    if (o.amsgrad) {
+      Tensor<T>& mx = max_exp_avg_sq[i];
+      for (int64_t e = 0; e < n; ++e) mx[e] = std::max(mx[e], v[e]);
+      second = &mx;
+    }
+    for (int64_t e = 0; e < n; ++e) {
+      const T denom = std::sqrt((*second)[e]) / bc2_sqrt + T(o.eps);
+      p[e] = p[e] + (-step_size) * (m[e] / denom);
+    }
+  }
+};
+
+template <class T>
+Trainer<T>::Trainer(Sequential<T>& model, TrainOptions options) : s_(std::make_unique<State>(model, options)) {
+  const auto& o = s_->opt;
+  if (!(o.optimizer.lr > 0) || !std::isfinite(o.optimizer.lr))
+    throw Error("training: the learning rate must be positive and finite, got " + std::to_string(o.optimizer.lr));
+  if (!std::isfinite(o.transform.alpha) || o.transform.alpha == 0)
+    throw Error("training: alpha must be finite and non-zero, got " + std::to_string(o.transform.alpha));
+  if (o.optimizer.momentum < 0 || !std::isfinite(o.optimizer.momentum))
+    throw Error("training: momentum must be non-negative and finite");
+  if (o.optimizer.nesterov && (o.optimizer.momentum <= 0 || o.optimizer.dampening != 0))
+    throw Error("training: nesterov momentum requires a momentum and zero dampening (as PyTorch)");
+  if (o.optimizer.weight_decay < 0 || !std::isfinite(o.optimizer.weight_decay))
+    throw Error("training: weight decay must be non-negative and finite");
+  if (!(o.optimizer.beta1 >= 0 && o.optimizer.beta1 < 1 && o.optimizer.beta2 >= 0 && o.optimizer.beta2 < 1))
+    throw Error("training: Adam's betas must lie in [0, 1)");
+  if (!(o.optimizer.eps >= 0)) throw Error("training: Adam's eps must be non-negative");
+}
+
+template <class T>
+Trainer<T>::~Trainer() = default;
+template <class T>
+Trainer<T>::Trainer(Trainer&&) noexcept = default;
+template <class T>
+Trainer<T>& Trainer<T>::operator=(Trainer&&) noexcept = default;
+
+template <class T>
+Tensor<T> Trainer<T>::outputs(TensorArg<T> x) const {
+  return s_->outputs(x, s_->opt.linearized);
+}
+
+template <class T>
+Tensor<T> Trainer<T>::linearized_outputs(TensorArg<T> x) const {
+  return s_->outputs(x, true);
+}
+
+template <class T>
+Tensor<T> Trainer<T>::network_outputs(TensorArg<T> x) const {
+  return s_->outputs(x, false);
+}
+
+template <class T>
+double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
+  State& s = *s_;
+  const Tensor<T> out = outputs(x);
+  LossValue<T> l = loss(s.opt.loss, out, y);
+  if (s.opt.stop_on_nonfinite && !std::isfinite(l.value))
+    throw Error("training: the loss is " + std::to_string(l.value) + " at step " + std::to_string(s.steps + 1) +
+                "; stopped (lower the learning rate?)");
+  // the objective is L(α·f, y)/α²; the cotangent of f (or f_lin) is α·∂L/∂(αf)/α² = ∂L/∂(αf)/α
+  const T scale = T(1.0 / s.opt.transform.alpha);
+  for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;
+  auto grads = gradient(s.opt.linearized ? s.initial : *s.model, x, l.grad);
+  if (s.opt.stop_on_nonfinite)
+    for (const auto& g : grads)
+      if (!finite(g.tensor))
+        throw Error("training: the gradient of " + g.name + " is not finite at step " + std::to_string(s.steps + 1) +
+                    "; stopped");
+  const auto params = s.model->named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) s.update(i, *params[i].tensor, grads[i].tensor);
+  if (s.opt.stop_on_nonfinite)
+    for (const auto& p : params)
+      if (!finite(*p.tensor))
+        throw Error("training: " + p.name + " is not finite after step " + std::to_string(s.steps + 1) + "; stopped");
+  ++s.steps;
+  return l.value;
+}
+
+template <class T>
+std::pair<double, std::vector<std::pair<std::string, double>>> Trainer<T>::weight_change() const {
+  const auto now = s_->model->named_parameters(), then = s_->initial.named_parameters();
+  double d_all = 0, n_all = 0;
+  std::vector<std::pair<std::string, double>> per;
+  for (size_t i = 0; i < now.size(); ++i) {
+    double d = 0, n = 0;
+    for (int64_t e = 0; e < now[i].tensor->size(); ++e) {
+      const double a = (*now[i].tensor)[e], b = (*then[i].tensor)[e];
+      d += (a - b) * (a - b);
+      n += b * b;
+    }
+    d_all += d;
+    n_all += n;
+    per.emplace_back(now[i].name, n > 0 ? std::sqrt(d / n) : std::sqrt(d));
+  }
+  return {n_all > 0 ? std::sqrt(d_all / n_all) : std::sqrt(d_all), per};
+}
+
+template <class T>
+Kernel<T> Trainer<T>::kernel(TensorArg<T> probe, Mode mode) const {
+  const KernelOptions ko{.mode = mode, .components = true, .threads = s_->opt.threads};
+  Kernel<T> k = ntk(s_->opt.linearized ? s_->initial : *s_->model, probe, ko);
+  const T a2 = T(s_->opt.transform.alpha * s_->opt.transform.alpha);
+  if (a2 != T(1)) {
+    for (int64_t i = 0; i < k.total.size(); ++i) k.total[i] *= a2;
+    for (auto& c : k.components)
+      for (int64_t i = 0; i < c.size(); ++i) c[i] *= a2;
+  }
+  return k;
+}
+
+template <class T>
+int64_t Trainer<T>::steps() const {
+  return s_->steps;
+}
+
+template <class T>
+const TrainOptions& Trainer<T>::options() const {
+  return s_->opt;
+}
+
+template <class T>
+const Sequential<T>& Trainer<T>::initial() const {
+  return s_->initial;
+}
+
+namespace {
+
+double frobenius(const Tensor<double>& a, const Tensor<double>& b) {
+  double s = 0;
+  for (int64_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+/// yyᵀ in the kernel's layout (full: (P, P, O, O); trace: Σ_o; diagonal: per output).
+Tensor<double> target_kernel(const Tensor<double>& y, Mode mode, const Shape& shape) {
+  const int64_t P = y.dim(0), O = y.size() / P;
+  Tensor<double> k(shape);
+  for (int64_t i = 0; i < P; ++i)
+    for (int64_t j = 0; j < P; ++j)
+      for (int64_t o = 0; o < O; ++o) {
+        if (mode == Mode::full)
+          for (int64_t q = 0; q < O; ++q) k[((i * P + j) * O + o) * O + q] = y[i * O + o] * y[j * O + q];
+        else if (mode == Mode::diagonal)
+          k[(i * P + j) * O + o] = y[i * O + o] * y[j * O + o];
+        else
+          k[i * P + j] += y[i * O + o] * y[j * O + o];
+      }
+  return k;
+}
+
+double rms(const Tensor<double>& a) {
+  double s = 0;
+  for (int64_t i = 0; i < a.size(); ++i) s += a[i] * a[i];
+  return a.size() ? std::sqrt(s / static_cast<double>(a.size())) : 0.0;
+}
+
+}  // namespace
+
+template <class T>
+StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions& opt,
+              const std::function<void(const StepLog&)>& on_log) {
+  const int64_t n = data.x.dim(0);
+  if (data.y.rank() < 1 || data.y.dim(0) != n)
+    throw Error("training: the targets have " + std::to_string(data.y.rank() ? data.y.dim(0) : 0) +
+                " samples but the inputs " + std::to_string(n));
+  if (opt.steps < 0 || opt.epochs < 0 || opt.batch_size < 0 || opt.log_every < 0 || opt.ntk_every < 0)
+    throw Error("training: steps, epochs, batch size, log_every and ntk_every must be non-negative");
+  if (opt.steps == 0 && opt.epochs == 0) throw Error("training: give a number of steps or epochs");
+  const int64_t batch = opt.batch_size == 0 ? n : std::min(opt.batch_size, n);
+  const int64_t per_epoch = (n + batch - 1) / batch;
+  const int64_t total = opt.steps > 0 ? opt.steps : opt.epochs * per_epoch;
+  Trainer<T> trainer(model, opt);
+
+  std::optional<Tensor<double>> k0;
+  std::optional<TensorRef<T>> probe = data.probe;
+  if (!probe && opt.ntk_every > 0) probe = data.x;
+  std::optional<TensorRef<T>> probe_y = data.probe ? data.probe_y : std::optional<TensorRef<T>>(data.y);
+  auto log = [&](int64_t step) {
+    StepLog l;
+    l.step = step;
+    l.epoch = step / per_epoch;
+    l.train_loss = loss(opt.loss, trainer.outputs(data.x), data.y).value;
+    if (data.x_test && data.y_test)
+      l.test_loss = loss(opt.loss, trainer.outputs(*data.x_test), *data.y_test, "the test targets").value;
+    std::tie(l.weight_change, l.weight_change_per_tensor) = trainer.weight_change();
+    const bool probe_due = opt.ntk_every > 0 && (step % opt.ntk_every == 0 || step == total);
+    if (probe_due && probe) {
+      const Kernel<T> k = trainer.kernel(*probe, opt.probe_mode);
+      const Tensor<double> kt = k.total.template cast<double>();
+      std::vector<NamedTensor<double>> comps;
+      for (const auto& c : k.named_components()) comps.push_back({c.name, c.tensor.template cast<double>()});
+      AnalysisOptions ao;
+      if constexpr (std::is_same_v<T, float>) ao.epsilon = 1.1920928955078125e-07;
+      const Analysis a = analyze(kt, comps, ao);
+      ProbeMetrics pm;
+      pm.trace = a.spectrum.trace;
+      pm.lambda_max = a.spectrum.lambda_max;
+      pm.lambda_min = a.spectrum.lambda_min;
+      pm.condition = a.spectrum.condition;
+      pm.effective_rank = a.spectrum.effective_rank;
+      for (const auto& c : a.components) pm.component_share.emplace_back(c.name, c.share);
+      if (!k0) k0 = kt;
+      const double n0 = std::sqrt(frobenius(*k0, *k0)), nt = std::sqrt(frobenius(kt, kt));
+      Tensor<double> diff = kt;
+      for (int64_t i = 0; i < diff.size(); ++i) diff[i] -= (*k0)[i];
+      pm.kernel_change = n0 > 0 ? std::sqrt(frobenius(diff, diff)) / n0 : 0.0;
+      pm.alignment_initial = n0 > 0 && nt > 0 ? frobenius(kt, *k0) / (n0 * nt) : 0.0;
+      if (probe_y && probe_y->rank() >= 1 && probe_y->dim(0) == probe->dim(0) &&
+          probe_y->size() == probe->dim(0) * model.outputs()) {
+        const Tensor<double> yy = target_kernel(
+            Tensor<T>(probe_y->shape(), std::vector<T>(probe_y->data(), probe_y->data() + probe_y->size()))
+                .template cast<double>(),
+            opt.probe_mode, kt.shape());
+        const double ny = std::sqrt(frobenius(yy, yy));
+        pm.alignment_targets = nt > 0 && ny > 0 ? frobenius(kt, yy) / (nt * ny) : 0.0;
+      }
+      const Tensor<double> f = trainer.network_outputs(*probe).template cast<double>(),
+                           fl = trainer.linearized_outputs(*probe).template cast<double>();
+      Tensor<double> gap = f, change = fl;
+      const Tensor<double> f0 = [&] {
+        Tensor<T> y = trainer.initial().forward(*probe);
+        if (opt.transform.center) y = Tensor<T>(y.shape());
+        for (int64_t i = 0; i < y.size(); ++i) y[i] *= T(opt.transform.alpha);
+        return y.template cast<double>();
+      }();
+      for (int64_t i = 0; i < gap.size(); ++i) {
+        gap[i] -= fl[i];
+        change[i] -= f0[i];
+      }
+      pm.linearization_gap = rms(gap);
+      pm.linearization_gap_relative = rms(change) > 0 ? rms(gap) / rms(change) : 0.0;
+      l.probe = pm;
+    }
+    if (on_log) on_log(l);
+    return l;
+  };
+
+  StepLog last = log(0);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(opt.shuffle_seed);
+  for (int64_t s = 0; s < total; ++s) {
+    const int64_t pos = s % per_epoch;
+    if (pos == 0 && opt.shuffle)  // Fisher–Yates with our own draws (std's distributions are implementation-defined)
+      for (int64_t i = n - 1; i > 0; --i) {
+        const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+        std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(u * static_cast<double>(i + 1))]);
+      }
+    if (batch == n && !opt.shuffle) {
+      trainer.step(data.x, data.y);
+    } else {
+      const std::vector<int64_t> idx(order.begin() + pos * batch, order.begin() + std::min(n, (pos + 1) * batch));
+      trainer.step(rows(data.x, idx), rows(data.y, idx));
+    }
+    const int64_t done = s + 1;
+    if (done == total || (opt.log_every > 0 && done % opt.log_every == 0) ||
+        (opt.ntk_every > 0 && done % opt.ntk_every == 0))
+      last = log(done);
+  }
+  return last;
+}
+
+template class Trainer<float>;
+template class Trainer<double>;
+template StepLog train(Sequential<float>&, const TrainData<float>&, const TrainOptions&,
+                       const std::function<void(const StepLog&)>&);
+template StepLog train(Sequential<double>&, const TrainData<double>&, const TrainOptions&,
+                       const std::function<void(const StepLog&)>&);
+
+}  // namespace xntk

@@ -1,0 +1,165 @@
+// Training: the losses against PyTorch's definitions and finite differences, their parameter gradients
+// through the layers against the autograd path, and whole training runs against PyTorch's trajectories
+// (tests/dynamics/make_training_fixtures.py: SGD with momentum, dampening, Nesterov and weight decay, Adam with
+// AMSGrad, full batch and mini-batches, mse and cross-entropy on labels and probabilities, the lazy-training
+// transforms and the linearised network) to 1e-10 after 100 steps.
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "../helpers.hpp"
+
+using namespace xntk;
+using Catch::Matchers::Contains;
+namespace fs = std::filesystem;
+
+TEST_CASE("mse and cross-entropy as PyTorch defines them, with their derivatives", "[dynamics][loss]") {
+  const Tensor<double> f({2, 3}, std::vector<double>{0.5, -1.0, 2.0, 0.0, 3.0, -0.5});
+  const Tensor<double> y({2, 3}, std::vector<double>{1.0, 0.0, 1.5, -1.0, 2.0, 0.5});
+  // mse: the mean over all 6 elements; d/df = 2 (f − y) / 6
+  const auto m = loss(Loss::mse, f, y);
+  double want = 0;
+  for (int64_t i = 0; i < 6; ++i) want += (f[i] - y[i]) * (f[i] - y[i]) / 6;
+  CHECK(m.value == Approx(want).epsilon(1e-15));
+  for (int64_t i = 0; i < 6; ++i) CHECK(m.grad[i] == Approx(2 * (f[i] - y[i]) / 6).epsilon(1e-15));
+  // cross-entropy on labels 2 and 1: mean of log Σ exp(f) − f[label]
+  const Tensor<double> labels({2}, std::vector<double>{2, 1});
+  const auto c = loss(Loss::cross_entropy, f, labels);
+  auto lse = [&](int64_t s) { return std::log(std::exp(f[s * 3]) + std::exp(f[s * 3 + 1]) + std::exp(f[s * 3 + 2])); };
+  CHECK(c.value == Approx((lse(0) - f[2] + lse(1) - f[4]) / 2).epsilon(1e-14));
+  // the same as one-hot probabilities; and every derivative against central differences
+  const Tensor<double> onehot({2, 3}, std::vector<double>{0, 0, 1, 0, 1, 0});
+  CHECK(loss(Loss::cross_entropy, f, onehot).value == Approx(c.value).epsilon(1e-15));
+  const Tensor<double> probs({2, 3}, std::vector<double>{0.2, 0.3, 0.5, 0.6, 0.1, 0.3});
+  for (const auto* target : {&labels, &probs}) {
+    const auto l = loss(Loss::cross_entropy, f, *target);
+    for (int64_t i = 0; i < 6; ++i) {
+      Tensor<double> up = f, down = f;
+      up[i] += 1e-6;
+      down[i] -= 1e-6;
+      const double fd =
+          (loss(Loss::cross_entropy, up, *target).value - loss(Loss::cross_entropy, down, *target).value) / 2e-6;
+      CHECK(l.grad[i] == Approx(fd).margin(1e-8));
+    }
+  }
+  // bad targets name themselves and what was expected
+  CHECK_THROWS_WITH(loss(Loss::mse, f, labels, "y.npy"), Contains("y.npy has shape (2,), expected (2, 3)"));
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0, 3}), "y.npy"),
+                    Contains("y.npy: the label of sample 1 is 3") && Contains("[0, 3)"));
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0.5, 1}), "y.npy"),
+                    Contains("label of sample 0"));
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({3}), "y.npy"), Contains("expected (2,) class labels"));
+}
+
+TEST_CASE("a loss's parameter gradient through the layers equals the autograd path's and finite differences",
+          "[dynamics][loss]") {
+  const Sequential<double> net(
+      {.input = {4},
+       .layers = {Linear{.out_features = 6}, Tanh(), Linear{.out_features = 6}, ReLU(), Linear{.out_features = 3}}},
+      2);
+  const auto x = test::randn<double>({5, 4}, 3);
+  const Tensor<double> labels({5}, std::vector<double>{0, 2, 1, 1, 0});
+  const auto y = test::randn<double>({5, 3}, 4);
+  for (const Loss kind : {Loss::mse, Loss::cross_entropy}) {
+    INFO(name(kind));
+    const Tensor<double>& target = kind == Loss::mse ? y : labels;
+    const auto l = loss(kind, net.forward(x), target);
+    const auto g = gradient(net, x, l.grad);
+    const auto J = jacobians(net, x);  // autograd: (N, O, P) per parameter
+    const auto params = net.named_parameters();
+    for (size_t q = 0; q < params.size(); ++q) {
+      INFO(params[q].name);
+      Tensor<double> want(params[q].tensor->shape());
+      for (int64_t n = 0; n < 5; ++n)
+        for (int64_t o = 0; o < 3; ++o)
+          for (int64_t p = 0; p < want.size(); ++p) want[p] += l.grad[n * 3 + o] * J[q][(n * 3 + o) * want.size() + p];
+      CHECK(test::rel_error(g[q].tensor, want) <= 1e-12);
+      // central differences of the loss along a random direction
+      Tensor<double>& theta = net.parameter(params[q].name);
+      const Tensor<double> saved = theta;
+      const auto u = test::randn<double>(theta.shape(), 10 + q);
+      double analytic = 0;
+      for (int64_t i = 0; i < theta.size(); ++i) analytic += g[q].tensor[i] * u[i];
+      for (int64_t i = 0; i < theta.size(); ++i) theta[i] = saved[i] + 1e-5 * u[i];
+      const double up = loss(kind, net.forward(x), target).value;
+      for (int64_t i = 0; i < theta.size(); ++i) theta[i] = saved[i] - 1e-5 * u[i];
+      const double down = loss(kind, net.forward(x), target).value;
+      theta = saved;
+      CHECK(analytic == Approx((up - down) / 2e-5).epsilon(1e-6).margin(1e-9));
+    }
+  }
+}
+
+namespace {
+
+/// The options of a fixture's meta.json.
+TrainOptions options_of(const nlohmann::json& meta) {
+  TrainOptions o;
+  o.loss = meta.at("loss") == "mse" ? Loss::mse : Loss::cross_entropy;
+  const auto& op = meta.at("optimizer");
+  o.optimizer.kind = op.at("kind") == "sgd" ? Optimizer::Kind::sgd : Optimizer::Kind::adam;
+  o.optimizer.lr = op.at("lr");
+  o.optimizer.momentum = op.value("momentum", 0.0);
+  o.optimizer.dampening = op.value("dampening", 0.0);
+  o.optimizer.nesterov = op.value("nesterov", false);
+  o.optimizer.weight_decay = op.value("weight_decay", 0.0);
+  o.optimizer.beta1 = op.value("beta1", 0.9);
+  o.optimizer.beta2 = op.value("beta2", 0.999);
+  o.optimizer.eps = op.value("eps", 1e-8);
+  o.optimizer.amsgrad = op.value("amsgrad", false);
+  o.steps = meta.at("steps");
+  o.batch_size = meta.at("batch_size");
+  o.transform.alpha = meta.at("alpha");
+  o.transform.center = meta.at("center");
+  o.linearized = meta.at("linearized");
+  o.log_every = 0;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("training follows PyTorch's trajectory to 1e-10 over 100 steps", "[dynamics][train]") {
+  const fs::path root = fs::path(XNTK_SOURCE_DIR) / "tests" / "dynamics" / "fixtures";
+  int fixtures = 0;
+  for (const auto& entry : fs::directory_iterator(root)) {
+    const fs::path d = entry.path();
+    INFO("fixture " << d.filename().string());
+    std::ifstream mf(d / "meta.json");
+    const auto meta = nlohmann::json::parse(mf);
+    const TrainOptions opt = options_of(meta);
+    Sequential<double> net(load_model_spec((d / "model.json").string()), 0);
+    load_weights(net, (d / "weights.safetensors").string());
+    const auto x = read_npy<double>((d / "x.npy").string()), y = read_npy<double>((d / "y.npy").string());
+    const auto want_losses = read_npy<double>((d / "losses.npy").string());
+    const auto want_final = read_safetensors<double>((d / "final.safetensors").string());
+    // step by step, batches in order as the fixture's
+    {
+      Sequential<double> model(net.spec(), 0);
+      for (const auto& p : net.named_parameters()) model.parameter(p.name) = *p.tensor;
+      Trainer<double> trainer(model, opt);
+      const int64_t n = x.dim(0), batch = opt.batch_size ? opt.batch_size : n, per_epoch = (n + batch - 1) / batch;
+      Tensor<double> losses({opt.steps});
+      for (int64_t s = 0; s < opt.steps; ++s) {
+        const int64_t pos = s % per_epoch, b0 = pos * batch, b1 = std::min(n, b0 + batch);
+        const int64_t row = x.size() / n, yrow = y.size() / n;
+        Shape xs = x.shape(), ys = y.shape();
+        xs[0] = ys[0] = b1 - b0;
+        const Tensor<double> xb(xs, std::vector<double>(x.data() + b0 * row, x.data() + b1 * row));
+        const Tensor<double> yb(ys, std::vector<double>(y.data() + b0 * yrow, y.data() + b1 * yrow));
+        losses[s] = trainer.step(xb, yb);
+      }
+      CHECK(test::rel_error(losses, want_losses) <= 1e-10);
+      for (const auto& w : want_final) {
+        INFO(w.name);
+        CHECK(test::rel_error(model.parameter(w.name), w.tensor) <= 1e-10);
+      }
+    }
+    // train() over the same data takes the same steps
+    train(net, TrainData<double>{x, y}, opt);
+    for (const auto& w : want_final) CHECK(test::rel_error(net.parameter(w.name), w.tensor) <= 1e-10);
+    ++fixtures;
+  }
+  CHECK(fixtures >= 10);
+}
