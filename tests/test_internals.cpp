@@ -188,8 +188,9 @@ TEMPLATE_TEST_CASE("a Linear forward on a few wide samples matches direct dot pr
     for (const int64_t batch : {1, 2, 3, 4, 5, 9, 16, 17, 31, 32, 33}) {
       Tensor<T> x({batch, in});
       for (int64_t i = 0; i < x.size(); ++i) x[i] = static_cast<T>(std::sin(0.37 * static_cast<double>(i)));
-      // the largest error of y's outputs, relative to the sum of their terms' magnitudes
-      auto worst = [&](const Tensor<T>& y) {
+      // the largest error of y's outputs, relative to the sum of their terms' magnitudes (the binding copied:
+      // clang 14 cannot capture structured bindings)
+      auto worst = [&, out = out](const Tensor<T>& y) {
         double e = 0;
         for (int64_t s = 0; s < batch; ++s)
           for (int64_t j = 0; j < out; ++j) {
@@ -618,10 +619,10 @@ TEMPLATE_TEST_CASE("syrk_lower forms the lower triangle of alpha·A·Aᵀ + beta
       for (auto& v : a) v = static_cast<T>(normal(g));
       for (auto& v : c0) v = static_cast<T>(normal(g));
       // the lower triangle is computed; the strict upper triangle and the padding must stay as they were
-      auto check = [&](const std::vector<T>& c) {
+      auto check = [&, n = n, k = k](const std::vector<T>& c) {
         check_product(c, c0, n, n, true, ldc, a, lda, a, lda, k, alpha, beta);
       };
-      auto run = [&](int threads) {
+      auto run = [&, n = n, k = k](int threads) {
         return at_threads(threads, [&] {
           std::vector<T> c = c0;
           detail::syrk_lower(n, k, alpha, a.data(), lda, beta, c.data(), ldc);
@@ -656,7 +657,7 @@ TEMPLATE_TEST_CASE("gram_product forms alpha·A·Bᵀ + beta·C, the same at eve
       for (auto& v : a) v = static_cast<T>(normal(g));
       for (auto& v : b) v = static_cast<T>(normal(g));
       for (auto& v : c0) v = static_cast<T>(normal(g));
-      auto run = [&](int threads) {
+      auto run = [&, m = m, n = n, k = k](int threads) {
         return at_threads(threads, [&] {
           std::vector<T> c = c0;
           detail::gram_product(m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
