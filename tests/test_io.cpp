@@ -16,6 +16,12 @@ using test::write_bytes;
 
 namespace {
 
+std::string repeat(const std::string& s, int n) {
+  std::string r;
+  for (int i = 0; i < n; ++i) r += s;
+  return r;
+}
+
 Tensor<double> iota(Shape shape) {
   Tensor<double> t(std::move(shape));
   for (int64_t i = 0; i < t.size(); ++i) t[i] = 0.5 * static_cast<double>(i) - 3.25;
@@ -239,6 +245,32 @@ TEST_CASE("malformed safetensors files are refused before allocation", "[io][saf
        safetensors_bytes(R"({"w":{"dtype":"F64","shape":[-2],"data_offsets":[0,16]}})", d16),
        {"non-negative integer"}},
       {"meta.safetensors", safetensors_bytes(R"({"__metadata__":{"a":1},)" + entry + "}", d16), {"__metadata__ \"a\""}},
+      // hostile headers: deep nesting (dump() in a message recursed into it), huge values (echoed whole),
+      // duplicate keys (the last one silently won), numbers beyond double (a raw library exception)
+      {"deep.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":)" + std::string(100000, '[') + std::string(100000, ']') +
+                             R"(,"data_offsets":[0,16]}})",
+                         d16),
+       {"deep.safetensors", "nested deeper than 64 levels"}},
+      {"long.safetensors",
+       safetensors_bytes(
+           R"({"w":{"dtype":"F64","shape":[")" + std::string(1 << 20, 'x') + R"("],"data_offsets":[0,16]}})", d16),
+       {"long.safetensors", "\"w\": shape", "xxxxxxxx...\" (1048576 bytes)"}},
+      {"longname.safetensors",
+       safetensors_bytes(R"({")" + std::string(100000, 'n') + R"(":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})",
+                         d16),
+       {"longname.safetensors", "nnnn...\" (100000 bytes)", "I64"}},
+      {"dupkey.safetensors", safetensors_bytes("{" + entry + "," + entry + "}", d16), {"duplicate key \"w\""}},
+      {"dupfield.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[2],"shape":[1],"data_offsets":[0,16]}})", d16),
+       {"duplicate key \"shape\""}},
+      {"bignum.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[2],"data_offsets":[0,1e400]}})", d16),
+       {"bignum.safetensors", "not valid JSON", "number overflow"}},
+      {"rank.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[1)" + repeat(",1", 99) + R"(],"data_offsets":[0,8]}})",
+                         d16.substr(0, 8)),
+       {"rank.safetensors", "100 dimensions", "at most 64"}},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -248,6 +280,7 @@ TEST_CASE("malformed safetensors files are refused before allocation", "[io][saf
       FAIL("no error");
     } catch (const Error& e) {
       for (const auto& s : c.says) CHECK_THAT(e.what(), Contains(s));
+      CHECK(std::string(e.what()).size() < 300);  // whatever the file holds, the message stays short
     }
   }
   // the same layout, well-formed, is read (so the cases above fail for the stated reason)
@@ -291,6 +324,18 @@ TEST_CASE("weights load by state_dict name and are checked completely", "[io][we
   CHECK_THROWS_WITH(load_weights(c, named(nan)), Contains("\"2.weight\"") && Contains("non-finite"));
   // a refused file changes nothing, even where its first tensors were fine
   CHECK(test::rel_error(c.parameter("0.weight"), before) == 0);
+  // neither a huge name from the file nor a long parameter list from the model makes a long message
+  ModelSpec deep{.input = {2}};
+  for (int i = 0; i < 12; ++i) deep.layers.push_back(Linear{.out_features = 2});
+  Sequential<double> d(deep, 5);
+  CHECK_THROWS_WITH(load_weights(d, named({{std::string(100000, 'w'), iota({1})}})),
+                    Contains("unexpected tensor \"www") && Contains("(100000 bytes)") && Contains("(24 in all)") &&
+                        !Contains("10.bias"));
+  try {
+    load_weights(d, named({{std::string(100000, 'w'), iota({1})}}));
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).size() < 300);
+  }
 }
 
 TEST_CASE("model JSON: the DESIGN example, PyTorch defaults and both parameterisations", "[io][json]") {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "quote.hpp"
 #include "xntk/io.hpp"
 
 namespace xntk {
@@ -12,14 +13,16 @@ template <class T>
 void load_weights(Sequential<T>& model, const std::string& path) {
   auto tensors = read_safetensors<T>(path);
   const auto params = model.named_parameters();
+  // the model comes from a file too: a model of thousands of layers lists its first parameters only
   std::string expected;
-  for (const auto& p : params) expected += (expected.empty() ? "" : ", ") + p.name;
+  for (size_t i = 0; i < params.size() && i < 8; ++i) expected += (i ? ", " : "") + params[i].name;
+  if (params.size() > 8) expected += ", ... (" + std::to_string(params.size()) + " in all)";
   // Validate everything before changing the model, so that a bad file leaves it as it was.
   std::vector<const Tensor<T>*> source(params.size(), nullptr);
   for (const auto& t : tensors) {
     const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.name == t.name; });
     if (it == params.end())
-      throw Error(path + ": unexpected tensor \"" + t.name + "\"; the model's parameters are " +
+      throw Error(path + ": unexpected tensor " + detail::quote(t.name) + "; the model's parameters are " +
                   (expected.empty() ? "none" : expected));
     const size_t i = static_cast<size_t>(it - params.begin());
     if (t.tensor.shape() != it->tensor->shape())
