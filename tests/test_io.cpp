@@ -135,6 +135,36 @@ TEST_CASE("malformed npy files are refused with the file and the problem", "[io]
       {"huge.npy",
        npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 16), }", six),
        {"huge.npy", "too large"}},
+      // hostile headers: nesting that overflowed the stack, keys given twice (the shapes were concatenated),
+      // an item size that overflowed an int, values and headers echoed whole
+      {"deep.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': " + std::string(100000, '[') +
+                     std::string(100000, ']') + "}",
+                 six, 2),
+       {"deep.npy", "malformed .npy header", "at most 16 levels"}},
+      {"twoshapes.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'shape': (3,), }", six),
+       {"twoshapes.npy", "'shape' twice"}},
+      {"twodescr.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'descr': '<f4', 'shape': (6,), }", six),
+       {"'descr' twice"}},
+      {"bits.npy",
+       npy_bytes("{'descr': '<f999999999', 'fortran_order': False, 'shape': (6,), }", six),
+       {"bits.npy", "'<f999999999' (an unsupported type)", "expected float32"}},
+      {"rank.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1" + repeat(", 1", 99) + "), }",
+                 raw(std::vector<double>(1, 1.0))),
+       {"rank.npy", "100 dimensions", "at most 64"}},
+      {"longkey.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (6,), '" + std::string(100000, 'k') + "': 1}", six,
+                 2),
+       {"longkey.npy", "'kkkk", "...' (100000 bytes)"}},
+      {"longdescr.npy",
+       npy_bytes("{'descr': '<f" + std::string(100000, '8') + "', 'fortran_order': False, 'shape': (6,), }", six, 2),
+       {"longdescr.npy", "(an unsupported type)"}},
+      {"longsyntax.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (6,) " + std::string(100000, 'z') + "}", six, 2),
+       {"longsyntax.npy", "malformed .npy header at character 55: expected ',' before \"zzzz", "(100001 bytes)"}},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -144,6 +174,7 @@ TEST_CASE("malformed npy files are refused with the file and the problem", "[io]
       FAIL("no error");
     } catch (const Error& e) {
       for (const auto& s : c.says) CHECK_THAT(e.what(), Contains(s));
+      CHECK(std::string(e.what()).size() < 300);  // whatever the header holds, the message stays short
     }
   }
   CHECK_THROWS_WITH(read_npy<double>(dir / "missing.npy"), Contains("missing.npy") && Contains("No such file"));
