@@ -1,6 +1,10 @@
 // The `xntk` program, run as a user would: a table of bad inputs (exit code, one stderr line naming the
 // file/field/layer, nothing left in the output directory) and the outputs of good runs.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -99,6 +103,17 @@ void write_inputs(const test::TempDir& d) {
   write_npy(d / "k.npy", k);
   write_safetensors(d / "c_shape.safetensors", std::vector<NamedTensor<double>>{{"0.weight", Tensor<double>({3, 3})}});
   std::filesystem::create_directories(d.path() / "adir");
+  // hostile inputs: kernels without outputs, nesting that overflowed the stack, a FIFO that blocks its opener
+  write_npy(d / "k_noout4.npy", Tensor<double>({2, 2, 0, 0}));
+  write_npy(d / "k_noout3.npy", Tensor<double>({2, 2, 0}));
+  write_bytes(d / "deep.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': " + std::string(50000, '(') +
+                                            std::string(50000, ')') + "}",
+                                        "", 2));
+  write_bytes(d / "w_deep.safetensors",
+              safetensors_bytes(R"({"0.weight":{"dtype":"F64","shape":)" + std::string(100000, '[') +
+                                    std::string(100000, ']') + R"(,"data_offsets":[0,96]}})",
+                                raw(std::vector<double>(12, 0.0))));
+  REQUIRE(mkfifo((d / "fifo").c_str(), 0600) == 0);
 }
 
 struct Case {
@@ -170,6 +185,9 @@ const std::vector<Case> kCases = {
     {"analyze xint.npy", 1, {"xint.npy", "int64"}},
     {"analyze k.npy --components c_shape.safetensors", 1, {"c_shape.safetensors", "\"0.weight\"", "(3, 3)"}},
     {"analyze k.npy --components w_hdrlen.safetensors", 1, {"w_hdrlen.safetensors"}},
+    {"analyze deep.npy", 1, {"deep.npy", "at most 16 levels"}},
+    {"analyze k_noout4.npy", 1, {"k_noout4.npy", "(2, 2, 0, 0)", "no outputs"}},
+    {"analyze k_noout3.npy --json", 1, {"k_noout3.npy", "(2, 2, 0)", "no outputs"}},
 };
 
 }  // namespace
