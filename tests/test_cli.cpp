@@ -117,7 +117,7 @@ void write_inputs(const test::TempDir& d) {
 }
 
 struct Case {
-  const char* args;
+  std::string args;
   int code;
   std::vector<std::string> says;
 };
@@ -138,6 +138,19 @@ const std::vector<Case> kCases = {
     {"", 2, {"subcommand"}},
     {"transmogrify", 2, {"transmogrify"}},
     {"analyze k.npy --json --verbose", 2, {"--verbose"}},
+    {"compute model.json --x1 x.npy -o ''", 2, {"--output", "empty"}},
+    {"compute model.json --x1 '' -o k.npy", 2, {"--x1", "empty"}},
+    {"compute model.json --x1 x.npy --components '' -o k.npy", 2, {"--components", "empty"}},
+    {"analyze ''", 2, {"kernel", "empty"}},
+    // integers that wrapped, saturated or overflowed
+    {"compute model.json --x1 x.npy -o k.npy --seed -1", 2, {"--seed", "18446744073709551615", "\"-1\""}},
+    {"compute model.json --x1 x.npy -o k.npy --seed 18446744073709551616", 2, {"--seed"}},
+    {"compute model.json --x1 x.npy -o k.npy --tile 9223372036854775808", 2, {"--tile", "9223372036854775807"}},
+    {"compute model.json --x1 x.npy -o k.npy --memory-budget 9223372036855", 2, {"--memory-budget", "9223372036854"}},
+    {"compute model.json --x1 x.npy -o k.npy --threads 1025", 2, {"--threads", "1024"}},
+    // long values are quoted short
+    {"transmogrify" + std::string(100000, 'x'), 2, {"transmogrifyxxx", "(100012 bytes)"}},
+    {"compute model.json --x1 x.npy -o k.npy --mode " + std::string(100000, 'f'), 2, {"--mode", "fff"}},
     // the model
     {"compute nosuch.json --x1 x.npy -o k.npy", 1, {"nosuch.json", "No such file"}},
     {"compute broken.json --x1 x.npy -o k.npy", 1, {"broken.json", "not valid JSON"}},
@@ -179,6 +192,11 @@ const std::vector<Case> kCases = {
     {"compute model.json --x1 x.npy -o no/such/dir/k.npy", 1, {"no/such/dir/k.npy", "cannot write"}},
     {"compute model.json --x1 x.npy -o adir", 1, {"adir", "is a directory"}},
     {"compute model.json --x1 x.npy -o k.npy --components no/dir/c.safetensors", 1, {"no/dir/c.safetensors"}},
+    {"compute model.json --x1 fifo -o k.npy", 1, {"fifo", "not a regular file"}},
+    {"compute model.json --x1 deep.npy -o k.npy", 1, {"deep.npy", "at most 16 levels"}},
+    {"compute model.json --x1 x.npy --weights w_deep.safetensors -o k.npy",
+     1,
+     {"w_deep.safetensors", "nested deeper than 64"}},
     // analyze
     {"analyze k_rect.npy", 1, {"k_rect.npy", "(3, 2)", "square in samples"}},
     {"analyze nosuch.npy --json", 1, {"nosuch.npy"}},
@@ -201,11 +219,12 @@ TEST_CASE("xntk: every bad input ends with one message, the right exit code and 
   write_inputs(d);
   const auto before = d.entries();
   for (const Case& c : kCases) {
-    INFO("xntk " << c.args);
+    INFO("xntk " << c.args.substr(0, 200));
     const Run r = run(c.args, d);
-    INFO("stderr: " << r.err);
+    INFO("stderr: " << r.err.substr(0, 2000));
     CHECK(r.code == c.code);
     CHECK(lines(r.err) == 1);
+    CHECK(r.err.size() < 1100);  // short, whatever was given
     CHECK_THAT(r.err, StartsWith("xntk: "));
     for (const auto& s : c.says) CHECK_THAT(r.err, Contains(s));
     CHECK(r.out.empty());
@@ -275,6 +294,13 @@ TEST_CASE("xntk compute writes the kernel, the components and one stats line", "
                     test::npy_bytes("{'descr': '<f8', 'fortran_order': True, 'shape': (5, 4), }", test::raw(xt)));
   REQUIRE(run("compute model.json --x1 xf.npy --seed 3 -o f.npy --threads 1 --tile 2", d).code == 0);  // as s3
   CHECK(test::rel_error(read_npy<double>(d / "f.npy"), read_npy<double>(d / "s3.npy")) == 0);
+
+  // the largest tile and memory budget are accepted (a tile larger than the batch is the batch)
+  REQUIRE(run("compute model.json --x1 x.npy --seed 3 -o big.npy --tile 9223372036854775807 "
+              "--memory-budget 9223372036854",
+              d)
+              .code == 0);
+  CHECK(test::rel_error(read_npy<double>(d / "big.npy"), read_npy<double>(d / "s3.npy")) < 1e-14);
 
   // /dev/null as output is written, not replaced
   REQUIRE(run("compute model.json --x1 x.npy -o /dev/null", d).code == 0);

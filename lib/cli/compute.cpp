@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "checked.hpp"
 #include "cli/commands.hpp"
 #include "io/file.hpp"
 #include "xntk/io.hpp"
@@ -128,10 +130,12 @@ void run(const ComputeArgs& args) {
   const double load_s = seconds_since(t0);
 
   ProgressBar bar;
+  // a tile larger than the batch is the whole batch; the driver's tile counts would overflow near 2^63
+  const int64_t samples = std::max(x1.dim(0), x2 ? x2->dim(0) : int64_t{0});
   KernelOptions opt{.mode = mode,
                     .components = comp_out.has_value(),
-                    .tile = args.tile,
-                    .memory_budget = args.memory_mb * 1000000,
+                    .tile = std::min(args.tile, samples),
+                    .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
                     .threads = args.threads};
   opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   t0 = Clock::now();
