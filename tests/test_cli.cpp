@@ -30,8 +30,9 @@ struct Run {
 /// Runs `xntk ARGS` from `cwd`, capturing stdout and stderr in files outside it.
 Run run(const std::string& args, const test::TempDir& cwd) {
   test::TempDir io("cli-io");
-  const std::string cmd = "cd '" + cwd.path().string() + "' && '" + std::string(XNTK_CLI) + "' " + args + " > '" +
-                          (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
+  // killed after two minutes: a run that blocks (on a FIFO, say) fails instead of hanging the suite
+  const std::string cmd = "cd '" + cwd.path().string() + "' && timeout -s KILL 120 '" + std::string(XNTK_CLI) + "' " +
+                          args + " > '" + (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
   const int status = std::system(cmd.c_str());
   Run r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -148,6 +149,9 @@ const std::vector<Case> kCases = {
     {"compute model.json --x1 x.npy -o k.npy --tile 9223372036854775808", 2, {"--tile", "9223372036854775807"}},
     {"compute model.json --x1 x.npy -o k.npy --memory-budget 9223372036855", 2, {"--memory-budget", "9223372036854"}},
     {"compute model.json --x1 x.npy -o k.npy --threads 1025", 2, {"--threads", "1024"}},
+    // one file under two names: the kernel was lost
+    {"compute model.json --x1 x.npy -o k.npy --components ./k.npy", 2, {"same file"}},
+    {"compute model.json --x1 x.npy -o adir/k.npy --components ./adir/../adir/k.npy", 2, {"same file"}},
     // long values are quoted short
     {"transmogrify" + std::string(100000, 'x'), 2, {"transmogrifyxxx", "(100012 bytes)"}},
     {"compute model.json --x1 x.npy -o k.npy --mode " + std::string(100000, 'f'), 2, {"--mode", "fff"}},
@@ -192,6 +196,8 @@ const std::vector<Case> kCases = {
     {"compute model.json --x1 x.npy -o no/such/dir/k.npy", 1, {"no/such/dir/k.npy", "cannot write"}},
     {"compute model.json --x1 x.npy -o adir", 1, {"adir", "is a directory"}},
     {"compute model.json --x1 x.npy -o k.npy --components no/dir/c.safetensors", 1, {"no/dir/c.safetensors"}},
+    {"compute model.json --x1 x.npy -o fifo", 1, {"fifo", "a FIFO", "regular"}},
+    {"compute model.json --x1 x.npy -o k.npy --components fifo", 1, {"fifo", "a FIFO"}},
     {"compute model.json --x1 fifo -o k.npy", 1, {"fifo", "not a regular file"}},
     {"compute model.json --x1 deep.npy -o k.npy", 1, {"deep.npy", "at most 16 levels"}},
     {"compute model.json --x1 x.npy --weights w_deep.safetensors -o k.npy",
@@ -302,8 +308,9 @@ TEST_CASE("xntk compute writes the kernel, the components and one stats line", "
               .code == 0);
   CHECK(test::rel_error(read_npy<double>(d / "big.npy"), read_npy<double>(d / "s3.npy")) < 1e-14);
 
-  // /dev/null as output is written, not replaced
+  // /dev/null as output is written, not replaced, and may take both outputs
   REQUIRE(run("compute model.json --x1 x.npy -o /dev/null", d).code == 0);
+  REQUIRE(run("compute model.json --x1 x.npy -o /dev/null --components /dev/null", d).code == 0);
   CHECK(std::filesystem::is_character_file("/dev/null"));
   std::set<std::string> left;
   for (const auto& e : d.entries())
@@ -349,4 +356,90 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   const Run other = run("analyze k.npy --components c.safetensors", d);
   CHECK(other.code == 1);
   CHECK_THAT(other.err, Contains("c.safetensors"));
+}
+
+namespace {
+
+/// Starts `xntk ARGS` in `cwd` without a shell, every signal at its default but `ignored` (0: none), as
+/// nohup or a shell's `trap '' HUP` would start it.
+pid_t spawn(const std::vector<std::string>& args, const test::TempDir& cwd, int ignored) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // the child: only async-signal-safe calls until exec
+  if (chdir(cwd.path().c_str()) != 0) _exit(127);
+  const int null = open("/dev/null", O_RDWR);
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(null, 2);
+  for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
+  if (ignored) signal(ignored, SIG_IGN);
+  std::vector<char*> argv = {const_cast<char*>(XNTK_CLI)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execv(XNTK_CLI, argv.data());
+  _exit(127);
+}
+
+/// Waits until the run has created its temporary kernel file (it is computing); false if it ended first.
+bool computing(pid_t pid, const test::TempDir& d) {
+  const std::string temporary = ".k.npy.tmp-" + std::to_string(pid) + "-";
+  for (int i = 0; i < 60000; ++i) {
+    for (const auto& e : d.entries())
+      if (e.rfind(temporary, 0) == 0) return true;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return false;
+    usleep(500);
+  }
+  return false;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+
+}  // namespace
+
+TEST_CASE("xntk: a run ended by a signal or a crash leaves no file; an ignored SIGHUP stays ignored", "[cli][errors]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-signals");
+  // a quarter of a second of work on one thread (the signal comes within a millisecond of the outputs' creation)
+  save_model_spec(d / "slow.json", {.input = {64},
+                                    .layers = {Linear{.out_features = 512}, Tanh(), Linear{.out_features = 512}, Tanh(),
+                                               Linear{.out_features = 8}}});
+  write_npy(d / "x.npy", test::randn<double>({400, 64}, 1));
+  const std::vector<std::string> args = {"compute", "slow.json", "--x1",   "x.npy", "--threads",    "1",
+                                         "-o",      "k.npy",     "--mode", "trace", "--components", "c.safetensors"};
+  const auto before = d.entries();
+  for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGXFSZ, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+    INFO("signal " << sig << " (" << strsignal(sig) << ")");
+    const pid_t pid = spawn(args, d, 0);
+    REQUIRE(computing(pid, d));
+    kill(pid, sig);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    // a sanitizer's handler reports SIGSEGV, SIGBUS and SIGFPE and exits instead
+    const bool asan_handled = kAsan && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE);
+    if (asan_handled)
+      CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    else
+      CHECK((WIFSIGNALED(status) && WTERMSIG(status) == sig));
+    CHECK(d.entries() == before);  // the temporary files were removed, no output appeared
+  }
+  // under nohup, SIGHUP is ignored: the run goes on and writes its outputs
+  const pid_t pid = spawn(args, d, SIGHUP);
+  REQUIRE(computing(pid, d));
+  kill(pid, SIGHUP);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(read_npy_info(d / "k.npy").shape == Shape{400, 400});
+  CHECK(std::filesystem::exists(d / "c.safetensors"));
 }

@@ -1,10 +1,17 @@
 // Files: .npy and safetensors round trips and malformed files byte by byte, weights in and out of a model,
 // and the model JSON (fields, defaults, errors naming layer and field).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
 
 #include "files.hpp"
 #include "helpers.hpp"
+#include "io/file.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -485,4 +492,65 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
   CHECK_THAT(error(head + R"(7]})"), Contains("layer 1: expected an object"));
   CHECK_THAT(error(head + R"({"kind": "relu"}]})"), Contains("layer 1: missing field \"type\""));
   CHECK_THROWS_WITH(load_model_spec("/no/such/model.json"), Contains("/no/such/model.json") && Contains("cannot open"));
+}
+
+namespace {
+
+/// Runs `crash` in a child process that writes an AtomicFile into `dir` with the cleanup handlers installed;
+/// its wait status.
+template <class F>
+int crashed_child(const test::TempDir& dir, F crash) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (int s = 1; s < NSIG; ++s) std::signal(s, SIG_DFL);  // not Catch's handlers, which report and go on
+    detail::install_cleanup_handlers();
+    detail::AtomicFile f(dir / "k.npy");
+    f.stream() << "partial";
+    f.stream().flush();
+    crash();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+int overflow_the_stack(int n) {
+  volatile char frame[4096];
+  frame[0] = static_cast<char>(n);
+  return n > 0 ? overflow_the_stack(n + 1) + frame[0] : 0;
+}
+
+}  // namespace
+
+TEST_CASE("a crash, std::terminate or exit() removes the temporary outputs", "[io][errors]") {
+  test::TempDir dir("crash");
+  const auto left = [&] { return dir.entries(); };
+  // std::terminate: an exception escaping a noexcept function or an OpenMP region
+  int status = crashed_child(dir, [] { std::terminate(); });
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT));
+  CHECK(left().empty());
+  // exit() from a library (libgomp's fatal errors call it)
+  status = crashed_child(dir, [] { std::exit(3); });
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 3));
+  CHECK(left().empty());
+  // a real invalid access, and a stack overflow (the handler runs on its own stack)
+  status = crashed_child(dir, [] {
+    volatile int* volatile nowhere = nullptr;
+    *nowhere = 1;
+  });
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(left().empty());
+  status = crashed_child(dir, [] { overflow_the_stack(1); });
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(left().empty());
+  // without the handlers the temporary file would stay (so the checks above can fail)
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (int s = 1; s < NSIG; ++s) std::signal(s, SIG_DFL);
+    detail::AtomicFile f(dir / "k.npy");
+    std::abort();
+  }
+  waitpid(pid, &status, 0);
+  CHECK(left().size() == 1);
 }

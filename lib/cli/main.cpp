@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -27,13 +26,6 @@ std::string one_line(std::string s) {
     if (c == '\n' || c == '\r') c = ' ';
   while (!s.empty() && s.back() == ' ') s.pop_back();
   return s;
-}
-
-extern "C" void on_signal(int sig) {
-  // an interrupted run leaves no temporary output behind; then die of the signal as usual
-  xntk::detail::remove_pending_files();
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
 }
 
 /// An integer option from 0 to `max`. CLI11 itself wraps "-1" and saturates 2^64 into a uint64_t, and prints
@@ -67,7 +59,8 @@ constexpr uint64_t kMaxMemoryMB = std::numeric_limits<int64_t>::max() / 1000000;
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+  // a crash, a signal or std::terminate removes the temporary outputs; an inherited SIG_IGN is kept
+  xntk::detail::install_cleanup_handlers();
 
   CLI::App app{"xntk: empirical neural tangent kernels from closed-form layer-wise formulas (docs/cli.md)", "xntk"};
   app.set_version_flag("--version", XNTK_VERSION);
@@ -135,8 +128,11 @@ int main(int argc, char** argv) {
 
   try {
     if (compute->parsed()) {
-      if (!c.components.empty() && c.components == c.output)
-        throw CLI::ValidationError("-o and --components name the same file \"" + c.output + "\"");
+      // compared as files, not strings: "o/K.npy" and "./o/K.npy" are one file, and the kernel would be lost
+      if (!c.components.empty() && xntk::detail::same_output_file(c.components, c.output) &&
+          !xntk::detail::is_null_device(c.output))
+        throw CLI::ValidationError("-o and --components name the same file (\"" + c.output + "\" and \"" +
+                                   c.components + "\")");
       xntk::cli::compute(c);
     } else {
       xntk::cli::analyze(a);
