@@ -15,6 +15,7 @@
 
 #include "files.hpp"
 #include "helpers.hpp"
+#include "io/checksum.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -103,6 +104,9 @@ void write_inputs(const test::TempDir& d) {
   k(1, 1) = 1;
   write_npy(d / "k.npy", k);
   write_safetensors(d / "c_shape.safetensors", std::vector<NamedTensor<double>>{{"0.weight", Tensor<double>({3, 3})}});
+  // components of another run: their total is this kernel, but the checksum they record is not its
+  write_safetensors(d / "c_other.safetensors", std::vector<NamedTensor<double>>{{"0.weight", k}, {"total", k}},
+                    {{"run_id", "00000000000000ff"}, {"kernel_checksum", "fnv1a64:0123456789abcdef"}});
   std::filesystem::create_directories(d.path() / "adir");
   // hostile inputs: kernels without outputs, nesting that overflowed the stack, a FIFO that blocks its opener
   write_npy(d / "k_noout4.npy", Tensor<double>({2, 2, 0, 0}));
@@ -210,6 +214,10 @@ const std::vector<Case> kCases = {
     {"analyze k.npy --components c_shape.safetensors", 1, {"c_shape.safetensors", "\"0.weight\"", "(3, 3)"}},
     {"analyze k.npy --components w_hdrlen.safetensors", 1, {"w_hdrlen.safetensors"}},
     {"analyze deep.npy", 1, {"deep.npy", "at most 16 levels"}},
+    {"analyze k.npy --components c_other.safetensors",
+     1,
+     {"c_other.safetensors", "written for another kernel than k.npy", "\"fnv1a64:0123456789abcdef\"",
+      "\"00000000000000ff\""}},
     {"analyze k_noout4.npy", 1, {"k_noout4.npy", "(2, 2, 0, 0)", "no outputs"}},
     {"analyze k_noout3.npy --json", 1, {"k_noout3.npy", "(2, 2, 0)", "no outputs"}},
 };
@@ -356,6 +364,35 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   const Run other = run("analyze k.npy --components c.safetensors", d);
   CHECK(other.code == 1);
   CHECK_THAT(other.err, Contains("c.safetensors"));
+
+  // the components record their run and the kernel's checksum (in --stats too)
+  const Run s1 = run("compute model.json --x1 x.npy --seed 1 --components c1.safetensors -o k1.npy --stats", d);
+  REQUIRE(s1.code == 0);
+  std::map<std::string, std::string> meta;
+  (void)read_safetensors<double>(d / "c1.safetensors", &meta);
+  CHECK(meta.at("run_id").size() == 16);
+  CHECK(nlohmann::json::parse(s1.out)["run_id"] == meta.at("run_id"));
+  CHECK(meta.at("kernel_checksum") == detail::kernel_checksum(read_npy<double>(d / "k1.npy"), 8));
+  REQUIRE(run("compute model.json --x1 x.npy --seed 2 --components c2.safetensors -o k2.npy", d).code == 0);
+  std::map<std::string, std::string> meta2;
+  (void)read_safetensors<double>(d / "c2.safetensors", &meta2);
+  CHECK(meta2.at("run_id") != meta.at("run_id"));
+  CHECK(run("analyze k1.npy --components c1.safetensors", d).code == 0);
+  // two runs on the same outputs can leave the kernel of one and the components of the other
+  const Run crossed = run("analyze k1.npy --components c2.safetensors", d);
+  CHECK(crossed.code == 1);
+  CHECK_THAT(crossed.err,
+             Contains("c2.safetensors: written for another kernel than k1.npy") && Contains(meta2.at("run_id")));
+  // the checksum sees what the total's tolerance does not: a kernel differing by 1e-12 relative
+  auto k1 = read_npy<double>(d / "k1.npy");
+  k1[0] *= 1 + 1e-12;
+  write_npy(d / "k1p.npy", k1);
+  const Run close = run("analyze k1p.npy --components c1.safetensors", d);
+  CHECK(close.code == 1);
+  CHECK_THAT(close.err, Contains("written for another kernel than k1p.npy"));
+  // float32 kernels are checked as stored
+  REQUIRE(run("compute model.json --x1 x.npy --dtype float32 --components c32.safetensors -o k32.npy", d).code == 0);
+  CHECK(run("analyze k32.npy --components c32.safetensors --json", d).code == 0);
 }
 
 namespace {

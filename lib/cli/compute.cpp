@@ -11,9 +11,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 
 #include "checked.hpp"
 #include "cli/commands.hpp"
+#include "io/checksum.hpp"
 #include "io/file.hpp"
 #include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
@@ -61,6 +63,15 @@ class ProgressBar {
   Clock::time_point start_;
   double last_ = 0;
 };
+
+/// 16 hexadecimal digits, different for every run.
+std::string new_run_id() {
+  std::random_device device;
+  const uint64_t id = (uint64_t{device()} << 32 | device()) ^ static_cast<uint64_t>(getpid());
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 Mode parse_mode(const std::string& m) {
   return m == "trace" ? Mode::trace : m == "diagonal" ? Mode::diagonal : Mode::full;
@@ -147,13 +158,18 @@ void run(const ComputeArgs& args) {
   const double compute_s = seconds_since(t0);
 
   t0 = Clock::now();
+  const std::string run_id = new_run_id();
   write_npy(out.stream(), k.total);
   if (comp_out) {
+    // which kernel these components belong to: outputs are renamed one after the other, so two runs writing
+    // the same files may leave the kernel of one with the components of the other; analyze checks this
+    const std::string checksum = detail::kernel_checksum(k.total, sizeof(T));
     std::vector<NamedTensor<T>> named;
     named.reserve(k.names.size() + 1);
     for (size_t i = 0; i < k.names.size(); ++i) named.push_back({k.names[i], std::move(k.components[i])});
     named.push_back({"total", std::move(k.total)});
-    write_safetensors(comp_out->stream(), named, {{"mode", args.mode}, {"dtype", args.dtype}});
+    write_safetensors(comp_out->stream(), named,
+                      {{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}, {"kernel_checksum", checksum}});
   }
   // Finish every output before renaming any, so that a full disk leaves no file half-updated.
   out.close();
@@ -166,6 +182,7 @@ void run(const ComputeArgs& args) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     nlohmann::ordered_json s;
+    s["run_id"] = run_id;
     s["mode"] = args.mode;
     s["dtype"] = args.dtype;
     s["method"] = args.method;
