@@ -50,6 +50,8 @@ uint64_t header_uint(const json& v, const std::string& where) {
 }
 
 Entry parse_entry(const std::string& path, const std::string& name, const json& e, uint64_t buffer) {
+  // a name no writer (and no state_dict) gives: xntk's own writer could not write the file back
+  if (name.empty()) throw Error(path + ": a tensor has an empty name; expected a name such as \"0.weight\"");
   const std::string where = path + ": tensor " + detail::quote(name);
   if (!e.is_object()) throw Error(where + ": expected an object with dtype, shape and data_offsets");
   for (const auto& [key, _] : e.items())
