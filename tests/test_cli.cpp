@@ -61,6 +61,12 @@ void write_inputs(const test::TempDir& d) {
   write_bytes(d / "chain.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": 3}, {"type": "relu"},
                                    {"type": "linear", "out_features": 2, "in_features": 5}]})");
   write_bytes(d / "cnn.json", R"({"input": [4], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}]})");
+  write_bytes(d / "deep.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": )" +
+                                   std::string(100000, '[') + std::string(100000, ']') + "}]}");
+  write_bytes(d / "bignum.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "w_std": 1e400}]})");
+  write_bytes(d / "twice.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "out_features": 3}]})");
   write_npy(d / "x.npy", test::randn<double>({5, 4}, 1));
   write_npy(d / "x2.npy", test::randn<double>({3, 4}, 2));
   write_npy(d / "x5.npy", test::randn<double>({3, 5}, 3));
@@ -167,6 +173,9 @@ const std::vector<Case> kCases = {
     {"compute chain.json --x1 x.npy -o k.npy", 1, {"chain.json", "layer 2 (linear)", "in_features"}},
     {"compute cnn.json --x1 x.npy -o k.npy", 1, {"cnn.json", "layer 0 (conv2d)"}},
     {"compute x.npy --x1 x.npy -o k.npy", 1, {"x.npy", "not valid JSON"}},
+    {"compute deep.json --x1 x.npy -o k.npy", 1, {"deep.json", "nested deeper than 64 levels"}},
+    {"compute bignum.json --x1 x.npy -o k.npy", 1, {"bignum.json", "not valid JSON", "number overflow"}},
+    {"compute twice.json --x1 x.npy -o k.npy", 1, {"twice.json", "duplicate key \"out_features\""}},
     // the data
     {"compute model.json --x1 xint.npy -o k.npy", 1, {"xint.npy", "int64", "expected float32"}},
     {"compute model.json --x1 xtrunc.npy -o k.npy", 1, {"xtrunc.npy", "truncated"}},

@@ -494,6 +494,40 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
   CHECK_THAT(error(head + R"({"type": "leaky_relu", "negative_slope": "big"}]})"), Contains("expected a number"));
   CHECK_THAT(error(head + R"(7]})"), Contains("layer 1: expected an object"));
   CHECK_THAT(error(head + R"({"kind": "relu"}]})"), Contains("layer 1: missing field \"type\""));
+  // hostile files: a value nested 10^5 deep (dump() in the message recursed into it), values quoted whole,
+  // a key given twice (the last one won), a number beyond double (a raw library exception naming no file)
+  const std::vector<std::pair<std::string, std::vector<std::string>>> hostile = {
+      {head + R"({"type": "linear", "out_features": )" + std::string(100000, '[') + std::string(100000, ']') + "}]}",
+       {"net.json: arrays and objects nested deeper than 64 levels"}},
+      {head + R"({"type": "linear", "out_features": ")" + std::string(1 << 20, 'x') + R"("}]})",
+       {"layer 1 (linear): field \"out_features\"", "got \"xxxx", "...\" (1048576 bytes)"}},
+      {head + R"({"type": "linear", "out_features": [)" + repeat("1, ", 100000) + "1]}]}",
+       {"field \"out_features\"", "got [1, 1, 1", "...]"}},
+      {head + R"({"type": ")" + std::string(100000, 't') + R"("}]})", {"unknown layer type \"tttt", "(100000 bytes)"}},
+      {head + R"({"type": "relu", ")" + std::string(100000, 'k') + R"(": 1}]})", {"unknown field \"kkkk"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}], ")" + std::string(100000, 'k') + R"(": 1})",
+       {"net.json: unknown field \"kkkk"}},
+      {R"({"input": )" + std::string(100000, '[') + std::string(100000, ']') + R"(, "layers": [{"type": "relu"}]})",
+       {"nested deeper than 64 levels"}},
+      {R"({"input": [)" + repeat("-1, ", 50) + R"("x"], "layers": [{"type": "relu"}]})",
+       {"field \"input\"", "got [-1, -1, -1", "...]"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}], "parameterization": ")" + std::string(100000, 'p') + R"("})",
+       {"field \"parameterization\"", "\"pppp"}},
+      {R"({"input": [4], "layers": {"a": )" + std::string(1000, '[') + std::string(1000, ']') + "}}",
+       {"nested deeper than 64 levels"}},
+      {head + R"({"type": "linear", "out_features": 3, "out_features": 4}]})",
+       {"net.json: duplicate key \"out_features\""}},
+      {R"({"input": [4], "input": [5], "layers": [{"type": "relu"}]})", {"duplicate key \"input\""}},
+      {head + R"({"type": "linear", "out_features": 3, "w_std": 1e400}]})",
+       {"net.json: not valid JSON", "number overflow"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}]})" + std::string(100000, 'z'), {"net.json: not valid JSON"}},
+  };
+  for (const auto& [text, says] : hostile) {
+    const std::string e = error(text);
+    INFO(e.substr(0, 500));
+    for (const auto& s : says) CHECK_THAT(e, Contains(s));
+    CHECK(e.size() < 300);
+  }
   CHECK_THROWS_WITH(load_model_spec("/no/such/model.json"), Contains("/no/such/model.json") && Contains("cannot open"));
 }
 

@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "io/file.hpp"
+#include "io/json.hpp"
+#include "quote.hpp"
 #include "xntk/io.hpp"
 
 namespace xntk {
@@ -32,7 +34,7 @@ class Fields {
     for (const auto& [key, _] : j_.items()) {
       if (key == "type") continue;
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-        throw Error(where_ + ": unknown field \"" + key + "\"; expected " +
+        throw Error(where_ + ": unknown field " + detail::quote(key) + "; expected " +
                     (allowed.empty() ? std::string("no other field") : "one of " + join(allowed)));
     }
   }
@@ -40,7 +42,7 @@ class Fields {
   const json& at(const std::string& key) const { return j_.at(key); }
 
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
-    throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + j_.at(key).dump());
+    throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + detail::excerpt(j_.at(key)));
   }
   [[noreturn]] void missing(const std::string& key, const std::string& expected) const {
     throw Error(where_ + ": missing field \"" + key + "\" (" + expected + ")");
@@ -117,9 +119,10 @@ std::pair<int64_t, int64_t> conv_padding(const Fields& f, const Conv2d& c) {
 
 LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
   const std::string at = source + ": layer " + std::to_string(index);
-  if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + j.dump());
+  if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + detail::excerpt(j));
   if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
-  if (!j["type"].is_string()) throw Error(at + ": field \"type\": expected a string, got " + j["type"].dump());
+  if (!j["type"].is_string())
+    throw Error(at + ": field \"type\": expected a string, got " + detail::excerpt(j["type"]));
   const std::string type = j["type"].get<std::string>();
   const Fields f(j, at + " (" + type + ")");
 
@@ -211,17 +214,18 @@ LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
   }
   std::vector<std::string> types = {"linear", "conv2d", "avgpool2d", "maxpool2d", "global_avgpool", "flatten"};
   for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
-  throw Error(at + ": unknown layer type \"" + type + "\"; expected one of " + join(types));
+  throw Error(at + ": unknown layer type " + detail::quote(type) + "; expected one of " + join(types));
 }
 
 Shape parse_input(const json& v, const std::string& source) {
   const std::string expected = "a positive integer or an array of them, e.g. 784 or [3, 32, 32]";
   if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>()};
-  if (!v.is_array() || v.empty()) throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+  if (!v.is_array() || v.empty())
+    throw Error(source + ": field \"input\": expected " + expected + ", got " + detail::excerpt(v));
   Shape s;
   for (const auto& d : v) {
     if (!d.is_number_integer() || d.get<int64_t>() <= 0)
-      throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+      throw Error(source + ": field \"input\": expected " + expected + ", got " + detail::excerpt(v));
     s.push_back(d.get<int64_t>());
   }
   return s;
@@ -285,24 +289,14 @@ ordered_json layer_json(const LayerSpec& layer) {
 }  // namespace
 
 ModelSpec parse_model_spec(const std::string& json_text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    // nlohmann prefixes "[json.exception.parse_error.101] "; the position and reason are what users need
-    std::string what = e.what();
-    if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    // the parser quotes what it read, which may be binary (a .npy given as a model): keep messages printable
-    for (char& c : what)
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    throw Error(source + ": not valid JSON: " + what);
-  }
+  // nesting at most 64 deep, each key once, numbers within double's range; errors name the file
+  const json j = detail::parse_json(json_text, source);
   if (!j.is_object())
     throw Error(source + ": expected a JSON object {\"input\": [...], \"layers\": [...]}, got " +
                 std::string(j.type_name()));
   for (const auto& [key, _] : j.items())
     if (key != "input" && key != "parameterization" && key != "layers")
-      throw Error(source + ": unknown field \"" + key + "\"; expected input, parameterization, layers");
+      throw Error(source + ": unknown field " + detail::quote(key) + "; expected input, parameterization, layers");
   if (!j.contains("input"))
     throw Error(source + ": missing field \"input\" (the per-sample input shape, e.g. [3, 32, 32])");
   if (!j.contains("layers")) throw Error(source + ": missing field \"layers\" (an array of layer objects)");
@@ -315,11 +309,12 @@ ModelSpec parse_model_spec(const std::string& json_text, const std::string& sour
     else if (p == "ntk")
       spec.parameterization = Parameterization::ntk;
     else
-      throw Error(source + ": field \"parameterization\": expected \"standard\" or \"ntk\", got " + p.dump());
+      throw Error(source + ": field \"parameterization\": expected \"standard\" or \"ntk\", got " + detail::excerpt(p));
   }
   const json& layers = j["layers"];
   if (!layers.is_array() || layers.empty())
-    throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " + layers.dump());
+    throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " +
+                detail::excerpt(layers));
   for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, i));
   return spec;
 }
