@@ -65,6 +65,9 @@ void write_inputs(const test::TempDir& d) {
                                    std::string(100000, '[') + std::string(100000, ']') + "}]}");
   write_bytes(d / "bignum.json",
               R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "w_std": 1e400}]})");
+  write_bytes(d / "huge_input.json", R"({"input": [4611686018427387904], "layers": [{"type": "relu"}]})");
+  write_bytes(d / "huge_padding.json", R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2,
+                                          "kernel_size": 3, "padding": 4294967296}]})");
   write_bytes(d / "twice.json",
               R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "out_features": 3}]})");
   write_npy(d / "x.npy", test::randn<double>({5, 4}, 1));
@@ -176,6 +179,10 @@ const std::vector<Case> kCases = {
     {"compute deep.json --x1 x.npy -o k.npy", 1, {"deep.json", "nested deeper than 64 levels"}},
     {"compute bignum.json --x1 x.npy -o k.npy", 1, {"bignum.json", "not valid JSON", "number overflow"}},
     {"compute twice.json --x1 x.npy -o k.npy", 1, {"twice.json", "duplicate key \"out_features\""}},
+    {"compute huge_input.json --x1 x.npy -o k.npy", 1, {"huge_input.json", "field \"input\"", "2147483647"}},
+    {"compute huge_padding.json --x1 x.npy -o k.npy",
+     1,
+     {"huge_padding.json", "layer 0 (conv2d): field \"padding\"", "2147483647"}},
     // the data
     {"compute model.json --x1 xint.npy -o k.npy", 1, {"xint.npy", "int64", "expected float32"}},
     {"compute model.json --x1 xtrunc.npy -o k.npy", 1, {"xtrunc.npy", "truncated"}},

@@ -509,6 +509,8 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
        {"net.json: unknown field \"kkkk"}},
       {R"({"input": )" + std::string(100000, '[') + std::string(100000, ']') + R"(, "layers": [{"type": "relu"}]})",
        {"nested deeper than 64 levels"}},
+      {R"({"input": [)" + repeat("1, ", 100000) + R"(1], "layers": [{"type": "relu"}]})",
+       {"field \"input\": 100001 dimensions; expected at most 63"}},
       {R"({"input": [)" + repeat("-1, ", 50) + R"("x"], "layers": [{"type": "relu"}]})",
        {"field \"input\"", "got [-1, -1, -1", "...]"}},
       {R"({"input": [4], "layers": [{"type": "relu"}], "parameterization": ")" + std::string(100000, 'p') + R"("})",
@@ -522,6 +524,38 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
        {"net.json: not valid JSON", "number overflow"}},
       {R"({"input": [4], "layers": [{"type": "relu"}]})" + std::string(100000, 'z'), {"net.json: not valid JSON"}},
   };
+  // sizes that overflowed int64 in the layers (input [2^62], out_features 2^62, conv padding 2^32 or 2^62)
+  const std::string big = "4611686018427387904", relu = R"(, "layers": [{"type": "relu"}]})";
+  CHECK_THAT(error(R"({"input": [3, )" + big + "]" + relu),
+             Contains("field \"input\": each dimension must be at most 2147483647"));
+  CHECK_THAT(error(R"({"input": )" + big + relu), Contains("field \"input\"") && Contains("at most 2147483647"));
+  CHECK_THAT(error(R"({"input": [65536, 65536])" + relu),
+             Contains("field \"input\": expected at most 2147483647 (2^31 - 1) elements per sample"));
+  CHECK_THAT(error(R"({"input": [1)" + repeat(", 1", 63) + "]" + relu),
+             Contains("field \"input\": 64 dimensions; expected at most 63"));
+  CHECK_THAT(error(head + R"({"type": "linear", "out_features": )" + big + "}]}"),
+             Contains("layer 1 (linear): field \"out_features\": expected at most 2147483647 (2^31 - 1), got " + big));
+  CHECK_THAT(error(head + R"({"type": "linear", "out_features": 2, "in_features": 9223372036854775808}]})"),
+             Contains("field \"in_features\": expected at most 2147483647"));
+  const std::string conv = R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, )";
+  CHECK_THAT(error(head + conv + R"("padding": 4294967296}]})"), Contains("field \"padding\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("padding": [0, )" + big + "]}]}"), Contains("field \"padding\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("stride": 18446744073709551615}]})"),
+             Contains("field \"stride\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": )" + big + R"(, "kernel_size": 3}]})"),
+             Contains("field \"out_channels\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "maxpool2d", "kernel_size": [2, )" + big + "]}]}"),
+             Contains("layer 1 (maxpool2d): field \"kernel_size\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "avgpool2d", "kernel_size": 2, "stride": )" + big + "}]}"),
+             Contains("field \"stride\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("padding": -1}]})"), Contains("expected a non-negative integer or [h, w]"));
+  // the limits themselves are accepted
+  CHECK(std::get<Linear>(
+            parse_model_spec(head + R"({"type": "linear", "out_features": 2147483647, "in_features": 2147483647}]})")
+                .layers[1])
+            .out_features == 2147483647);
+  CHECK(parse_model_spec(R"({"input": [2147483647])" + relu).input == Shape{2147483647});
+  CHECK(parse_model_spec(R"({"input": [1)" + repeat(", 1", 62) + "]" + relu).input.size() == 63);
   for (const auto& [text, says] : hostile) {
     const std::string e = error(text);
     INFO(e.substr(0, 500));

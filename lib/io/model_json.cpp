@@ -18,6 +18,26 @@ namespace {
 using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
 
+// Every integer size of a model (input dimensions, features, channels, kernel sizes, strides, paddings,
+// dilations) is at most 2^31 − 1: more than any tensor dimension that fits in memory, and little enough that
+// the layers' products of a few of them (conv output sizes, fan-in C·kh·kw) stay far inside int64.
+constexpr int64_t kMaxSize = 2147483647;
+const std::string kMaxSizeText = "at most 2147483647 (2^31 - 1)";
+// The data files hold a sample axis besides the input's, in at most NumPy's 64 dimensions.
+constexpr size_t kMaxInputRank = 63;
+
+/// An integer from `min` to kMaxSize (nlohmann keeps non-negative integers as unsigned, larger ones too).
+bool size_in_range(const json& v, int64_t min) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(kMaxSize) && v.get<int64_t>() >= min;
+  return v.is_number_integer() && v.get<int64_t>() >= min && v.get<int64_t>() <= kMaxSize;
+}
+
+/// An integer beyond kMaxSize (as opposed to one of the wrong sign, or no integer at all).
+bool too_large(const json& v) {
+  return v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(kMaxSize)
+                                : v.is_number_integer() && v.get<int64_t>() > kMaxSize;
+}
+
 std::string join(const std::vector<std::string>& names) {
   std::string s;
   for (const auto& n : names) s += (s.empty() ? "" : ", ") + n;
@@ -56,7 +76,8 @@ class Fields {
       return *fallback;
     }
     const json& v = at(key);
-    if (!v.is_number_integer() || v.get<int64_t>() < min) fail(key, expected);
+    if (too_large(v)) fail(key, kMaxSizeText);
+    if (!size_in_range(v, min)) fail(key, expected);
     return v.get<int64_t>();
   }
   /// An integer or [h, w] of integers ≥ `min`, as PyTorch's `_pair`.
@@ -67,9 +88,11 @@ class Fields {
       return {*fallback, *fallback};
     }
     const json& v = at(key);
-    auto ok = [&](const json& e) { return e.is_number_integer() && e.get<int64_t>() >= min; };
-    if (ok(v)) return {v.get<int64_t>(), v.get<int64_t>()};
-    if (v.is_array() && v.size() == 2 && ok(v[0]) && ok(v[1])) return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+    if (too_large(v) || (v.is_array() && v.size() == 2 && (too_large(v[0]) || too_large(v[1]))))
+      fail(key, kMaxSizeText);
+    if (size_in_range(v, min)) return {v.get<int64_t>(), v.get<int64_t>()};
+    if (v.is_array() && v.size() == 2 && size_in_range(v[0], min) && size_in_range(v[1], min))
+      return {v[0].get<int64_t>(), v[1].get<int64_t>()};
     fail(key, expected);
   }
   double number(const std::string& key, double fallback) const {
@@ -218,15 +241,23 @@ LayerSpec parse_layer(const json& j, const std::string& source, size_t index) {
 }
 
 Shape parse_input(const json& v, const std::string& source) {
+  const std::string where = source + ": field \"input\": ";
   const std::string expected = "a positive integer or an array of them, e.g. 784 or [3, 32, 32]";
-  if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>()};
-  if (!v.is_array() || v.empty())
-    throw Error(source + ": field \"input\": expected " + expected + ", got " + detail::excerpt(v));
+  if (too_large(v) || (v.is_array() && std::any_of(v.begin(), v.end(), too_large)))
+    throw Error(where + "each dimension must be " + kMaxSizeText + ", got " + detail::excerpt(v));
+  if (size_in_range(v, 1)) return {v.get<int64_t>()};
+  if (!v.is_array() || v.empty()) throw Error(where + "expected " + expected + ", got " + detail::excerpt(v));
+  if (v.size() > kMaxInputRank)
+    throw Error(where + std::to_string(v.size()) + " dimensions; expected at most " + std::to_string(kMaxInputRank));
   Shape s;
+  int64_t elements = 1;
   for (const auto& d : v) {
-    if (!d.is_number_integer() || d.get<int64_t>() <= 0)
-      throw Error(source + ": field \"input\": expected " + expected + ", got " + detail::excerpt(v));
+    if (!size_in_range(d, 1)) throw Error(where + "expected " + expected + ", got " + detail::excerpt(v));
     s.push_back(d.get<int64_t>());
+    // each factor is below 2^31: the product overflows nothing before it passes the limit
+    elements *= s.back();
+    if (elements > kMaxSize)
+      throw Error(where + "expected at most 2147483647 (2^31 - 1) elements per sample, got " + detail::excerpt(v));
   }
   return s;
 }
