@@ -373,6 +373,12 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   const auto a = analyze(ntk(net, read_npy<double>(d / "x.npy")).total);
   CHECK(j["trace"].get<double>() == Approx(a.spectrum.trace).epsilon(1e-12));
 
+  // a file name that is not UTF-8 (JSON output must be; dump() threw on it)
+  std::filesystem::copy_file(d / "k.npy", d / "k\xff.npy");
+  const Run latin = run("analyze \"$(printf 'k\\377.npy')\" --json", d);
+  CHECK(latin.code == 0);
+  CHECK_NOTHROW(nlohmann::json::parse(latin.out));
+
   const Run text = run("analyze k.npy", d);
   REQUIRE(text.code == 0);
   CHECK_THAT(text.out, Contains("trace kernel") && Contains("condition        2") && Contains("effective rank"));

@@ -115,7 +115,8 @@ void analyze(const AnalyzeArgs& args) {
     }
     j["shares_sum"] = number(shares);
   }
-  std::cout << j.dump() << std::endl;
+  // a file name is bytes, not necessarily UTF-8, which dump() would throw on: replace what is not
+  std::cout << j.dump(-1, ' ', false, ordered_json::error_handler_t::replace) << std::endl;
 }
 
 }  // namespace xntk::cli
