@@ -6,6 +6,8 @@
 #include <limits>
 #include <sstream>
 
+#include "quote.hpp"
+
 namespace xntk {
 namespace {
 
@@ -32,6 +34,9 @@ Layout layout(const Shape& s, const std::string& what) {
     throw Error(what + " has shape " + to_string(s) + ": " + std::to_string(s[0]) + " × " + std::to_string(s[1]) +
                 " samples; analysis needs Θ(X, X), square in samples (compute it without --x2)");
   if (s[0] == 0) throw Error(what + " has no samples");
+  // (N, N, 0, 0) and (N, N, 0) hold no matrix at all: nothing to analyse, and no eigenvalue to report
+  if (s.size() > 2 && s[2] == 0)
+    throw Error(what + " has shape " + to_string(s) + ": no outputs (O = 0); expected O ≥ 1");
   if (s.size() == 2) return {Mode::trace, s[0], 1};
   if (s.size() == 3) return {Mode::diagonal, s[0], s[2]};
   return {Mode::full, s[0], s[2]};
@@ -73,6 +78,7 @@ double asymmetry(const std::vector<double>& m, int64_t size) {
 /// Completes a summary from its ascending eigenvalues and trace.
 void summarize(Spectrum& s, int64_t size, double epsilon) {
   const auto& ev = s.eigenvalues;
+  if (ev.empty()) throw Error("spectrum: no eigenvalues (an empty matrix)");
   s.lambda_min = ev.front();
   s.lambda_max = ev.back();
   const double scale = std::max(std::abs(s.lambda_min), std::abs(s.lambda_max));
@@ -175,7 +181,7 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
   a.asymmetry = whole.asymmetry;
   for (const auto& c : components) {
     if (c.name == "total") continue;
-    const std::string what = "component \"" + c.name + "\"";
+    const std::string what = "component " + detail::quote(c.name);
     if (c.tensor.shape() != kernel.shape())
       throw Error(what + " has shape " + to_string(c.tensor.shape()) + ", expected the kernel's " +
                   to_string(kernel.shape()));

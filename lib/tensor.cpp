@@ -6,15 +6,27 @@ namespace xntk {
 
 int64_t numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    int64_t r;
+    if (__builtin_mul_overflow(n, d, &r))
+      throw Error("the number of elements of shape " + to_string(shape) + " overflows 64-bit integers");
+    n = r;
+  }
   return n;
 }
 
 std::string to_string(const Shape& shape) {
+  // shapes come from files: a message about a rank-10000 shape stays one short line
+  constexpr size_t kShown = 8, kMaxFull = 16;
   std::ostringstream s;
   s << '(';
-  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
-  if (shape.size() == 1) s << ',';
+  if (shape.size() <= kMaxFull) {
+    for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+    if (shape.size() == 1) s << ',';
+  } else {
+    for (size_t i = 0; i < kShown; ++i) s << shape[i] << ", ";
+    s << "..., " << shape.back() << "; " << shape.size() << " dimensions";
+  }
   s << ')';
   return s.str();
 }
@@ -28,6 +40,8 @@ Tensor<T>::Tensor(Shape shape, T fill) : shape_(std::move(shape)) {
 
 template <class T>
 Tensor<T>::Tensor(Shape shape, std::vector<T> data) : shape_(std::move(shape)), data_(std::move(data)) {
+  for (int64_t d : shape_)
+    if (d < 0) throw Error("Tensor: negative dimension in shape " + to_string(shape_));
   if (numel(shape_) != static_cast<int64_t>(data_.size()))
     throw Error("Tensor: shape " + to_string(shape_) + " needs " + std::to_string(numel(shape_)) + " values, got " +
                 std::to_string(data_.size()));

@@ -125,6 +125,10 @@ TEST_CASE("kernels that are not Θ(X, X) are refused", "[analysis][errors]") {
   CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 3, 4})), Contains("expected Θ(X, X)"));
   CHECK_THROWS_WITH(analyze(Tensor<double>({4})), Contains("(4,)"));
   CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 1, 1, 1})), Contains("expected"));
+  // no outputs: an empty eigenvalue list was dereferenced (SIGSEGV)
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 0, 0})), Contains("(2, 2, 0, 0)") && Contains("no outputs"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({2, 2, 0})), Contains("(2, 2, 0)") && Contains("no outputs"));
+  CHECK_THROWS_WITH(analyze(Tensor<double>({0, 0, 0})), Contains("no samples"));
   auto asym = diag({1, 1});
   asym(0, 1) = 0.5;
   CHECK_THROWS_WITH(analyze(asym), Contains("not symmetric"));

@@ -1,6 +1,10 @@
 // The `xntk` program, run as a user would: a table of bad inputs (exit code, one stderr line naming the
 // file/field/layer, nothing left in the output directory) and the outputs of good runs.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -11,6 +15,7 @@
 
 #include "files.hpp"
 #include "helpers.hpp"
+#include "io/checksum.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -26,8 +31,9 @@ struct Run {
 /// Runs `xntk ARGS` from `cwd`, capturing stdout and stderr in files outside it.
 Run run(const std::string& args, const test::TempDir& cwd) {
   test::TempDir io("cli-io");
-  const std::string cmd = "cd '" + cwd.path().string() + "' && '" + std::string(XNTK_CLI) + "' " + args + " > '" +
-                          (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
+  // killed after two minutes: a run that blocks (on a FIFO, say) fails instead of hanging the suite
+  const std::string cmd = "cd '" + cwd.path().string() + "' && timeout -s KILL 120 '" + std::string(XNTK_CLI) + "' " +
+                          args + " > '" + (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
   const int status = std::system(cmd.c_str());
   Run r;
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
@@ -55,6 +61,15 @@ void write_inputs(const test::TempDir& d) {
   write_bytes(d / "chain.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": 3}, {"type": "relu"},
                                    {"type": "linear", "out_features": 2, "in_features": 5}]})");
   write_bytes(d / "cnn.json", R"({"input": [4], "layers": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3}]})");
+  write_bytes(d / "deep.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": )" +
+                                   std::string(100000, '[') + std::string(100000, ']') + "}]}");
+  write_bytes(d / "bignum.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "w_std": 1e400}]})");
+  write_bytes(d / "huge_input.json", R"({"input": [4611686018427387904], "layers": [{"type": "relu"}]})");
+  write_bytes(d / "huge_padding.json", R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2,
+                                          "kernel_size": 3, "padding": 4294967296}]})");
+  write_bytes(d / "twice.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "out_features": 3}]})");
   write_npy(d / "x.npy", test::randn<double>({5, 4}, 1));
   write_npy(d / "x2.npy", test::randn<double>({3, 4}, 2));
   write_npy(d / "x5.npy", test::randn<double>({3, 5}, 3));
@@ -98,11 +113,25 @@ void write_inputs(const test::TempDir& d) {
   k(1, 1) = 1;
   write_npy(d / "k.npy", k);
   write_safetensors(d / "c_shape.safetensors", std::vector<NamedTensor<double>>{{"0.weight", Tensor<double>({3, 3})}});
+  // components of another run: their total is this kernel, but the checksum they record is not its
+  write_safetensors(d / "c_other.safetensors", std::vector<NamedTensor<double>>{{"0.weight", k}, {"total", k}},
+                    {{"run_id", "00000000000000ff"}, {"kernel_checksum", "fnv1a64:0123456789abcdef"}});
   std::filesystem::create_directories(d.path() / "adir");
+  // hostile inputs: kernels without outputs, nesting that overflowed the stack, a FIFO that blocks its opener
+  write_npy(d / "k_noout4.npy", Tensor<double>({2, 2, 0, 0}));
+  write_npy(d / "k_noout3.npy", Tensor<double>({2, 2, 0}));
+  write_bytes(d / "deep.npy", npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': " + std::string(50000, '(') +
+                                            std::string(50000, ')') + "}",
+                                        "", 2));
+  write_bytes(d / "w_deep.safetensors",
+              safetensors_bytes(R"({"0.weight":{"dtype":"F64","shape":)" + std::string(100000, '[') +
+                                    std::string(100000, ']') + R"(,"data_offsets":[0,96]}})",
+                                raw(std::vector<double>(12, 0.0))));
+  REQUIRE(mkfifo((d / "fifo").c_str(), 0600) == 0);
 }
 
 struct Case {
-  const char* args;
+  std::string args;
   int code;
   std::vector<std::string> says;
 };
@@ -123,6 +152,22 @@ const std::vector<Case> kCases = {
     {"", 2, {"subcommand"}},
     {"transmogrify", 2, {"transmogrify"}},
     {"analyze k.npy --json --verbose", 2, {"--verbose"}},
+    {"compute model.json --x1 x.npy -o ''", 2, {"--output", "empty"}},
+    {"compute model.json --x1 '' -o k.npy", 2, {"--x1", "empty"}},
+    {"compute model.json --x1 x.npy --components '' -o k.npy", 2, {"--components", "empty"}},
+    {"analyze ''", 2, {"kernel", "empty"}},
+    // integers that wrapped, saturated or overflowed
+    {"compute model.json --x1 x.npy -o k.npy --seed -1", 2, {"--seed", "18446744073709551615", "\"-1\""}},
+    {"compute model.json --x1 x.npy -o k.npy --seed 18446744073709551616", 2, {"--seed"}},
+    {"compute model.json --x1 x.npy -o k.npy --tile 9223372036854775808", 2, {"--tile", "9223372036854775807"}},
+    {"compute model.json --x1 x.npy -o k.npy --memory-budget 9223372036855", 2, {"--memory-budget", "9223372036854"}},
+    {"compute model.json --x1 x.npy -o k.npy --threads 1025", 2, {"--threads", "1024"}},
+    // one file under two names: the kernel was lost
+    {"compute model.json --x1 x.npy -o k.npy --components ./k.npy", 2, {"same file"}},
+    {"compute model.json --x1 x.npy -o adir/k.npy --components ./adir/../adir/k.npy", 2, {"same file"}},
+    // long values are quoted short
+    {"transmogrify" + std::string(100000, 'x'), 2, {"transmogrifyxxx", "(100012 bytes)"}},
+    {"compute model.json --x1 x.npy -o k.npy --mode " + std::string(100000, 'f'), 2, {"--mode", "fff"}},
     // the model
     {"compute nosuch.json --x1 x.npy -o k.npy", 1, {"nosuch.json", "No such file"}},
     {"compute broken.json --x1 x.npy -o k.npy", 1, {"broken.json", "not valid JSON"}},
@@ -131,6 +176,13 @@ const std::vector<Case> kCases = {
     {"compute chain.json --x1 x.npy -o k.npy", 1, {"chain.json", "layer 2 (linear)", "in_features"}},
     {"compute cnn.json --x1 x.npy -o k.npy", 1, {"cnn.json", "layer 0 (conv2d)"}},
     {"compute x.npy --x1 x.npy -o k.npy", 1, {"x.npy", "not valid JSON"}},
+    {"compute deep.json --x1 x.npy -o k.npy", 1, {"deep.json", "nested deeper than 64 levels"}},
+    {"compute bignum.json --x1 x.npy -o k.npy", 1, {"bignum.json", "not valid JSON", "number overflow"}},
+    {"compute twice.json --x1 x.npy -o k.npy", 1, {"twice.json", "duplicate key \"out_features\""}},
+    {"compute huge_input.json --x1 x.npy -o k.npy", 1, {"huge_input.json", "field \"input\"", "2147483647"}},
+    {"compute huge_padding.json --x1 x.npy -o k.npy",
+     1,
+     {"huge_padding.json", "layer 0 (conv2d): field \"padding\"", "2147483647"}},
     // the data
     {"compute model.json --x1 xint.npy -o k.npy", 1, {"xint.npy", "int64", "expected float32"}},
     {"compute model.json --x1 xtrunc.npy -o k.npy", 1, {"xtrunc.npy", "truncated"}},
@@ -164,12 +216,26 @@ const std::vector<Case> kCases = {
     {"compute model.json --x1 x.npy -o no/such/dir/k.npy", 1, {"no/such/dir/k.npy", "cannot write"}},
     {"compute model.json --x1 x.npy -o adir", 1, {"adir", "is a directory"}},
     {"compute model.json --x1 x.npy -o k.npy --components no/dir/c.safetensors", 1, {"no/dir/c.safetensors"}},
+    {"compute model.json --x1 x.npy -o fifo", 1, {"fifo", "a FIFO", "regular"}},
+    {"compute model.json --x1 x.npy -o k.npy --components fifo", 1, {"fifo", "a FIFO"}},
+    {"compute model.json --x1 fifo -o k.npy", 1, {"fifo", "not a regular file"}},
+    {"compute model.json --x1 deep.npy -o k.npy", 1, {"deep.npy", "at most 16 levels"}},
+    {"compute model.json --x1 x.npy --weights w_deep.safetensors -o k.npy",
+     1,
+     {"w_deep.safetensors", "nested deeper than 64"}},
     // analyze
     {"analyze k_rect.npy", 1, {"k_rect.npy", "(3, 2)", "square in samples"}},
     {"analyze nosuch.npy --json", 1, {"nosuch.npy"}},
     {"analyze xint.npy", 1, {"xint.npy", "int64"}},
     {"analyze k.npy --components c_shape.safetensors", 1, {"c_shape.safetensors", "\"0.weight\"", "(3, 3)"}},
     {"analyze k.npy --components w_hdrlen.safetensors", 1, {"w_hdrlen.safetensors"}},
+    {"analyze deep.npy", 1, {"deep.npy", "at most 16 levels"}},
+    {"analyze k.npy --components c_other.safetensors",
+     1,
+     {"c_other.safetensors", "written for another kernel than k.npy", "\"fnv1a64:0123456789abcdef\"",
+      "\"00000000000000ff\""}},
+    {"analyze k_noout4.npy", 1, {"k_noout4.npy", "(2, 2, 0, 0)", "no outputs"}},
+    {"analyze k_noout3.npy --json", 1, {"k_noout3.npy", "(2, 2, 0)", "no outputs"}},
 };
 
 }  // namespace
@@ -183,11 +249,12 @@ TEST_CASE("xntk: every bad input ends with one message, the right exit code and 
   write_inputs(d);
   const auto before = d.entries();
   for (const Case& c : kCases) {
-    INFO("xntk " << c.args);
+    INFO("xntk " << c.args.substr(0, 200));
     const Run r = run(c.args, d);
-    INFO("stderr: " << r.err);
+    INFO("stderr: " << r.err.substr(0, 2000));
     CHECK(r.code == c.code);
     CHECK(lines(r.err) == 1);
+    CHECK(r.err.size() < 1100);  // short, whatever was given
     CHECK_THAT(r.err, StartsWith("xntk: "));
     for (const auto& s : c.says) CHECK_THAT(r.err, Contains(s));
     CHECK(r.out.empty());
@@ -258,8 +325,16 @@ TEST_CASE("xntk compute writes the kernel, the components and one stats line", "
   REQUIRE(run("compute model.json --x1 xf.npy --seed 3 -o f.npy --threads 1 --tile 2", d).code == 0);  // as s3
   CHECK(test::rel_error(read_npy<double>(d / "f.npy"), read_npy<double>(d / "s3.npy")) == 0);
 
-  // /dev/null as output is written, not replaced
+  // the largest tile and memory budget are accepted (a tile larger than the batch is the batch)
+  REQUIRE(run("compute model.json --x1 x.npy --seed 3 -o big.npy --tile 9223372036854775807 "
+              "--memory-budget 9223372036854",
+              d)
+              .code == 0);
+  CHECK(test::rel_error(read_npy<double>(d / "big.npy"), read_npy<double>(d / "s3.npy")) < 1e-14);
+
+  // /dev/null as output is written, not replaced, and may take both outputs
   REQUIRE(run("compute model.json --x1 x.npy -o /dev/null", d).code == 0);
+  REQUIRE(run("compute model.json --x1 x.npy -o /dev/null --components /dev/null", d).code == 0);
   CHECK(std::filesystem::is_character_file("/dev/null"));
   std::set<std::string> left;
   for (const auto& e : d.entries())
@@ -298,6 +373,12 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   const auto a = analyze(ntk(net, read_npy<double>(d / "x.npy")).total);
   CHECK(j["trace"].get<double>() == Approx(a.spectrum.trace).epsilon(1e-12));
 
+  // a file name that is not UTF-8 (JSON output must be; dump() threw on it)
+  std::filesystem::copy_file(d / "k.npy", d / "k\xff.npy");
+  const Run latin = run("analyze \"$(printf 'k\\377.npy')\" --json", d);
+  CHECK(latin.code == 0);
+  CHECK_NOTHROW(nlohmann::json::parse(latin.out));
+
   const Run text = run("analyze k.npy", d);
   REQUIRE(text.code == 0);
   CHECK_THAT(text.out, Contains("trace kernel") && Contains("condition        2") && Contains("effective rank"));
@@ -305,4 +386,119 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   const Run other = run("analyze k.npy --components c.safetensors", d);
   CHECK(other.code == 1);
   CHECK_THAT(other.err, Contains("c.safetensors"));
+
+  // the components record their run and the kernel's checksum (in --stats too)
+  const Run s1 = run("compute model.json --x1 x.npy --seed 1 --components c1.safetensors -o k1.npy --stats", d);
+  REQUIRE(s1.code == 0);
+  std::map<std::string, std::string> meta;
+  (void)read_safetensors<double>(d / "c1.safetensors", &meta);
+  CHECK(meta.at("run_id").size() == 16);
+  CHECK(nlohmann::json::parse(s1.out)["run_id"] == meta.at("run_id"));
+  CHECK(meta.at("kernel_checksum") == detail::kernel_checksum(read_npy<double>(d / "k1.npy"), 8));
+  REQUIRE(run("compute model.json --x1 x.npy --seed 2 --components c2.safetensors -o k2.npy", d).code == 0);
+  std::map<std::string, std::string> meta2;
+  (void)read_safetensors<double>(d / "c2.safetensors", &meta2);
+  CHECK(meta2.at("run_id") != meta.at("run_id"));
+  CHECK(run("analyze k1.npy --components c1.safetensors", d).code == 0);
+  // two runs on the same outputs can leave the kernel of one and the components of the other
+  const Run crossed = run("analyze k1.npy --components c2.safetensors", d);
+  CHECK(crossed.code == 1);
+  CHECK_THAT(crossed.err,
+             Contains("c2.safetensors: written for another kernel than k1.npy") && Contains(meta2.at("run_id")));
+  // the checksum sees what the total's tolerance does not: a kernel differing by 1e-12 relative
+  auto k1 = read_npy<double>(d / "k1.npy");
+  k1[0] *= 1 + 1e-12;
+  write_npy(d / "k1p.npy", k1);
+  const Run close = run("analyze k1p.npy --components c1.safetensors", d);
+  CHECK(close.code == 1);
+  CHECK_THAT(close.err, Contains("written for another kernel than k1p.npy"));
+  // float32 kernels are checked as stored
+  REQUIRE(run("compute model.json --x1 x.npy --dtype float32 --components c32.safetensors -o k32.npy", d).code == 0);
+  CHECK(run("analyze k32.npy --components c32.safetensors --json", d).code == 0);
+}
+
+namespace {
+
+/// Starts `xntk ARGS` in `cwd` without a shell, every signal at its default but `ignored` (0: none), as
+/// nohup or a shell's `trap '' HUP` would start it.
+pid_t spawn(const std::vector<std::string>& args, const test::TempDir& cwd, int ignored) {
+  const pid_t pid = fork();
+  if (pid != 0) return pid;
+  // the child: only async-signal-safe calls until exec
+  if (chdir(cwd.path().c_str()) != 0) _exit(127);
+  const int null = open("/dev/null", O_RDWR);
+  dup2(null, 0);
+  dup2(null, 1);
+  dup2(null, 2);
+  for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
+  if (ignored) signal(ignored, SIG_IGN);
+  std::vector<char*> argv = {const_cast<char*>(XNTK_CLI)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  execv(XNTK_CLI, argv.data());
+  _exit(127);
+}
+
+/// Waits until the run has created its temporary kernel file (it is computing); false if it ended first.
+bool computing(pid_t pid, const test::TempDir& d) {
+  const std::string temporary = ".k.npy.tmp-" + std::to_string(pid) + "-";
+  for (int i = 0; i < 60000; ++i) {
+    for (const auto& e : d.entries())
+      if (e.rfind(temporary, 0) == 0) return true;
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return false;
+    usleep(500);
+  }
+  return false;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAsan = true;
+#else
+constexpr bool kAsan = false;
+#endif
+#else
+constexpr bool kAsan = false;
+#endif
+
+}  // namespace
+
+TEST_CASE("xntk: a run ended by a signal or a crash leaves no file; an ignored SIGHUP stays ignored", "[cli][errors]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-signals");
+  // a quarter of a second of work on one thread (the signal comes within a millisecond of the outputs' creation)
+  save_model_spec(d / "slow.json", {.input = {64},
+                                    .layers = {Linear{.out_features = 512}, Tanh(), Linear{.out_features = 512}, Tanh(),
+                                               Linear{.out_features = 8}}});
+  write_npy(d / "x.npy", test::randn<double>({400, 64}, 1));
+  const std::vector<std::string> args = {"compute", "slow.json", "--x1",   "x.npy", "--threads",    "1",
+                                         "-o",      "k.npy",     "--mode", "trace", "--components", "c.safetensors"};
+  const auto before = d.entries();
+  for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGXFSZ, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
+    INFO("signal " << sig << " (" << strsignal(sig) << ")");
+    const pid_t pid = spawn(args, d, 0);
+    REQUIRE(computing(pid, d));
+    kill(pid, sig);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    // a sanitizer's handler reports SIGSEGV, SIGBUS and SIGFPE and exits instead
+    const bool asan_handled = kAsan && (sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE);
+    if (asan_handled)
+      CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    else
+      CHECK((WIFSIGNALED(status) && WTERMSIG(status) == sig));
+    CHECK(d.entries() == before);  // the temporary files were removed, no output appeared
+  }
+  // under nohup, SIGHUP is ignored: the run goes on and writes its outputs
+  const pid_t pid = spawn(args, d, SIGHUP);
+  REQUIRE(computing(pid, d));
+  kill(pid, SIGHUP);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(read_npy_info(d / "k.npy").shape == Shape{400, 400});
+  CHECK(std::filesystem::exists(d / "c.safetensors"));
 }

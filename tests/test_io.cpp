@@ -1,10 +1,17 @@
 // Files: .npy and safetensors round trips and malformed files byte by byte, weights in and out of a model,
 // and the model JSON (fields, defaults, errors naming layer and field).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
 
 #include "files.hpp"
 #include "helpers.hpp"
+#include "io/file.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -15,6 +22,12 @@ using test::safetensors_bytes;
 using test::write_bytes;
 
 namespace {
+
+std::string repeat(const std::string& s, int n) {
+  std::string r;
+  for (int i = 0; i < n; ++i) r += s;
+  return r;
+}
 
 Tensor<double> iota(Shape shape) {
   Tensor<double> t(std::move(shape));
@@ -129,6 +142,36 @@ TEST_CASE("malformed npy files are refused with the file and the problem", "[io]
       {"huge.npy",
        npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 16), }", six),
        {"huge.npy", "too large"}},
+      // hostile headers: nesting that overflowed the stack, keys given twice (the shapes were concatenated),
+      // an item size that overflowed an int, values and headers echoed whole
+      {"deep.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': " + std::string(100000, '[') +
+                     std::string(100000, ']') + "}",
+                 six, 2),
+       {"deep.npy", "malformed .npy header", "at most 16 levels"}},
+      {"twoshapes.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'shape': (3,), }", six),
+       {"twoshapes.npy", "'shape' twice"}},
+      {"twodescr.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'descr': '<f4', 'shape': (6,), }", six),
+       {"'descr' twice"}},
+      {"bits.npy",
+       npy_bytes("{'descr': '<f999999999', 'fortran_order': False, 'shape': (6,), }", six),
+       {"bits.npy", "'<f999999999' (an unsupported type)", "expected float32"}},
+      {"rank.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1" + repeat(", 1", 99) + "), }",
+                 raw(std::vector<double>(1, 1.0))),
+       {"rank.npy", "100 dimensions", "at most 64"}},
+      {"longkey.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (6,), '" + std::string(100000, 'k') + "': 1}", six,
+                 2),
+       {"longkey.npy", "'kkkk", "...' (100000 bytes)"}},
+      {"longdescr.npy",
+       npy_bytes("{'descr': '<f" + std::string(100000, '8') + "', 'fortran_order': False, 'shape': (6,), }", six, 2),
+       {"longdescr.npy", "(an unsupported type)"}},
+      {"longsyntax.npy",
+       npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (6,) " + std::string(100000, 'z') + "}", six, 2),
+       {"longsyntax.npy", "malformed .npy header at character 55: expected ',' before \"zzzz", "(100001 bytes)"}},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -138,6 +181,7 @@ TEST_CASE("malformed npy files are refused with the file and the problem", "[io]
       FAIL("no error");
     } catch (const Error& e) {
       for (const auto& s : c.says) CHECK_THAT(e.what(), Contains(s));
+      CHECK(std::string(e.what()).size() < 300);  // whatever the header holds, the message stays short
     }
   }
   CHECK_THROWS_WITH(read_npy<double>(dir / "missing.npy"), Contains("missing.npy") && Contains("No such file"));
@@ -239,6 +283,35 @@ TEST_CASE("malformed safetensors files are refused before allocation", "[io][saf
        safetensors_bytes(R"({"w":{"dtype":"F64","shape":[-2],"data_offsets":[0,16]}})", d16),
        {"non-negative integer"}},
       {"meta.safetensors", safetensors_bytes(R"({"__metadata__":{"a":1},)" + entry + "}", d16), {"__metadata__ \"a\""}},
+      // hostile headers: deep nesting (dump() in a message recursed into it), huge values (echoed whole),
+      // duplicate keys (the last one silently won), numbers beyond double (a raw library exception)
+      {"deep.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":)" + std::string(100000, '[') + std::string(100000, ']') +
+                             R"(,"data_offsets":[0,16]}})",
+                         d16),
+       {"deep.safetensors", "nested deeper than 64 levels"}},
+      {"long.safetensors",
+       safetensors_bytes(
+           R"({"w":{"dtype":"F64","shape":[")" + std::string(1 << 20, 'x') + R"("],"data_offsets":[0,16]}})", d16),
+       {"long.safetensors", "\"w\": shape", "xxxxxxxx...\" (1048576 bytes)"}},
+      {"longname.safetensors",
+       safetensors_bytes(R"({")" + std::string(100000, 'n') + R"(":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})",
+                         d16),
+       {"longname.safetensors", "nnnn...\" (100000 bytes)", "I64"}},
+      {"noname.safetensors",
+       safetensors_bytes(R"({"":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}})", d16),
+       {"noname.safetensors", "empty name"}},
+      {"dupkey.safetensors", safetensors_bytes("{" + entry + "," + entry + "}", d16), {"duplicate key \"w\""}},
+      {"dupfield.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[2],"shape":[1],"data_offsets":[0,16]}})", d16),
+       {"duplicate key \"shape\""}},
+      {"bignum.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[2],"data_offsets":[0,1e400]}})", d16),
+       {"bignum.safetensors", "not valid JSON", "number overflow"}},
+      {"rank.safetensors",
+       safetensors_bytes(R"({"w":{"dtype":"F64","shape":[1)" + repeat(",1", 99) + R"(],"data_offsets":[0,8]}})",
+                         d16.substr(0, 8)),
+       {"rank.safetensors", "100 dimensions", "at most 64"}},
   };
   for (const auto& c : cases) {
     INFO(c.name);
@@ -248,6 +321,7 @@ TEST_CASE("malformed safetensors files are refused before allocation", "[io][saf
       FAIL("no error");
     } catch (const Error& e) {
       for (const auto& s : c.says) CHECK_THAT(e.what(), Contains(s));
+      CHECK(std::string(e.what()).size() < 300);  // whatever the file holds, the message stays short
     }
   }
   // the same layout, well-formed, is read (so the cases above fail for the stated reason)
@@ -291,6 +365,18 @@ TEST_CASE("weights load by state_dict name and are checked completely", "[io][we
   CHECK_THROWS_WITH(load_weights(c, named(nan)), Contains("\"2.weight\"") && Contains("non-finite"));
   // a refused file changes nothing, even where its first tensors were fine
   CHECK(test::rel_error(c.parameter("0.weight"), before) == 0);
+  // neither a huge name from the file nor a long parameter list from the model makes a long message
+  ModelSpec deep{.input = {2}};
+  for (int i = 0; i < 12; ++i) deep.layers.push_back(Linear{.out_features = 2});
+  Sequential<double> d(deep, 5);
+  CHECK_THROWS_WITH(load_weights(d, named({{std::string(100000, 'w'), iota({1})}})),
+                    Contains("unexpected tensor \"www") && Contains("(100000 bytes)") && Contains("(24 in all)") &&
+                        !Contains("10.bias"));
+  try {
+    load_weights(d, named({{std::string(100000, 'w'), iota({1})}}));
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).size() < 300);
+  }
 }
 
 TEST_CASE("model JSON: the DESIGN example, PyTorch defaults and both parameterisations", "[io][json]") {
@@ -409,5 +495,145 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
   CHECK_THAT(error(head + R"({"type": "leaky_relu", "negative_slope": "big"}]})"), Contains("expected a number"));
   CHECK_THAT(error(head + R"(7]})"), Contains("layer 1: expected an object"));
   CHECK_THAT(error(head + R"({"kind": "relu"}]})"), Contains("layer 1: missing field \"type\""));
+  // hostile files: a value nested 10^5 deep (dump() in the message recursed into it), values quoted whole,
+  // a key given twice (the last one won), a number beyond double (a raw library exception naming no file)
+  const std::vector<std::pair<std::string, std::vector<std::string>>> hostile = {
+      {head + R"({"type": "linear", "out_features": )" + std::string(100000, '[') + std::string(100000, ']') + "}]}",
+       {"net.json: arrays and objects nested deeper than 64 levels"}},
+      {head + R"({"type": "linear", "out_features": ")" + std::string(1 << 20, 'x') + R"("}]})",
+       {"layer 1 (linear): field \"out_features\"", "got \"xxxx", "...\" (1048576 bytes)"}},
+      {head + R"({"type": "linear", "out_features": [)" + repeat("1, ", 100000) + "1]}]}",
+       {"field \"out_features\"", "got [1, 1, 1", "...]"}},
+      {head + R"({"type": ")" + std::string(100000, 't') + R"("}]})", {"unknown layer type \"tttt", "(100000 bytes)"}},
+      {head + R"({"type": "relu", ")" + std::string(100000, 'k') + R"(": 1}]})", {"unknown field \"kkkk"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}], ")" + std::string(100000, 'k') + R"(": 1})",
+       {"net.json: unknown field \"kkkk"}},
+      {R"({"input": )" + std::string(100000, '[') + std::string(100000, ']') + R"(, "layers": [{"type": "relu"}]})",
+       {"nested deeper than 64 levels"}},
+      {R"({"input": [)" + repeat("1, ", 100000) + R"(1], "layers": [{"type": "relu"}]})",
+       {"field \"input\": 100001 dimensions; expected at most 63"}},
+      {R"({"input": [)" + repeat("-1, ", 50) + R"("x"], "layers": [{"type": "relu"}]})",
+       {"field \"input\"", "got [-1, -1, -1", "...]"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}], "parameterization": ")" + std::string(100000, 'p') + R"("})",
+       {"field \"parameterization\"", "\"pppp"}},
+      {R"({"input": [4], "layers": {"a": )" + std::string(1000, '[') + std::string(1000, ']') + "}}",
+       {"nested deeper than 64 levels"}},
+      {head + R"({"type": "linear", "out_features": 3, "out_features": 4}]})",
+       {"net.json: duplicate key \"out_features\""}},
+      {R"({"input": [4], "input": [5], "layers": [{"type": "relu"}]})", {"duplicate key \"input\""}},
+      {head + R"({"type": "linear", "out_features": 3, "w_std": 1e400}]})",
+       {"net.json: not valid JSON", "number overflow"}},
+      {R"({"input": [4], "layers": [{"type": "relu"}]})" + std::string(100000, 'z'), {"net.json: not valid JSON"}},
+  };
+  // sizes that overflowed int64 in the layers (input [2^62], out_features 2^62, conv padding 2^32 or 2^62)
+  const std::string big = "4611686018427387904", relu = R"(, "layers": [{"type": "relu"}]})";
+  CHECK_THAT(error(R"({"input": [3, )" + big + "]" + relu),
+             Contains("field \"input\": each dimension must be at most 2147483647"));
+  CHECK_THAT(error(R"({"input": )" + big + relu), Contains("field \"input\"") && Contains("at most 2147483647"));
+  CHECK_THAT(error(R"({"input": [65536, 65536])" + relu),
+             Contains("field \"input\": expected at most 2147483647 (2^31 - 1) elements per sample"));
+  CHECK_THAT(error(R"({"input": [1)" + repeat(", 1", 63) + "]" + relu),
+             Contains("field \"input\": 64 dimensions; expected at most 63"));
+  CHECK_THAT(error(head + R"({"type": "linear", "out_features": )" + big + "}]}"),
+             Contains("layer 1 (linear): field \"out_features\": expected at most 2147483647 (2^31 - 1), got " + big));
+  CHECK_THAT(error(head + R"({"type": "linear", "out_features": 2, "in_features": 9223372036854775808}]})"),
+             Contains("field \"in_features\": expected at most 2147483647"));
+  const std::string conv = R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, )";
+  CHECK_THAT(error(head + conv + R"("padding": 4294967296}]})"), Contains("field \"padding\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("padding": [0, )" + big + "]}]}"), Contains("field \"padding\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("stride": 18446744073709551615}]})"),
+             Contains("field \"stride\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": )" + big + R"(, "kernel_size": 3}]})"),
+             Contains("field \"out_channels\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "maxpool2d", "kernel_size": [2, )" + big + "]}]}"),
+             Contains("layer 1 (maxpool2d): field \"kernel_size\": expected at most"));
+  CHECK_THAT(error(head + R"({"type": "avgpool2d", "kernel_size": 2, "stride": )" + big + "}]}"),
+             Contains("field \"stride\": expected at most"));
+  CHECK_THAT(error(head + conv + R"("padding": -1}]})"), Contains("expected a non-negative integer or [h, w]"));
+  // the limits themselves are accepted
+  CHECK(std::get<Linear>(
+            parse_model_spec(head + R"({"type": "linear", "out_features": 2147483647, "in_features": 2147483647}]})")
+                .layers[1])
+            .out_features == 2147483647);
+  CHECK(parse_model_spec(R"({"input": [2147483647])" + relu).input == Shape{2147483647});
+  CHECK(parse_model_spec(R"({"input": [1)" + repeat(", 1", 62) + "]" + relu).input.size() == 63);
+  for (const auto& [text, says] : hostile) {
+    const std::string e = error(text);
+    INFO(e.substr(0, 500));
+    for (const auto& s : says) CHECK_THAT(e, Contains(s));
+    CHECK(e.size() < 300);
+  }
   CHECK_THROWS_WITH(load_model_spec("/no/such/model.json"), Contains("/no/such/model.json") && Contains("cannot open"));
+}
+
+namespace {
+
+bool forked_child = false;
+
+}  // namespace
+
+// LeakSanitizer asks this at exit: a child forked from the multithreaded test process and ended by exit()
+// misses its parent's threads, whose memory it would report as leaked
+extern "C" int __lsan_is_turned_off() { return forked_child ? 1 : 0; }
+
+namespace {
+
+/// Runs `crash` in a child process that writes an AtomicFile into `dir` with the cleanup handlers installed;
+/// its wait status.
+template <class F>
+int crashed_child(const test::TempDir& dir, F crash) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    forked_child = true;
+    for (int s = 1; s < NSIG; ++s) std::signal(s, SIG_DFL);  // not Catch's handlers, which report and go on
+    detail::install_cleanup_handlers();
+    detail::AtomicFile f(dir / "k.npy");
+    f.stream() << "partial";
+    f.stream().flush();
+    crash();
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+int overflow_the_stack(int n) {
+  volatile char frame[4096];
+  frame[0] = static_cast<char>(n);
+  return n > 0 ? overflow_the_stack(n + 1) + frame[0] : 0;
+}
+
+}  // namespace
+
+TEST_CASE("a crash, std::terminate or exit() removes the temporary outputs", "[io][errors]") {
+  test::TempDir dir("crash");
+  const auto left = [&] { return dir.entries(); };
+  // std::terminate: an exception escaping a noexcept function or an OpenMP region
+  int status = crashed_child(dir, [] { std::terminate(); });
+  CHECK((WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT));
+  CHECK(left().empty());
+  // exit() from a library (libgomp's fatal errors call it)
+  status = crashed_child(dir, [] { std::exit(3); });
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 3));
+  CHECK(left().empty());
+  // a real invalid access, and a stack overflow (the handler runs on its own stack)
+  status = crashed_child(dir, [] {
+    volatile int* volatile nowhere = nullptr;
+    *nowhere = 1;
+  });
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(left().empty());
+  status = crashed_child(dir, [] { overflow_the_stack(1); });
+  CHECK(!(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  CHECK(left().empty());
+  // without the handlers the temporary file would stay (so the checks above can fail)
+  const pid_t pid = fork();
+  if (pid == 0) {
+    for (int s = 1; s < NSIG; ++s) std::signal(s, SIG_DFL);
+    detail::AtomicFile f(dir / "k.npy");
+    std::abort();
+  }
+  waitpid(pid, &status, 0);
+  CHECK(left().size() == 1);
 }

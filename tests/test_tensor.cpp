@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <limits>
 
 #include "helpers.hpp"
 
@@ -18,6 +19,7 @@ TEST_CASE("tensor: row-major indexing, shapes and errors", "[tensor]") {
   CHECK_THROWS_AS(Tensor<float>({2, 2}, std::vector<float>{1, 2, 3}), Error);
   CHECK(to_string(Shape{3}) == "(3,)");
   CHECK(to_string(Shape{2, 5}) == "(2, 5)");
+  CHECK_THROWS_AS(Tensor<float>({-1, -1}, std::vector<float>{1}), Error);
   const auto f = t.cast<float>();
   CHECK(f(1, 2, 3) == 7.0f);
 }
@@ -35,4 +37,20 @@ TEST_CASE("a TensorRef reads data where it lies, for the kernel paths and the fo
   const auto y = net.forward(view), z = net.forward(copy);
   CHECK(std::equal(y.data(), y.data() + y.size(), z.data()));
   CHECK_THROWS_AS(TensorRef<double>(raw.data(), {4, -3}), Error);
+}
+
+TEST_CASE("tensor: sizes that overflow int64 are errors, long shapes print short", "[tensor][errors]") {
+  using Catch::Matchers::Contains;
+  const int64_t big = int64_t{1} << 40;
+  // 2^80 wrapped to 0 elements before numel was checked
+  CHECK_THROWS_WITH(numel({big, big}), Contains("(1099511627776, 1099511627776)") && Contains("overflows"));
+  CHECK_THROWS_WITH(Tensor<double>({big, big, 0}), Contains("overflows"));
+  CHECK_THROWS_AS(numel({int64_t{3}, std::numeric_limits<int64_t>::max()}), Error);
+  CHECK(numel({big, 0, big}) == 0);  // the product so far never overflows
+  CHECK(numel({std::numeric_limits<int64_t>::max(), 1}) == std::numeric_limits<int64_t>::max());
+
+  CHECK(to_string(Shape(16, 7)) == "(7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7)");
+  Shape rank10k(10000, 1);
+  rank10k.back() = 5;
+  CHECK(to_string(rank10k) == "(1, 1, 1, 1, 1, 1, 1, 1, ..., 5; 10000 dimensions)");
 }

@@ -15,10 +15,12 @@ namespace xntk {
 /// Tensor dimensions, outermost first (PyTorch / NumPy order).
 using Shape = std::vector<int64_t>;
 
-/// Number of elements of a shape (1 for the empty shape).
+/// Number of elements of a shape (1 for the empty shape); xntk::Error if a product of its leading dimensions
+/// overflows int64 (even where a later dimension is 0).
 int64_t numel(const Shape& shape);
 
-/// "(2, 3, 4)".
+/// "(2, 3, 4)"; a shape of rank above 16 is abbreviated to its first 8 dimensions, its last one and its rank,
+/// "(1, 1, 1, 1, 1, 1, 1, 1, ..., 1; 10000 dimensions)", so that a message about any shape stays short.
 std::string to_string(const Shape& shape);
 
 /// Dense row-major tensor of float or double (explicitly instantiated for both).

@@ -78,35 +78,9 @@ void print_text(const std::string& path, const Analysis& a, bool eigenvalues) {
 }  // namespace
 
 void analyze(const AnalyzeArgs& args) {
-  const NpyInfo info = read_npy_info(args.kernel);
-  const Tensor<double> kernel = read_npy<double>(args.kernel);
-  std::vector<NamedTensor<double>> components;
-  if (!args.components.empty()) {
-    components = read_safetensors<double>(args.components);
-    for (const auto& c : components) {
-      if (c.tensor.shape() != kernel.shape())
-        throw Error(args.components + ": component \"" + c.name + "\" has shape " + to_string(c.tensor.shape()) +
-                    ", expected the shape " + to_string(kernel.shape()) + " of " + args.kernel);
-      if (c.name != "total") continue;
-      // a components file of another kernel would give meaningless shares
-      double diff = 0, scale = 0;
-      for (int64_t e = 0; e < kernel.size(); ++e) {
-        diff = std::max(diff, std::abs(c.tensor[e] - kernel[e]));
-        scale = std::max(scale, std::abs(kernel[e]));
-      }
-      if (diff > 1e-6 * scale)
-        throw Error(args.components + ": its \"total\" differs from " + args.kernel + " (max difference " +
-                    std::to_string(diff) + "); expected the components of the same kernel");
-    }
-  }
-  Analysis a;
-  try {
-    a = xntk::analyze(kernel, components,
-                      {.epsilon = info.itemsize == 4 ? 1.1920928955078125e-07 : 2.220446049250313e-16});
-  } catch (const Error& e) {
-    const std::string what = e.what();
-    throw Error((what.rfind("component", 0) == 0 ? args.components : args.kernel) + ": " + what);
-  }
+  const AnalyzeInput in = read_analyze_input(args);
+  const Analysis a = analyze_input(in, args);
+  const NpyInfo& info = in.info;
 
   if (!args.json) {
     print_text(args.kernel, a, args.eigenvalues);
@@ -141,7 +115,8 @@ void analyze(const AnalyzeArgs& args) {
     }
     j["shares_sum"] = number(shares);
   }
-  std::cout << j.dump() << std::endl;
+  // a file name is bytes, not necessarily UTF-8, which dump() would throw on: replace what is not
+  std::cout << j.dump(-1, ' ', false, ordered_json::error_handler_t::replace) << std::endl;
 }
 
 }  // namespace xntk::cli

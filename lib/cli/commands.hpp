@@ -4,6 +4,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "xntk/analysis.hpp"
+#include "xntk/io.hpp"
 
 namespace xntk::cli {
 
@@ -28,5 +32,20 @@ void compute(const ComputeArgs& args);
 
 /// `xntk analyze`: prints the spectrum summary as text or one JSON object.
 void analyze(const AnalyzeArgs& args);
+
+/// What `xntk analyze` reads: the kernel and, when named, its components, checked to belong together.
+struct AnalyzeInput {
+  NpyInfo info;
+  Tensor<double> kernel;
+  std::vector<NamedTensor<double>> components;
+};
+
+/// Reads the kernel and the components of `args`. xntk::Error naming the components file if a component is
+/// not shaped as the kernel, if its `kernel_checksum` metadata is not the kernel's, or if its "total" is not
+/// the kernel: components written by another run than the kernel.
+AnalyzeInput read_analyze_input(const AnalyzeArgs& args);
+
+/// xntk::analyze of what was read, with the tolerance of the kernel's dtype; errors name the file.
+Analysis analyze_input(const AnalyzeInput& in, const AnalyzeArgs& args);
 
 }  // namespace xntk::cli

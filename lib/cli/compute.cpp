@@ -4,14 +4,18 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 
+#include "checked.hpp"
 #include "cli/commands.hpp"
+#include "io/checksum.hpp"
 #include "io/file.hpp"
 #include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
@@ -59,6 +63,15 @@ class ProgressBar {
   Clock::time_point start_;
   double last_ = 0;
 };
+
+/// 16 hexadecimal digits, different for every run.
+std::string new_run_id() {
+  std::random_device device;
+  const uint64_t id = (uint64_t{device()} << 32 | device()) ^ static_cast<uint64_t>(getpid());
+  char buf[20];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(id));
+  return buf;
+}
 
 Mode parse_mode(const std::string& m) {
   return m == "trace" ? Mode::trace : m == "diagonal" ? Mode::diagonal : Mode::full;
@@ -128,10 +141,12 @@ void run(const ComputeArgs& args) {
   const double load_s = seconds_since(t0);
 
   ProgressBar bar;
+  // a tile larger than the batch is the whole batch; the driver's tile counts would overflow near 2^63
+  const int64_t samples = std::max(x1.dim(0), x2 ? x2->dim(0) : int64_t{0});
   KernelOptions opt{.mode = mode,
                     .components = comp_out.has_value(),
-                    .tile = args.tile,
-                    .memory_budget = args.memory_mb * 1000000,
+                    .tile = std::min(args.tile, samples),
+                    .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
                     .threads = args.threads};
   opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   t0 = Clock::now();
@@ -143,13 +158,18 @@ void run(const ComputeArgs& args) {
   const double compute_s = seconds_since(t0);
 
   t0 = Clock::now();
+  const std::string run_id = new_run_id();
   write_npy(out.stream(), k.total);
   if (comp_out) {
+    // which kernel these components belong to: outputs are renamed one after the other, so two runs writing
+    // the same files may leave the kernel of one with the components of the other; analyze checks this
+    const std::string checksum = detail::kernel_checksum(k.total, sizeof(T));
     std::vector<NamedTensor<T>> named;
     named.reserve(k.names.size() + 1);
     for (size_t i = 0; i < k.names.size(); ++i) named.push_back({k.names[i], std::move(k.components[i])});
     named.push_back({"total", std::move(k.total)});
-    write_safetensors(comp_out->stream(), named, {{"mode", args.mode}, {"dtype", args.dtype}});
+    write_safetensors(comp_out->stream(), named,
+                      {{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}, {"kernel_checksum", checksum}});
   }
   // Finish every output before renaming any, so that a full disk leaves no file half-updated.
   out.close();
@@ -162,6 +182,7 @@ void run(const ComputeArgs& args) {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     nlohmann::ordered_json s;
+    s["run_id"] = run_id;
     s["mode"] = args.mode;
     s["dtype"] = args.dtype;
     s["method"] = args.method;

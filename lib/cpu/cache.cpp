@@ -38,7 +38,7 @@ void* allocate(size_t bytes) {
 
 void deallocate(void* p, size_t bytes) {
   if (bytes < kMapBytes)
-    ::operator delete(p, bytes, kAlign);
+    ::operator delete(p, kAlign);  // unsized: clang enables sized deallocation only with -fsized-deallocation
   else
     munmap(p, bytes);
 }

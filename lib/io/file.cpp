@@ -6,6 +6,9 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
 
 namespace xntk::detail {
@@ -81,12 +84,96 @@ void remove_pending_files() noexcept {
     if (pending_ready[s].load()) unlink(pending_paths[s].data());
 }
 
+namespace {
+
+// Signals whose default action ends the process: a run ended by one must not leave a temporary file.
+// SIGKILL and SIGSTOP cannot be caught; SIGTRAP and SIGPROF belong to debuggers and profilers.
+constexpr int kCleanupSignals[] = {SIGHUP,  SIGINT,  SIGQUIT, SIGTERM, SIGPIPE, SIGALRM, SIGUSR1, SIGUSR2,
+                                   SIGXCPU, SIGXFSZ, SIGSEGV, SIGBUS,  SIGFPE,  SIGILL,  SIGABRT, SIGSYS};
+struct sigaction saved_actions[NSIG];
+// for a handler that runs while the stack has overflowed
+alignas(16) std::array<char, 64 << 10> alternate_stack;
+std::terminate_handler saved_terminate = nullptr;
+
+extern "C" void cleanup_on_signal(int sig) {
+  remove_pending_files();
+  // what the signal did before we came (die, or a sanitizer's report), once it is unblocked on return
+  sigaction(sig, &saved_actions[sig], nullptr);
+  raise(sig);
+}
+
+void cleanup_on_terminate() {
+  remove_pending_files();
+  if (saved_terminate) saved_terminate();  // the default one prints the exception, then aborts
+  std::abort();
+}
+
+void cleanup_at_exit() { remove_pending_files(); }
+
+}  // namespace
+
+void install_cleanup_handlers() {
+  static bool installed = false;
+  if (installed) return;
+  installed = true;
+  stack_t current{};
+  if (sigaltstack(nullptr, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+    stack_t alt{};
+    alt.ss_sp = alternate_stack.data();
+    alt.ss_size = alternate_stack.size();
+    sigaltstack(&alt, nullptr);
+  }
+  for (int sig : kCleanupSignals) {
+    struct sigaction old {};
+    if (sigaction(sig, nullptr, &old) != 0) continue;
+    // ignored when we were started (nohup, a shell's trap '' HUP): the caller wants it ignored
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN) continue;
+    saved_actions[sig] = old;
+    struct sigaction action {};
+    action.sa_handler = cleanup_on_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_ONSTACK;
+    sigaction(sig, &action, nullptr);
+  }
+  saved_terminate = std::set_terminate(cleanup_on_terminate);
+  std::atexit(cleanup_at_exit);
+}
+
+bool is_null_device(const std::string& path) {
+  struct stat st {
+  }, null{};
+  return stat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && stat("/dev/null", &null) == 0 &&
+         S_ISCHR(null.st_mode) && st.st_rdev == null.st_rdev;
+}
+
+bool same_output_file(const std::string& a, const std::string& b) {
+  struct stat sa {
+  }, sb{};
+  if (stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  // not both there yet: the same directory entry to be
+  const fs::path pa(a), pb(b);
+  if (pa.filename() != pb.filename()) return false;
+  auto directory = [](const fs::path& p) { return p.has_parent_path() ? p.parent_path().string() : std::string("."); };
+  return stat(directory(pa).c_str(), &sa) == 0 && stat(directory(pb).c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   if (path_.empty()) throw Error("output file name is empty");
-  std::error_code ec;
-  const auto status = fs::status(path_, ec);
-  if (fs::is_directory(status)) throw Error(path_ + ": is a directory; expected an output file name");
-  direct_ = fs::exists(status) && !fs::is_regular_file(status);
+  struct stat st {};
+  if (stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (S_ISDIR(st.st_mode)) throw Error(path_ + ": is a directory; expected an output file name");
+    // opening a FIFO blocks until a reader comes, writing a device is rarely meant: only /dev/null is
+    if (!is_null_device(path_))
+      throw Error(path_ + ": is " +
+                  (S_ISFIFO(st.st_mode)   ? "a FIFO"
+                   : S_ISSOCK(st.st_mode) ? "a socket"
+                   : S_ISCHR(st.st_mode)  ? "a character device"
+                   : S_ISBLK(st.st_mode)  ? "a block device"
+                                          : "not a regular file") +
+                  "; expected a regular output file (or /dev/null)");
+    direct_ = true;
+  }
   if (direct_) {
     temp_ = path_;
   } else {
@@ -95,13 +182,15 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
     temp_ = (p.parent_path() / ("." + base + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(++counter)))
                 .string();
   }
+  // registered before it exists: a signal between its creation and its registration would leave it behind
+  if (!direct_) slot_ = register_pending(temp_);
   errno = 0;
   out_.open(temp_, std::ios::binary | std::ios::trunc);
   if (!out_) {
     const std::string why = system_reason();
+    unregister_pending(slot_);
     throw Error(path_ + ": cannot write: " + (why == "Success" ? "cannot create the file" : why));
   }
-  if (!direct_) slot_ = register_pending(temp_);
 }
 
 AtomicFile::~AtomicFile() { discard(); }

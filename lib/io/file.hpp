@@ -39,11 +39,13 @@ class InputFile {
 
 /// An output file written under a temporary name in the target's directory and renamed onto the target
 /// by commit(); destroyed uncommitted (an error, an exception), it removes the temporary file, and the
-/// command line's signal handler removes it on SIGINT/SIGTERM. A target that exists and is not a regular
-/// file (/dev/null, a FIFO) is written directly, since renaming over it would replace the device.
+/// handlers of install_cleanup_handlers() remove it on a signal or std::terminate. The null device is
+/// written directly (renaming over it would replace the device); any other existing target that is not a
+/// regular file (a FIFO, which would block, a socket, a device, a directory) is refused.
 class AtomicFile {
  public:
-  /// Creates the temporary file now, so that an unwritable destination fails before any long computation.
+  /// Creates the temporary file now, so that an unwritable destination fails before any long computation;
+  /// xntk::Error naming the target if it is empty, unwritable or an existing non-regular file.
   explicit AtomicFile(std::string path);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
@@ -69,6 +71,20 @@ class AtomicFile {
 
 /// Removes every temporary file of an uncommitted AtomicFile. Async-signal-safe (unlink only).
 void remove_pending_files() noexcept;
+
+/// For a program that writes AtomicFiles: on the signals that end a process (SIGHUP, SIGINT, SIGTERM,
+/// SIGPIPE, SIGXFSZ…, and the crashes SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT), on std::terminate and on
+/// exit(), removes the pending temporary files, then lets the signal do what it did before (the default, or
+/// a sanitizer's handler). A signal ignored at startup (nohup's SIGHUP) stays ignored. Crashes run on an
+/// alternate signal stack, so that a stack overflow is cleaned up too. Idempotent.
+void install_cleanup_handlers();
+
+/// Whether two output paths name the same file: the same existing file (through hard or symbolic links),
+/// or the same name in the same directory, however the paths spell it ("o/K.npy", "./o/K.npy").
+bool same_output_file(const std::string& a, const std::string& b);
+
+/// Whether `path` is the null device (/dev/null or another name of it).
+bool is_null_device(const std::string& path);
 
 /// "path: " + strerror(errno) style reason for the last failed system call.
 std::string system_reason();

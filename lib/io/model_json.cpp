@@ -8,6 +8,8 @@
 #include <sstream>
 
 #include "io/file.hpp"
+#include "io/json.hpp"
+#include "quote.hpp"
 #include "xntk/io.hpp"
 
 namespace xntk {
@@ -15,6 +17,26 @@ namespace {
 
 using json = nlohmann::json;
 using ordered_json = nlohmann::ordered_json;
+
+// Every integer size of a model (input dimensions, features, channels, kernel sizes, strides, paddings,
+// dilations) is at most 2^31 − 1: more than any tensor dimension that fits in memory, and little enough that
+// the layers' products of a few of them (conv output sizes, fan-in C·kh·kw) stay far inside int64.
+constexpr int64_t kMaxSize = 2147483647;
+const std::string kMaxSizeText = "at most 2147483647 (2^31 - 1)";
+// The data files hold a sample axis besides the input's, in at most NumPy's 64 dimensions.
+constexpr size_t kMaxInputRank = 63;
+
+/// An integer from `min` to kMaxSize (nlohmann keeps non-negative integers as unsigned, larger ones too).
+bool size_in_range(const json& v, int64_t min) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(kMaxSize) && v.get<int64_t>() >= min;
+  return v.is_number_integer() && v.get<int64_t>() >= min && v.get<int64_t>() <= kMaxSize;
+}
+
+/// An integer beyond kMaxSize (as opposed to one of the wrong sign, or no integer at all).
+bool too_large(const json& v) {
+  return v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(kMaxSize)
+                                : v.is_number_integer() && v.get<int64_t>() > kMaxSize;
+}
 
 std::string join(const std::vector<std::string>& names) {
   std::string s;
@@ -32,7 +54,7 @@ class Fields {
     for (const auto& [key, _] : j_.items()) {
       if (key == "type") continue;
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
-        throw Error(where_ + ": unknown field \"" + key + "\"; expected " +
+        throw Error(where_ + ": unknown field " + detail::quote(key) + "; expected " +
                     (allowed.empty() ? std::string("no other field") : "one of " + join(allowed)));
     }
   }
@@ -40,7 +62,7 @@ class Fields {
   const json& at(const std::string& key) const { return j_.at(key); }
 
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
-    throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + j_.at(key).dump());
+    throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + detail::excerpt(j_.at(key)));
   }
   [[noreturn]] void missing(const std::string& key, const std::string& expected) const {
     throw Error(where_ + ": missing field \"" + key + "\" (" + expected + ")");
@@ -54,7 +76,8 @@ class Fields {
       return *fallback;
     }
     const json& v = at(key);
-    if (!v.is_number_integer() || v.get<int64_t>() < min) fail(key, expected);
+    if (too_large(v)) fail(key, kMaxSizeText);
+    if (!size_in_range(v, min)) fail(key, expected);
     return v.get<int64_t>();
   }
   /// An integer or [h, w] of integers ≥ `min`, as PyTorch's `_pair`.
@@ -65,9 +88,11 @@ class Fields {
       return {*fallback, *fallback};
     }
     const json& v = at(key);
-    auto ok = [&](const json& e) { return e.is_number_integer() && e.get<int64_t>() >= min; };
-    if (ok(v)) return {v.get<int64_t>(), v.get<int64_t>()};
-    if (v.is_array() && v.size() == 2 && ok(v[0]) && ok(v[1])) return {v[0].get<int64_t>(), v[1].get<int64_t>()};
+    if (too_large(v) || (v.is_array() && v.size() == 2 && (too_large(v[0]) || too_large(v[1]))))
+      fail(key, kMaxSizeText);
+    if (size_in_range(v, min)) return {v.get<int64_t>(), v.get<int64_t>()};
+    if (v.is_array() && v.size() == 2 && size_in_range(v[0], min) && size_in_range(v[1], min))
+      return {v[0].get<int64_t>(), v[1].get<int64_t>()};
     fail(key, expected);
   }
   double number(const std::string& key, double fallback) const {
@@ -134,9 +159,10 @@ std::vector<LayerSpec> parse_layers(const Fields& f, const std::string& key, con
 
 LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path) {
   const std::string at = source + ": layer " + path;
-  if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + j.dump());
+  if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + detail::excerpt(j));
   if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
-  if (!j["type"].is_string()) throw Error(at + ": field \"type\": expected a string, got " + j["type"].dump());
+  if (!j["type"].is_string())
+    throw Error(at + ": field \"type\": expected a string, got " + detail::excerpt(j["type"]));
   const std::string type = j["type"].get<std::string>();
   const Fields f(j, at + " (" + type + ")");
 
@@ -243,18 +269,27 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
   std::vector<std::string> types = {"linear",         "conv2d",  "avgpool2d", "maxpool2d",
                                     "global_avgpool", "flatten", "residual",  "sequential"};
   for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
-  throw Error(at + ": unknown layer type \"" + type + "\"; expected one of " + join(types));
+  throw Error(at + ": unknown layer type " + detail::quote(type) + "; expected one of " + join(types));
 }
 
 Shape parse_input(const json& v, const std::string& source) {
+  const std::string where = source + ": field \"input\": ";
   const std::string expected = "a positive integer or an array of them, e.g. 784 or [3, 32, 32]";
-  if (v.is_number_integer() && v.get<int64_t>() > 0) return {v.get<int64_t>()};
-  if (!v.is_array() || v.empty()) throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+  if (too_large(v) || (v.is_array() && std::any_of(v.begin(), v.end(), too_large)))
+    throw Error(where + "each dimension must be " + kMaxSizeText + ", got " + detail::excerpt(v));
+  if (size_in_range(v, 1)) return {v.get<int64_t>()};
+  if (!v.is_array() || v.empty()) throw Error(where + "expected " + expected + ", got " + detail::excerpt(v));
+  if (v.size() > kMaxInputRank)
+    throw Error(where + std::to_string(v.size()) + " dimensions; expected at most " + std::to_string(kMaxInputRank));
   Shape s;
+  int64_t elements = 1;
   for (const auto& d : v) {
-    if (!d.is_number_integer() || d.get<int64_t>() <= 0)
-      throw Error(source + ": field \"input\": expected " + expected + ", got " + v.dump());
+    if (!size_in_range(d, 1)) throw Error(where + "expected " + expected + ", got " + detail::excerpt(v));
     s.push_back(d.get<int64_t>());
+    // each factor is below 2^31: the product overflows nothing before it passes the limit
+    elements *= s.back();
+    if (elements > kMaxSize)
+      throw Error(where + "expected at most 2147483647 (2^31 - 1) elements per sample, got " + detail::excerpt(v));
   }
   return s;
 }
@@ -330,24 +365,14 @@ ordered_json layer_json(const LayerSpec& layer) {
 }  // namespace
 
 ModelSpec parse_model_spec(const std::string& json_text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
-    // nlohmann prefixes "[json.exception.parse_error.101] "; the position and reason are what users need
-    std::string what = e.what();
-    if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    // the parser quotes what it read, which may be binary (a .npy given as a model): keep messages printable
-    for (char& c : what)
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    throw Error(source + ": not valid JSON: " + what);
-  }
+  // nesting at most 64 deep, each key once, numbers within double's range; errors name the file
+  const json j = detail::parse_json(json_text, source);
   if (!j.is_object())
     throw Error(source + ": expected a JSON object {\"input\": [...], \"layers\": [...]}, got " +
                 std::string(j.type_name()));
   for (const auto& [key, _] : j.items())
     if (key != "input" && key != "parameterization" && key != "layers")
-      throw Error(source + ": unknown field \"" + key + "\"; expected input, parameterization, layers");
+      throw Error(source + ": unknown field " + detail::quote(key) + "; expected input, parameterization, layers");
   if (!j.contains("input"))
     throw Error(source + ": missing field \"input\" (the per-sample input shape, e.g. [3, 32, 32])");
   if (!j.contains("layers")) throw Error(source + ": missing field \"layers\" (an array of layer objects)");
@@ -360,11 +385,12 @@ ModelSpec parse_model_spec(const std::string& json_text, const std::string& sour
     else if (p == "ntk")
       spec.parameterization = Parameterization::ntk;
     else
-      throw Error(source + ": field \"parameterization\": expected \"standard\" or \"ntk\", got " + p.dump());
+      throw Error(source + ": field \"parameterization\": expected \"standard\" or \"ntk\", got " + detail::excerpt(p));
   }
   const json& layers = j["layers"];
   if (!layers.is_array() || layers.empty())
-    throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " + layers.dump());
+    throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " +
+                detail::excerpt(layers));
   for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, std::to_string(i)));
   return spec;
 }

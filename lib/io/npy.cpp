@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "io/file.hpp"
+#include "quote.hpp"
 #include "xntk/io.hpp"
 
 namespace xntk {
@@ -18,6 +19,10 @@ using detail::little_endian;
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicSize = 6;
+// Limits of what a header may say: NumPy's largest rank (NPY_MAXDIMS of NumPy 2), and a nesting depth of
+// tuples and lists far above the 2 levels a structured dtype needs (the parser recurses once per level).
+constexpr size_t kMaxRank = 64;
+constexpr int kMaxDepth = 16;
 
 // ---- the header's Python literal: strings, booleans, None, integers and tuples/lists of them ----
 
@@ -62,12 +67,14 @@ class LiteralParser {
     ++i_;
   }
   [[noreturn]] void fail(const std::string& expected) {
-    std::string header = s_;
-    while (!header.empty() && std::isspace(static_cast<unsigned char>(header.back()))) header.pop_back();
+    // what follows the error, cut short: the header may be megabytes
+    std::string_view rest(s_);
+    rest.remove_prefix(std::min(i_, rest.size()));
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.back()))) rest.remove_suffix(1);
     throw Error(path_ + ": malformed .npy header at character " + std::to_string(i_) + ": expected " + expected +
-                " in " + header);
+                (rest.empty() ? " at its end" : " before " + detail::quote(rest)));
   }
-  PyValue value() {
+  PyValue value(int depth = 0) {
     skip();
     if (i_ >= s_.size()) fail("a value");
     const char c = s_[i_];
@@ -79,11 +86,12 @@ class LiteralParser {
       return r;
     }
     if (c == '(' || c == '[') {
+      if (depth >= kMaxDepth) fail("at most " + std::to_string(kMaxDepth) + " levels of nested tuples and lists");
       const char close = c == '(' ? ')' : ']';
       ++i_;
       PyList items;
       while (!peek(close)) {
-        items.push_back(value());
+        items.push_back(value(depth + 1));
         if (!peek(close)) expect(',');
       }
       ++i_;
@@ -119,16 +127,17 @@ class LiteralParser {
 
 /// A readable name for a NumPy type string such as '<i8'.
 std::string describe_descr(const std::string& d) {
-  if (d.size() < 2) return "'" + d + "'";
+  const std::string quoted = detail::quote(d, 16, '\'');
+  if (d.size() < 2) return quoted;
   const char kind = d[1];
   const std::string bytes = d.substr(2);
+  // item sizes NumPy has (up to 16 bytes, and strings of any length); others read as 0 bits
   int bits = 0;
-  try {
+  if (!bytes.empty() && bytes.size() <= 2 &&
+      std::all_of(bytes.begin(), bytes.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
     bits = 8 * std::stoi(bytes);
-  } catch (const std::exception&) {
-  }
   std::string what;
-  switch (kind) {
+  switch (bits == 0 && std::string_view("fiuc").find(kind) != std::string_view::npos ? '?' : kind) {
     case 'f': what = "float" + std::to_string(bits); break;
     case 'i': what = "int" + std::to_string(bits); break;
     case 'u': what = "uint" + std::to_string(bits); break;
@@ -139,7 +148,7 @@ std::string describe_descr(const std::string& d) {
     case 'S': what = "byte strings"; break;
     default: what = "an unsupported type";
   }
-  return "'" + d + "' (" + what + ")";
+  return quoted + " (" + what + ")";
 }
 
 struct NpyHeader {
@@ -154,6 +163,9 @@ NpyHeader parse_header(const std::string& text, const std::string& path) {
   NpyHeader h;
   bool has_descr = false, has_order = false, has_shape = false;
   for (const auto& [key, value] : items) {
+    // NumPy's own parser (ast.literal_eval) keeps the last of two equal keys; which one was meant is unknowable
+    if ((key == "descr" && has_descr) || (key == "fortran_order" && has_order) || (key == "shape" && has_shape))
+      throw Error(path + ": the .npy header has the key '" + key + "' twice; expected it once");
     if (key == "descr") {
       has_descr = true;
       if (!std::holds_alternative<std::string>(value.v))
@@ -172,14 +184,17 @@ NpyHeader parse_header(const std::string& text, const std::string& path) {
     } else if (key == "shape") {
       has_shape = true;
       if (!std::holds_alternative<PyList>(value.v)) throw Error(path + ": 'shape' must be a tuple of integers");
+      if (std::get<PyList>(value.v).size() > kMaxRank)
+        throw Error(path + ": 'shape' has " + std::to_string(std::get<PyList>(value.v).size()) +
+                    " dimensions; expected at most " + std::to_string(kMaxRank));
       for (const PyValue& d : std::get<PyList>(value.v)) {
         if (!std::holds_alternative<int64_t>(d.v) || std::get<int64_t>(d.v) < 0)
           throw Error(path + ": 'shape' must be a tuple of non-negative integers");
         h.shape.push_back(std::get<int64_t>(d.v));
       }
     } else {
-      throw Error(path + ": unexpected key '" + key +
-                  "' in the .npy header; expected 'descr', 'fortran_order', 'shape'");
+      throw Error(path + ": unexpected key " + detail::quote(key, detail::kQuoteBytes, '\'') +
+                  " in the .npy header; expected 'descr', 'fortran_order', 'shape'");
     }
   }
   if (!has_descr || !has_order || !has_shape)

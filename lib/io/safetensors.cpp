@@ -10,6 +10,8 @@
 #include <set>
 
 #include "io/file.hpp"
+#include "io/json.hpp"
+#include "quote.hpp"
 #include "xntk/io.hpp"
 
 namespace xntk {
@@ -20,6 +22,8 @@ using ordered_json = nlohmann::ordered_json;
 
 // The reference implementation refuses headers over 100 MB; so do we, before allocating one.
 constexpr uint64_t kMaxHeader = 100'000'000;
+// NumPy's largest rank (NPY_MAXDIMS of NumPy 2); PyTorch's is lower.
+constexpr size_t kMaxRank = 64;
 
 /// Bytes per element of the safetensors dtypes (0: unknown dtype).
 int dtype_size(const std::string& d) {
@@ -41,16 +45,18 @@ struct Entry {
 /// A non-negative integer field of the header, or xntk::Error naming the tensor.
 uint64_t header_uint(const json& v, const std::string& where) {
   if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
-    throw Error(where + ": expected a non-negative integer, got " + v.dump());
+    throw Error(where + ": expected a non-negative integer, got " + detail::excerpt(v));
   return v.get<uint64_t>();
 }
 
 Entry parse_entry(const std::string& path, const std::string& name, const json& e, uint64_t buffer) {
-  const std::string where = path + ": tensor \"" + name + "\"";
+  // a name no writer (and no state_dict) gives: xntk's own writer could not write the file back
+  if (name.empty()) throw Error(path + ": a tensor has an empty name; expected a name such as \"0.weight\"");
+  const std::string where = path + ": tensor " + detail::quote(name);
   if (!e.is_object()) throw Error(where + ": expected an object with dtype, shape and data_offsets");
   for (const auto& [key, _] : e.items())
     if (key != "dtype" && key != "shape" && key != "data_offsets")
-      throw Error(where + ": unexpected field \"" + key + "\"; expected dtype, shape and data_offsets");
+      throw Error(where + ": unexpected field " + detail::quote(key) + "; expected dtype, shape and data_offsets");
   if (!e.contains("dtype") || !e.contains("shape") || !e.contains("data_offsets"))
     throw Error(where + ": missing field \"" +
                 std::string(!e.contains("dtype")   ? "dtype"
@@ -62,10 +68,13 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   if (!e["dtype"].is_string()) throw Error(where + ": dtype must be a string such as \"F32\"");
   const std::string dtype = e["dtype"].get<std::string>();
   r.itemsize = dtype_size(dtype);
-  if (r.itemsize == 0) throw Error(where + ": unknown dtype \"" + dtype + "\"; expected F32 or F64");
+  if (r.itemsize == 0) throw Error(where + ": unknown dtype " + detail::quote(dtype) + "; expected F32 or F64");
   if (dtype != "F32" && dtype != "F64")
     throw Error(where + ": dtype " + dtype + " is not supported; expected F32 or F64");
   if (!e["shape"].is_array()) throw Error(where + ": shape must be an array of non-negative integers");
+  if (e["shape"].size() > kMaxRank)
+    throw Error(where + ": shape has " + std::to_string(e["shape"].size()) + " dimensions; expected at most " +
+                std::to_string(kMaxRank));
   uint64_t count = 1;
   for (const auto& d : e["shape"]) {
     const uint64_t n = header_uint(d, where + ": shape");
@@ -107,17 +116,7 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
   f.read(text.data(), n, "the header");
   if (text.empty() || text[0] != '{')
     throw Error(path + ": the safetensors header must be a JSON object starting with '{'");
-  json header;
-  try {
-    header = json::parse(text);
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    if (const size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
-    // the parser quotes what it read, which may be binary (a .npy given as a model): keep messages printable
-    for (char& c : what)
-      if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
-    throw Error(path + ": the safetensors header is not valid JSON: " + what);
-  }
+  const json header = detail::parse_json(text, path + ": the safetensors header");
   if (!header.is_object()) throw Error(path + ": the safetensors header must be a JSON object");
 
   const uint64_t buffer = f.size() - 8 - n;
@@ -126,7 +125,7 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
     if (name == "__metadata__") {
       if (!e.is_object()) throw Error(path + ": __metadata__ must be an object of strings");
       for (const auto& [k, v] : e.items()) {
-        if (!v.is_string()) throw Error(path + ": __metadata__ \"" + k + "\" must be a string");
+        if (!v.is_string()) throw Error(path + ": __metadata__ " + detail::quote(k) + " must be a string");
         if (metadata) (*metadata)[k] = v.template get<std::string>();
       }
       continue;
@@ -138,9 +137,9 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
   uint64_t at = 0;
   for (const Entry& e : entries) {
     if (e.begin != at)
-      throw Error(path + ": tensor \"" + e.name + "\" starts at byte " + std::to_string(e.begin) + " of the data but " +
-                  (e.begin < at ? "the previous tensor ends at " : "the previous data ends at ") + std::to_string(at) +
-                  (e.begin < at ? " (overlapping tensors)" : " (a gap)"));
+      throw Error(path + ": tensor " + detail::quote(e.name) + " starts at byte " + std::to_string(e.begin) +
+                  " of the data but " + (e.begin < at ? "the previous tensor ends at " : "the previous data ends at ") +
+                  std::to_string(at) + (e.begin < at ? " (overlapping tensors)" : " (a gap)"));
     at = e.end;
   }
   if (at != buffer)
@@ -153,7 +152,7 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
     std::vector<T> data(static_cast<size_t>(numel(e.shape)));
     // safetensors data is little-endian
     detail::read_values(f, data.data(), data.size(), e.itemsize, std::endian::native != std::endian::little,
-                        "tensor \"" + e.name + "\"");
+                        "tensor " + detail::quote(e.name));
     result.push_back({e.name, Tensor<T>(e.shape, std::move(data))});
   }
   return result;
@@ -167,8 +166,9 @@ void write_safetensors(std::ostream& out, const std::vector<NamedTensor<T>>& ten
   std::set<std::string> seen;
   uint64_t at = 0;
   for (const auto& t : tensors) {
-    if (t.name.empty() || t.name == "__metadata__") throw Error("safetensors: invalid tensor name \"" + t.name + "\"");
-    if (!seen.insert(t.name).second) throw Error("safetensors: duplicate tensor name \"" + t.name + "\"");
+    if (t.name.empty() || t.name == "__metadata__")
+      throw Error("safetensors: invalid tensor name " + detail::quote(t.name));
+    if (!seen.insert(t.name).second) throw Error("safetensors: duplicate tensor name " + detail::quote(t.name));
     const uint64_t bytes = static_cast<uint64_t>(t.tensor.size()) * sizeof(T);
     header[t.name] = {
         {"dtype", sizeof(T) == 4 ? "F32" : "F64"}, {"shape", t.tensor.shape()}, {"data_offsets", {at, at + bytes}}};
@@ -205,52 +205,12 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor<T>
   f.commit();
 }
 
-template <class T>
-void load_weights(Sequential<T>& model, const std::string& path) {
-  auto tensors = read_safetensors<T>(path);
-  const auto params = model.named_parameters();
-  std::string expected;
-  for (const auto& p : params) expected += (expected.empty() ? "" : ", ") + p.name;
-  // Validate everything before changing the model, so that a bad file leaves it as it was.
-  std::vector<const Tensor<T>*> source(params.size(), nullptr);
-  for (const auto& t : tensors) {
-    const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.name == t.name; });
-    if (it == params.end())
-      throw Error(path + ": unexpected tensor \"" + t.name + "\"; the model's parameters are " +
-                  (expected.empty() ? "none" : expected));
-    const size_t i = static_cast<size_t>(it - params.begin());
-    if (t.tensor.shape() != it->tensor->shape())
-      throw Error(path + ": tensor \"" + t.name + "\" has shape " + to_string(t.tensor.shape()) + ", expected " +
-                  to_string(it->tensor->shape()) + " for layer " + t.name.substr(0, t.name.find('.')) + " (" +
-                  type_name(model.spec().layers.at(std::stoul(t.name))) + ")");
-    for (int64_t e = 0; e < t.tensor.size(); ++e)
-      if (!std::isfinite(static_cast<double>(t.tensor[e])))
-        throw Error(path + ": tensor \"" + t.name + "\" holds a non-finite value (" + std::to_string(t.tensor[e]) +
-                    ") at flat index " + std::to_string(e) + "; expected finite weights");
-    source[i] = &t.tensor;
-  }
-  for (size_t i = 0; i < params.size(); ++i)
-    if (!source[i])
-      throw Error(path + ": missing tensor \"" + params[i].name + "\" of shape " +
-                  to_string(params[i].tensor->shape()) + " (the model's parameters are " + expected + ")");
-  for (size_t i = 0; i < params.size(); ++i) *params[i].tensor = *source[i];
-}
-
-template <class T>
-void save_weights(const Sequential<T>& model, const std::string& path) {
-  std::vector<NamedTensor<T>> tensors;
-  for (const auto& p : model.named_parameters()) tensors.push_back({p.name, *p.tensor});
-  write_safetensors(path, tensors);
-}
-
 #define XNTK_INSTANTIATE(T)                                                                                       \
   template std::vector<NamedTensor<T>> read_safetensors(const std::string&, std::map<std::string, std::string>*); \
   template void write_safetensors(std::ostream&, const std::vector<NamedTensor<T>>&,                              \
                                   const std::map<std::string, std::string>&);                                     \
   template void write_safetensors(const std::string&, const std::vector<NamedTensor<T>>&,                         \
-                                  const std::map<std::string, std::string>&);                                     \
-  template void load_weights(Sequential<T>&, const std::string&);                                                 \
-  template void save_weights(const Sequential<T>&, const std::string&);
+                                  const std::map<std::string, std::string>&);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
 #undef XNTK_INSTANTIATE

@@ -1,0 +1,32 @@
+#pragma once
+// Checked int64 arithmetic for sizes that come from files and options: an overflow is an xntk::Error that
+// names the quantity, never a wrapped or undefined value that surfaces later as a negative shape or a
+// "vector larger than max_size()".
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "xntk/error.hpp"
+
+namespace xntk::detail {
+
+/// a · b; xntk::Error naming `what` ("the number of elements of shape (…)") if it does not fit in int64.
+inline int64_t checked_mul(int64_t a, int64_t b, std::string_view what) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw Error(std::string(what) + " overflows 64-bit integers (" + std::to_string(a) + " × " + std::to_string(b) +
+                ")");
+  return r;
+}
+
+/// a + b; xntk::Error naming `what` if it does not fit in int64.
+inline int64_t checked_add(int64_t a, int64_t b, std::string_view what) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r))
+    throw Error(std::string(what) + " overflows 64-bit integers (" + std::to_string(a) + " + " + std::to_string(b) +
+                ")");
+  return r;
+}
+
+}  // namespace xntk::detail
