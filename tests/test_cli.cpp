@@ -115,7 +115,7 @@ void write_inputs(const test::TempDir& d) {
   write_safetensors(d / "c_shape.safetensors", std::vector<NamedTensor<double>>{{"0.weight", Tensor<double>({3, 3})}});
   // components of another run: their total is this kernel, but the checksum they record is not its
   write_safetensors(d / "c_other.safetensors", std::vector<NamedTensor<double>>{{"0.weight", k}, {"total", k}},
-                    {{"run_id", "00000000000000ff"}, {"kernel_checksum", "fnv1a64:0123456789abcdef"}});
+                    {{"run_id", "00000000000000ff"}, {"kernel_checksum", "mix64:0123456789abcdef"}});
   std::filesystem::create_directories(d.path() / "adir");
   // hostile inputs: kernels without outputs, nesting that overflowed the stack, a FIFO that blocks its opener
   write_npy(d / "k_noout4.npy", Tensor<double>({2, 2, 0, 0}));
@@ -232,7 +232,7 @@ const std::vector<Case> kCases = {
     {"analyze deep.npy", 1, {"deep.npy", "at most 16 levels"}},
     {"analyze k.npy --components c_other.safetensors",
      1,
-     {"c_other.safetensors", "written for another kernel than k.npy", "\"fnv1a64:0123456789abcdef\"",
+     {"c_other.safetensors", "written for another kernel than k.npy", "\"mix64:0123456789abcdef\"",
       "\"00000000000000ff\""}},
     {"analyze k_noout4.npy", 1, {"k_noout4.npy", "(2, 2, 0, 0)", "no outputs"}},
     {"analyze k_noout3.npy --json", 1, {"k_noout3.npy", "(2, 2, 0)", "no outputs"}},

@@ -9,6 +9,7 @@
 #include <variant>
 
 #include "io/file.hpp"
+#include "io/headers.hpp"
 #include "quote.hpp"
 #include "xntk/io.hpp"
 
@@ -286,6 +287,34 @@ NpyHeader open_npy(detail::InputFile& f) {
 
 }  // namespace
 
+namespace detail {
+
+std::string npy_header(const Shape& shape, int itemsize) {
+  std::string dict =
+      std::string("{'descr': '<f") + (itemsize == 4 ? "4" : "8") + "', 'fortran_order': False, 'shape': (";
+  for (size_t i = 0; i < shape.size(); ++i) dict += (i ? ", " : "") + std::to_string(shape[i]);
+  dict += shape.size() == 1 ? ",), }" : "), }";
+  // NumPy pads the header with spaces and a newline so that the data starts at a multiple of 64 bytes.
+  const bool v2 = dict.size() + 1 + kMagicSize + 4 > 65535;
+  const size_t preamble = kMagicSize + 2 + (v2 ? 4 : 2);
+  const size_t total = (preamble + dict.size() + 1 + 63) / 64 * 64;
+  dict.append(total - preamble - dict.size() - 1, ' ');
+  dict += '\n';
+  std::string out(kMagic, kMagicSize);
+  out += static_cast<char>(v2 ? 2 : 1);
+  out += '\0';
+  if (v2) {
+    const uint32_t n = little_endian(static_cast<uint32_t>(dict.size()));
+    out.append(reinterpret_cast<const char*>(&n), 4);
+  } else {
+    const uint16_t n = little_endian(static_cast<uint16_t>(dict.size()));
+    out.append(reinterpret_cast<const char*>(&n), 2);
+  }
+  return out + dict;
+}
+
+}  // namespace detail
+
 NpyInfo read_npy_info(const std::string& path) {
   detail::InputFile f(path);
   const NpyHeader h = open_npy(f);
@@ -305,27 +334,8 @@ Tensor<T> read_npy(const std::string& path) {
 
 template <class T>
 void write_npy(std::ostream& out, const Tensor<T>& t) {
-  std::string dict =
-      std::string("{'descr': '<f") + (sizeof(T) == 4 ? "4" : "8") + "', 'fortran_order': False, 'shape': (";
-  for (size_t i = 0; i < t.shape().size(); ++i) dict += (i ? ", " : "") + std::to_string(t.shape()[i]);
-  dict += t.shape().size() == 1 ? ",), }" : "), }";
-  // NumPy pads the header with spaces and a newline so that the data starts at a multiple of 64 bytes.
-  const bool v2 = dict.size() + 1 + kMagicSize + 4 > 65535;
-  const size_t preamble = kMagicSize + 2 + (v2 ? 4 : 2);
-  const size_t total = (preamble + dict.size() + 1 + 63) / 64 * 64;
-  dict.append(total - preamble - dict.size() - 1, ' ');
-  dict += '\n';
-  out.write(kMagic, kMagicSize);
-  const char version[2] = {static_cast<char>(v2 ? 2 : 1), 0};
-  out.write(version, 2);
-  if (v2) {
-    const uint32_t n = little_endian(static_cast<uint32_t>(dict.size()));
-    out.write(reinterpret_cast<const char*>(&n), 4);
-  } else {
-    const uint16_t n = little_endian(static_cast<uint16_t>(dict.size()));
-    out.write(reinterpret_cast<const char*>(&n), 2);
-  }
-  out.write(dict.data(), static_cast<std::streamsize>(dict.size()));
+  const std::string header = detail::npy_header(t.shape(), sizeof(T));
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
   if constexpr (std::endian::native == std::endian::little) {
     out.write(reinterpret_cast<const char*>(t.data()), static_cast<std::streamsize>(t.size() * sizeof(T)));
   } else {

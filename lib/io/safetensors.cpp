@@ -10,6 +10,7 @@
 #include <set>
 
 #include "io/file.hpp"
+#include "io/headers.hpp"
 #include "io/json.hpp"
 #include "quote.hpp"
 #include "xntk/io.hpp"
@@ -158,28 +159,38 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
   return result;
 }
 
-template <class T>
-void write_safetensors(std::ostream& out, const std::vector<NamedTensor<T>>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+namespace detail {
+
+std::string safetensors_header(const std::vector<std::pair<std::string, Shape>>& tensors, int itemsize,
+                               const std::map<std::string, std::string>& metadata) {
   ordered_json header = ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::set<std::string> seen;
   uint64_t at = 0;
-  for (const auto& t : tensors) {
-    if (t.name.empty() || t.name == "__metadata__")
-      throw Error("safetensors: invalid tensor name " + detail::quote(t.name));
-    if (!seen.insert(t.name).second) throw Error("safetensors: duplicate tensor name " + detail::quote(t.name));
-    const uint64_t bytes = static_cast<uint64_t>(t.tensor.size()) * sizeof(T);
-    header[t.name] = {
-        {"dtype", sizeof(T) == 4 ? "F32" : "F64"}, {"shape", t.tensor.shape()}, {"data_offsets", {at, at + bytes}}};
+  for (const auto& [name, shape] : tensors) {
+    if (name.empty() || name == "__metadata__") throw Error("safetensors: invalid tensor name " + detail::quote(name));
+    if (!seen.insert(name).second) throw Error("safetensors: duplicate tensor name " + detail::quote(name));
+    const uint64_t bytes = static_cast<uint64_t>(numel(shape)) * static_cast<uint64_t>(itemsize);
+    header[name] = {{"dtype", itemsize == 4 ? "F32" : "F64"}, {"shape", shape}, {"data_offsets", {at, at + bytes}}};
     at += bytes;
   }
   std::string text = header.dump();
   // Pad with spaces (allowed by the format) so that the data starts 8-byte aligned.
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t n = detail::little_endian(static_cast<uint64_t>(text.size()));
-  out.write(reinterpret_cast<const char*>(&n), 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  return std::string(reinterpret_cast<const char*>(&n), 8) + text;
+}
+
+}  // namespace detail
+
+template <class T>
+void write_safetensors(std::ostream& out, const std::vector<NamedTensor<T>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, Shape>> entries;
+  entries.reserve(tensors.size());
+  for (const auto& t : tensors) entries.emplace_back(t.name, t.tensor.shape());
+  const std::string header = detail::safetensors_header(entries, sizeof(T), metadata);
+  out.write(header.data(), static_cast<std::streamsize>(header.size()));
   for (const auto& t : tensors) {
     if constexpr (std::endian::native == std::endian::little) {
       out.write(reinterpret_cast<const char*>(t.tensor.data()),

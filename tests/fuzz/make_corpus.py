@@ -41,12 +41,17 @@ def safetensors(tensors, metadata=None):
 
 
 def checksum(values, dtype):
-    """kernel_checksum of lib/io/checksum.hpp: FNV-1a, one step per value on its IEEE bits."""
-    h = 14695981039346656037
-    for v in values:
+    """kernel_checksum of lib/io/checksum.hpp: the sum mod 2^64 over the values in C order of SplitMix64's
+    finaliser of bits + (i + 1) * 0x9E3779B97F4A7C15."""
+    m = (1 << 64) - 1
+    h = 0
+    for i, v in enumerate(values):
         bits = struct.unpack("<I", struct.pack("<f", v))[0] if dtype == "f4" else struct.unpack("<Q", struct.pack("<d", v))[0]
-        h = ((h ^ bits) * 1099511628211) % (1 << 64)
-    return "fnv1a64:%016x" % h
+        z = (bits + (i + 1) * 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        h = (h + (z ^ (z >> 31))) & m
+    return "mix64:%016x" % h
 
 
 # ---- npy ----
