@@ -68,7 +68,8 @@ Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& o
 /// Writes the kernel into a `.npy` file (little-endian, C order, T's dtype) and, with `components_path`, every
 /// component and then "total" into a safetensors file, block by block with positioned writes into files
 /// preallocated under temporary names; commit() renames them onto their paths once complete (both or
-/// neither: a failure leaves no file under either name). Memory held: one block at a time.
+/// neither: a failure leaves no file under either name). Memory held: one block at a time. The components'
+/// metadata holds `metadata` and "kernel_checksum", which ties them to the kernel file (docs/cli.md).
 template <class T>
 class FileSink final : public Sink<T> {
  public:
@@ -83,7 +84,11 @@ class FileSink final : public Sink<T> {
   void put(int slot, const KernelBlock& block, const T* values) override;
   void end() override;
   /// Renames the finished files onto their paths (after end()); xntk::Error naming the file on failure.
+  /// Uncommitted (an error, an exception), the sink removes its temporary files when destroyed.
   void commit();
+  /// The kernel's checksum (docs/cli.md) over the values written so far; after end(), the whole kernel's,
+  /// as recorded in the components' metadata under "kernel_checksum".
+  std::string checksum() const;
 
  private:
   struct Files;

@@ -19,6 +19,7 @@
 #include "io/file.hpp"
 #include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
+#include "xntk/sink.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -110,13 +111,47 @@ void check_data(const Shape& input, const Shape& got, const std::string& path, c
   if (got[0] == 0) throw Error(path + " (" + option + "): no samples (shape " + to_string(got) + ")");
 }
 
+/// The autograd path's kernel (and components) written at the end.
+template <class T>
+void write_kept(detail::AtomicFile& out, std::optional<detail::AtomicFile>& comp_out, Kernel<T>& k,
+                const ComputeArgs& args, const std::string& run_id) {
+  write_npy(out.stream(), k.total);
+  if (comp_out) {
+    // which kernel these components belong to: outputs are renamed one after the other, so two runs writing
+    // the same files may leave the kernel of one with the components of the other; analyze checks this
+    const std::string checksum = detail::kernel_checksum(k.total, sizeof(T));
+    std::vector<NamedTensor<T>> named;
+    named.reserve(k.names.size() + 1);
+    for (size_t i = 0; i < k.names.size(); ++i) named.push_back({k.names[i], std::move(k.components[i])});
+    named.push_back({"total", std::move(k.total)});
+    write_safetensors(comp_out->stream(), named,
+                      {{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}, {"kernel_checksum", checksum}});
+  }
+  // Finish every output before renaming any, so that a full disk leaves no file half-updated.
+  out.close();
+  if (comp_out) comp_out->close();
+  out.commit();
+  if (comp_out) comp_out->commit();
+}
+
 template <class T>
 void run(const ComputeArgs& args) {
   const Mode mode = parse_mode(args.mode);
-  // Create the outputs first: an unwritable destination fails now, not after a long computation.
-  detail::AtomicFile out(args.output);
-  std::optional<detail::AtomicFile> comp_out;
-  if (!args.components.empty()) comp_out.emplace(args.components);
+  // Create the outputs first: an unwritable destination fails now, not after a long computation. The explicit
+  // path streams its blocks into the files as they are computed (the kernel never has to fit in memory);
+  // the autograd path forms the kernel in memory and writes it at the end.
+  const bool streamed = args.method != "autograd";
+  const std::string run_id = new_run_id();
+  std::optional<FileSink<T>> sink;
+  std::optional<detail::AtomicFile> out, comp_out;
+  if (streamed) {
+    sink.emplace(args.output, args.components,
+                 std::vector<std::pair<std::string, std::string>>{
+                     {"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}});
+  } else {
+    out.emplace(args.output);
+    if (!args.components.empty()) comp_out.emplace(args.components);
+  }
 
   auto t0 = Clock::now();
   const ModelSpec spec = load_model_spec(args.model);
@@ -144,38 +179,25 @@ void run(const ComputeArgs& args) {
   // a tile larger than the batch is the whole batch; the driver's tile counts would overflow near 2^63
   const int64_t samples = std::max(x1.dim(0), x2 ? x2->dim(0) : int64_t{0});
   KernelOptions opt{.mode = mode,
-                    .components = comp_out.has_value(),
+                    .components = !args.components.empty(),
                     .tile = std::min(args.tile, samples),
                     .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
                     .threads = args.threads};
   opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   t0 = Clock::now();
   Kernel<T> k;
-  if (args.method == "autograd")
-    k = x2 ? autograd_ntk(*model, x1, *x2, opt) : autograd_ntk(*model, x1, opt);
+  if (streamed)
+    k = x2 ? ntk(*model, x1, *x2, opt, *sink) : ntk(*model, x1, opt, *sink);
   else
-    k = x2 ? ntk(*model, x1, *x2, opt) : ntk(*model, x1, opt);
+    k = x2 ? autograd_ntk(*model, x1, *x2, opt) : autograd_ntk(*model, x1, opt);
   const double compute_s = seconds_since(t0);
 
   t0 = Clock::now();
-  const std::string run_id = new_run_id();
-  write_npy(out.stream(), k.total);
-  if (comp_out) {
-    // which kernel these components belong to: outputs are renamed one after the other, so two runs writing
-    // the same files may leave the kernel of one with the components of the other; analyze checks this
-    const std::string checksum = detail::kernel_checksum(k.total, sizeof(T));
-    std::vector<NamedTensor<T>> named;
-    named.reserve(k.names.size() + 1);
-    for (size_t i = 0; i < k.names.size(); ++i) named.push_back({k.names[i], std::move(k.components[i])});
-    named.push_back({"total", std::move(k.total)});
-    write_safetensors(comp_out->stream(), named,
-                      {{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}, {"kernel_checksum", checksum}});
+  if (streamed) {
+    sink->commit();
+  } else {
+    write_kept(*out, comp_out, k, args, run_id);
   }
-  // Finish every output before renaming any, so that a full disk leaves no file half-updated.
-  out.close();
-  if (comp_out) comp_out->close();
-  out.commit();
-  if (comp_out) comp_out->commit();
   const double write_s = seconds_since(t0);
 
   if (args.stats) {

@@ -1,5 +1,6 @@
 #include "io/file.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
+#include <limits>
 
 namespace xntk::detail {
 
@@ -203,6 +206,35 @@ void AtomicFile::discard() {
     std::error_code ec;
     fs::remove(temp_, ec);
     unregister_pending(slot_);
+  }
+}
+
+void AtomicFile::preallocate(uint64_t bytes) {
+  if (done_ || closed_) throw Error(path_ + ": output already closed");
+  if (direct_ || bytes == 0) return;
+  if (bytes > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
+    throw Error(path_ + ": the output needs more bytes than a file can hold");
+  const int fd = ::open(temp_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path_ + ": cannot write: " + system_reason());
+  int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+  ::close(fd);
+  if (rc != 0) {
+    const std::string why = std::strerror(rc);
+    discard();
+    throw Error(path_ + ": cannot reserve " + std::to_string(bytes) + " bytes for the output: " + why);
+  }
+}
+
+void AtomicFile::write_at(uint64_t offset, const void* data, uint64_t n) {
+  if (done_ || closed_) throw Error(path_ + ": output already closed");
+  errno = 0;
+  out_.seekp(static_cast<std::streamoff>(offset));
+  out_.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+  if (!out_) {
+    const std::string why = system_reason();
+    discard();
+    throw Error(path_ + ": write failed: " + (why == "Success" ? "stream error" : why));
   }
 }
 

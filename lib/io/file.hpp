@@ -53,6 +53,11 @@ class AtomicFile {
 
   std::ostream& stream() { return out_; }
   const std::string& path() const { return path_; }
+  /// Reserves `bytes` for the file on disk now (posix_fallocate, or the file's size where the file system
+  /// cannot reserve), so that a full disk fails before the writes; xntk::Error naming the target.
+  void preallocate(uint64_t bytes);
+  /// Writes n bytes at byte `offset` of the file (a positioned write); xntk::Error naming the target.
+  void write_at(uint64_t offset, const void* data, uint64_t n);
   /// Flushes and closes the temporary file, checking that everything was written (a full disk shows here);
   /// xntk::Error naming the target on failure. Lets a caller with several outputs finish them all before
   /// renaming any.
