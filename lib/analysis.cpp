@@ -169,7 +169,11 @@ Spectrum spectrum(const std::vector<double>& m, int64_t n, double epsilon) {
 }
 
 Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<double>>& components,
-                 const AnalysisOptions& options) {
+                 const AnalysisOptions& given) {
+  AnalysisOptions options = given;
+  if (options.epsilon == 0) options.epsilon = std::numeric_limits<double>::epsilon();
+  if (!(options.epsilon > 0) || !std::isfinite(options.epsilon))
+    throw Error("analyze: epsilon " + std::to_string(given.epsilon) + ", expected a positive machine epsilon");
   const Layout l = layout(kernel.shape(), "kernel");
   Analysis a;
   a.mode = l.mode;
@@ -193,6 +197,16 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
     a.components.push_back(std::move(s));
   }
   return a;
+}
+
+Analysis analyze(const Tensor<float>& kernel, const std::vector<NamedTensor<float>>& components,
+                 const AnalysisOptions& given) {
+  AnalysisOptions options = given;
+  if (options.epsilon == 0) options.epsilon = std::numeric_limits<float>::epsilon();
+  std::vector<NamedTensor<double>> wide;
+  wide.reserve(components.size());
+  for (const auto& c : components) wide.push_back({c.name, c.tensor.cast<double>()});
+  return analyze(kernel.cast<double>(), wide, options);
 }
 
 }  // namespace xntk

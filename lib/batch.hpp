@@ -9,22 +9,10 @@
 
 namespace xntk::detail {
 
-inline std::string batch_shape(const Shape& in) {
-  Shape s{0};
-  s.insert(s.end(), in.begin(), in.end());
-  std::string r = to_string(s);
-  return "(N" + r.substr(2);
-}
-
-/// Number of samples of x; xntk::Error naming `what` if x does not fit the model's input.
+/// Number of samples of x; xntk::Error naming `what` if x does not fit the model's input (xntk::check_batch).
 template <class T>
 int64_t check_batch(const Sequential<T>& model, TensorArg<T> x, const std::string& what) {
-  const Shape& in = model.input_shape();
-  if (x.rank() != static_cast<int>(in.size()) + 1 || !std::equal(in.begin(), in.end(), x.shape().begin() + 1))
-    throw Error(what + " has shape " + to_string(x.shape()) + ", expected " + batch_shape(in) +
-                " for the model's input " + to_string(in));
-  if (x.dim(0) < 1) throw Error(what + " has no samples");
-  return x.dim(0);
+  return xntk::check_batch(model.input_shape(), x.shape(), what);
 }
 
 /// Shape of a kernel of n × m samples with O outputs in the given mode.

@@ -151,4 +151,16 @@ Tensor<T> Sequential<T>::forward(TensorRef<T> x) const {
 template class Sequential<float>;
 template class Sequential<double>;
 
+int64_t check_batch(const Shape& input, const Shape& batch, const std::string& what, const std::string& samples) {
+  const bool fits = batch.size() == input.size() + 1 && std::equal(input.begin(), input.end(), batch.begin() + 1);
+  if (!fits) {
+    std::string expected = "(" + samples;
+    for (const int64_t d : input) expected += ", " + std::to_string(d);
+    throw Error(what + " has shape " + to_string(batch) + ", expected " + expected + ") for the model's input " +
+                to_string(input));
+  }
+  if (batch[0] < 1) throw Error(what + " has no samples (shape " + to_string(batch) + ")");
+  return batch[0];
+}
+
 }  // namespace xntk

@@ -140,3 +140,38 @@ TEST_CASE("kernels that are not Θ(X, X) are refused", "[analysis][errors]") {
   CHECK_THROWS_AS(spectrum({1, 2, 3}, 2), Error);
   CHECK(spectrum({2, 0, 0, 8}, 2).condition == Approx(4));
 }
+
+TEST_CASE("a float32 kernel is analysed with float32's tolerance, a Kernel with its named components", "[analysis]") {
+  // K = v vᵀ of rank 1 (n = 40), stored in float32: its rounding leaves eigenvalues of order 1e-7·‖v‖², zero
+  // at float32's tolerance, not at float64's
+  const int64_t n = 40;
+  Tensor<float> k({n, n});
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      k[i * n + j] = static_cast<float>(std::sin(0.3 * static_cast<double>(i) + 1.0)) *
+                     static_cast<float>(std::sin(0.3 * static_cast<double>(j) + 1.0)) * 1.1f;
+  const Analysis a = analyze(k);
+  CHECK(a.spectrum.numerical_rank == 1);
+  CHECK(a.spectrum.tolerance == Approx(static_cast<double>(n) * 1.1920928955078125e-07 * a.spectrum.lambda_max));
+  const Analysis strict = analyze(k, {}, {.epsilon = 2.220446049250313e-16});
+  CHECK(strict.spectrum.numerical_rank > 1);
+  CHECK_THROWS_WITH(analyze(k, {}, {.epsilon = -1}), Contains("epsilon"));
+
+  const Sequential<double> net({.input = {3}, .layers = {Linear{.out_features = 4}, Tanh(), Linear{.out_features = 2}}},
+                               1);
+  const auto x = test::randn<double>({6, 3}, 2);
+  const Kernel<double> kern = ntk(net, x, {.mode = Mode::trace, .components = true});
+  const Analysis b = analyze(kern);
+  REQUIRE(b.components.size() == 4);
+  for (size_t c = 0; c < 4; ++c) {
+    CHECK(b.components[c].name == kern.names[c]);
+    CHECK(b.components[c].trace == Approx(analyze(kern.components[c]).spectrum.trace).epsilon(1e-12));
+  }
+  CHECK(b.spectrum.eigenvalues == analyze(kern.total).spectrum.eigenvalues);
+  // float kernels from ntk<float> go straight in as well
+  const Sequential<float> netf({.input = {3}, .layers = {Linear{.out_features = 4}, Tanh(), Linear{.out_features = 2}}},
+                               1);
+  const Analysis f = analyze(ntk(netf, x.cast<float>(), {.mode = Mode::trace, .components = true}));
+  CHECK(f.components.size() == 4);
+  CHECK(f.spectrum.trace == Approx(b.spectrum.trace).epsilon(1e-5));
+}

@@ -43,8 +43,9 @@ struct ComponentSummary {
 
 /// Options of `analyze`.
 struct AnalysisOptions {
-  /// Machine epsilon of the data the kernel was computed in (the tolerance of Spectrum); float64's by default.
-  double epsilon = 2.220446049250313e-16;
+  /// Machine epsilon of the data the kernel was computed in (the tolerance of Spectrum); 0: the kernel's
+  /// type's (float64's 2.2e-16 for a double kernel, float32's 1.2e-7 for a float kernel).
+  double epsilon = 0;
   /// Largest accepted max|K − Kᵀ| / max|K|: above it the kernel is not Θ(X, X) and `analyze` refuses it.
   double symmetry_tolerance = 1e-5;
 };
@@ -69,6 +70,16 @@ struct Analysis {
 /// from the kernel's. A component named "total" is skipped (xntk compute writes the total among them).
 Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<double>>& components = {},
                  const AnalysisOptions& options = {});
+
+/// A float32 kernel and its components, analysed in double with float32's epsilon (unless `options` set one).
+Analysis analyze(const Tensor<float>& kernel, const std::vector<NamedTensor<float>>& components = {},
+                 const AnalysisOptions& options = {});
+
+/// The kernel `ntk` returned and, when it holds them, its components (in component order).
+template <class T>
+Analysis analyze(const Kernel<T>& kernel, const AnalysisOptions& options = {}) {
+  return analyze(kernel.total, kernel.named_components(), options);
+}
 
 /// The spectrum summary of one symmetric matrix (n × n, row-major); used by `analyze` for each matrix.
 Spectrum spectrum(const std::vector<double>& matrix, int64_t n, double epsilon = 2.220446049250313e-16);

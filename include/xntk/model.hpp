@@ -86,6 +86,12 @@ class Sequential {
 extern template class Sequential<float>;
 extern template class Sequential<double>;
 
+/// The number of samples of a batch shaped `batch` for a model whose input is `input`: the batch must be
+/// (N, input...) with N ≥ 1. xntk::Error starting with `what` (e.g. "x1" or "x.npy (--x1)") otherwise, naming
+/// both shapes and the expected one, its sample axis spelled `samples` ("N", "M"). The one check the library
+/// and the command line share.
+int64_t check_batch(const Shape& input, const Shape& batch, const std::string& what, const std::string& samples = "N");
+
 /// The vector-Jacobian product with respect to the parameters: for a batch x (N, input...) and a cotangent c
 /// of the output's shape (N, output...), Σ_n (∂f(x_n)/∂θ)ᵀ c_n for every parameter θ, named and ordered as
 /// the state_dict. With c = ∂L/∂f it is the gradient of a loss L. Computed by the layers' own backward and

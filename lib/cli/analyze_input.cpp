@@ -50,7 +50,7 @@ AnalyzeInput read_analyze_input(const AnalyzeArgs& args) {
 Analysis analyze_input(const AnalyzeInput& in, const AnalyzeArgs& args) {
   try {
     return xntk::analyze(in.kernel, in.components,
-                         {.epsilon = in.info.itemsize == 4 ? 1.1920928955078125e-07 : 2.220446049250313e-16});
+                         {.epsilon = in.info.itemsize == 4 ? double{std::numeric_limits<float>::epsilon()} : 0.0});
   } catch (const Error& e) {
     const std::string what = e.what();
     throw Error((what.rfind("component", 0) == 0 ? args.components : args.kernel) + ": " + what);
