@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "cli_run.hpp"
 #include "files.hpp"
 #include "helpers.hpp"
 #include "io/checksum.hpp"
@@ -23,24 +24,8 @@ using Catch::Matchers::StartsWith;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out, err;
-};
-
-/// Runs `xntk ARGS` from `cwd`, capturing stdout and stderr in files outside it.
-Run run(const std::string& args, const test::TempDir& cwd) {
-  test::TempDir io("cli-io");
-  // killed after two minutes: a run that blocks (on a FIFO, say) fails instead of hanging the suite
-  const std::string cmd = "cd '" + cwd.path().string() + "' && timeout -s KILL 120 '" + std::string(XNTK_CLI) + "' " +
-                          args + " > '" + (io / "out") + "' 2> '" + (io / "err") + "' < /dev/null";
-  const int status = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  r.out = test::read_bytes(io / "out");
-  r.err = test::read_bytes(io / "err");
-  return r;
-}
+using test::Run;
+using test::run;
 
 int64_t lines(const std::string& s) { return std::count(s.begin(), s.end(), '\n'); }
 

@@ -32,6 +32,11 @@ NpyInfo read_npy_info(const std::string& path);
 template <class T>
 Tensor<T> read_npy(const std::string& path);
 
+/// As read_npy, and also integer arrays (int8 … int64, uint8 … uint64, either byte order), converted exactly:
+/// class labels for cross-entropy targets. xntk::Error for an integer beyond 2^24 (float) or 2^53 (double).
+template <class T>
+Tensor<T> read_npy_labels(const std::string& path);
+
 /// Writes `t` as a little-endian, C-order `.npy` (format 1.0, or 2.0 when the header needs it), atomically.
 template <class T>
 void write_npy(const std::string& path, const Tensor<T>& t);

@@ -94,6 +94,13 @@ struct StepLog {
   std::optional<ProbeMetrics> probe;                                     ///< every ntk_every steps
 };
 
+/// The log as one JSON object on one line, without the newline (docs/dynamics.md's schema): keys "step",
+/// "epoch", "train_loss", "test_loss" (when given), "weight_change", "weight_change_per_tensor" (name → value)
+/// and "probe" (when measured: "trace", "lambda_max", "lambda_min", "condition", "effective_rank",
+/// "component_share", "kernel_change", "alignment_initial", "alignment_targets", "linearization_gap",
+/// "linearization_gap_relative"); a non-finite value (an infinite condition number) is null.
+std::string log_line(const StepLog& log);
+
 /// How to train.
 struct TrainOptions {
   Loss loss = Loss::mse;

@@ -3,6 +3,7 @@
 // are thrown as xntk::Error (exit code 1); usage problems are CLI11's (exit code 2).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,33 @@ struct AnalyzeArgs {
   bool json = false;
   bool eigenvalues = false;
 };
+
+struct TrainArgs {
+  std::string model, x, y, weights, output, x_test, y_test, probe, log;
+  uint64_t seed = 0;
+  double lr = 0, momentum = 0, weight_decay = 0, alpha = 1;
+  std::string optimizer = "sgd", loss = "mse", dtype = "float64";
+  int64_t steps = 0, epochs = 0, batch_size = 0, log_every = 1, ntk_every = 0;
+  uint64_t shuffle_seed = 0;
+  bool shuffle = false;  ///< --shuffle-seed given
+  bool center = false, linearized = false;
+  int threads = 0;
+};
+
+struct PredictArgs {
+  std::string k_train, y, k_test, f0_train, f0_test, output, test_output;
+  std::string loss = "mse";
+  double lr = 0;  ///< 0: not given
+  std::vector<int64_t> steps;
+  std::vector<std::string> times;
+  double ridge = 0;
+};
+
+/// `xntk train`: trains the model (or its linearisation), logs JSON lines, writes the trained weights.
+void train(const TrainArgs& args);
+
+/// `xntk predict`: kernel predictions of gradient-descent training at the requested steps or times.
+void predict(const PredictArgs& args);
 
 /// `xntk compute`: writes the kernel (and components) and, with --stats, one JSON line to stdout.
 void compute(const ComputeArgs& args);

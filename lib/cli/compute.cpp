@@ -15,6 +15,7 @@
 
 #include "checked.hpp"
 #include "cli/commands.hpp"
+#include "cli/inputs.hpp"
 #include "io/checksum.hpp"
 #include "io/file.hpp"
 #include "xntk/io.hpp"
@@ -78,40 +79,6 @@ Mode parse_mode(const std::string& m) {
   return m == "trace" ? Mode::trace : m == "diagonal" ? Mode::diagonal : Mode::full;
 }
 
-/// Reads a data file as T and checks that every value is finite in T.
-template <class T>
-Tensor<T> read_data(const std::string& path, const char* option) {
-  Tensor<T> x = read_npy<T>(path);
-  for (int64_t i = 0; i < x.size(); ++i) {
-    if (std::isfinite(x[i])) continue;
-    std::string what = std::isnan(x[i]) ? "NaN" : "Inf";
-    if constexpr (std::is_same_v<T, float>) {
-      const double original = read_npy<double>(path)[i];
-      if (std::isfinite(original)) what = std::to_string(original) + ", which overflows float32";
-    }
-    throw Error(path + " (" + option + "): holds " + what + " at flat index " + std::to_string(i) +
-                "; expected finite values");
-  }
-  return x;
-}
-
-std::string batch_shape(const Shape& input, const char* samples) {
-  std::string s = std::string("(") + samples;
-  for (int64_t d : input) s += ", " + std::to_string(d);
-  return s + ")";
-}
-
-/// The model's input shape must follow the sample axis; names the file and the expected shape.
-void check_data(const Shape& input, const Shape& got, const std::string& path, const char* option,
-                const char* samples) {
-  const bool ok = got.size() == input.size() + 1 && std::equal(input.begin(), input.end(), got.begin() + 1);
-  if (!ok)
-    throw Error(path + " (" + option + "): shape " + to_string(got) + " does not fit the model's input " +
-                to_string(input) + "; expected " + batch_shape(input, samples));
-  if (got[0] == 0) throw Error(path + " (" + option + "): no samples (shape " + to_string(got) + ")");
-}
-
-/// The autograd path's kernel (and components) written at the end.
 template <class T>
 void write_kept(detail::AtomicFile& out, std::optional<detail::AtomicFile>& comp_out, Kernel<T>& k,
                 const ComputeArgs& args, const std::string& run_id) {
@@ -154,24 +121,20 @@ void run(const ComputeArgs& args) {
   }
 
   auto t0 = Clock::now();
-  const ModelSpec spec = load_model_spec(args.model);
   std::optional<Sequential<T>> model;
-  try {
-    model.emplace(spec, args.seed);
-  } catch (const Error& e) {
-    throw Error(args.model + ": " + e.what());
-  }
-  if (!args.weights.empty()) load_weights(*model, args.weights);
+  model.emplace(load_model<T>(args.model, args.weights, args.seed));
   const Tensor<T> x1 = read_data<T>(args.x1, "--x1");
   std::optional<Tensor<T>> x2;
   if (!args.x2.empty()) x2 = read_data<T>(args.x2, "--x2");
-  check_data(model->input_shape(), x1.shape(), args.x1, "--x1", "N");
+  check_batch(model->input_shape(), x1.shape(), args.x1 + " (--x1)", "N");
   if (x2) {
     const Shape &a = x1.shape(), &b = x2->shape();
-    if (a.size() != b.size() || !std::equal(a.begin() + 1, a.end(), b.begin() + 1))
-      throw Error(args.x2 + " (--x2): shape " + to_string(b) + " has other features than " + args.x1 + " (--x1) " +
-                  to_string(a) + "; expected " + batch_shape(model->input_shape(), "M"));
-    check_data(model->input_shape(), b, args.x2, "--x2", "M");
+    if (a.size() != b.size() || !std::equal(a.begin() + 1, a.end(), b.begin() + 1)) try {
+        check_batch(model->input_shape(), b, args.x2 + " (--x2)", "M");
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + "; and other features than " + args.x1 + " (--x1) " + to_string(a));
+      }
+    check_batch(model->input_shape(), b, args.x2 + " (--x2)", "M");
   }
   const double load_s = seconds_since(t0);
 

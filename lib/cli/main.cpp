@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <limits>
@@ -46,6 +48,23 @@ CLI::Validator integer_up_to(uint64_t max) {
       "0.." + std::to_string(max));
 }
 
+/// A finite real number above `min` (or at least `min`, when `inclusive`).
+CLI::Validator finite_number(double min, bool inclusive) {
+  char bound[32];
+  std::snprintf(bound, sizeof bound, "%s %g", inclusive ? ">=" : ">", min);
+  const std::string range = bound;
+  return CLI::Validator(
+      [min, inclusive, range](std::string& value) -> std::string {
+        char* end = nullptr;
+        errno = 0;
+        const double v = std::strtod(value.c_str(), &end);
+        const bool ok = !value.empty() && end == value.c_str() + value.size() && errno != ERANGE && std::isfinite(v) &&
+                        (inclusive ? v >= min : v > min);
+        return ok ? "" : "expected a finite number " + range + ", got " + xntk::detail::quote(value);
+      },
+      "NUMBER " + range);
+}
+
 /// CLI11 takes "" as a value: an empty file name is a usage error, not "no such file" or "not given".
 const CLI::Validator kFileName(
     [](std::string& value) -> std::string { return value.empty() ? "expected a file name, got an empty string" : ""; },
@@ -54,6 +73,8 @@ const CLI::Validator kFileName(
 // At most as many threads as any machine has cores, and tens of times this one's: more only exhausts memory.
 constexpr uint64_t kMaxThreads = 1024;
 // The budget is converted to bytes in an int64.
+// Steps, epochs and logging intervals: far beyond any training run, and safe to multiply by a batch size.
+constexpr uint64_t kMaxSteps = std::numeric_limits<int32_t>::max();
 constexpr uint64_t kMaxMemoryMB = std::numeric_limits<int64_t>::max() / 1000000;
 
 }  // namespace
@@ -112,10 +133,105 @@ int main(int argc, char** argv) {
   analyze->add_flag("--json", a.json, "Print one JSON object instead of text");
   analyze->add_flag("--eigenvalues", a.eigenvalues, "Also list the eigenvalues in the text output");
 
+  xntk::cli::TrainArgs t;
+  CLI::App* train =
+      app.add_subcommand("train", "Train a model (or its linearisation) as PyTorch would; write its weights");
+  train->add_option("model", t.model, "Model JSON file")->required()->check(kFileName);
+  train->add_option("--x", t.x, "Training inputs (.npy, shape (N, input...))")->required()->check(kFileName);
+  train->add_option("--y", t.y, "Targets (.npy): (N, O), or integer labels (N) for cross_entropy")
+      ->required()
+      ->check(kFileName);
+  train->add_option("--weights", t.weights, "Initial weights (safetensors); default: initialised from --seed")
+      ->check(kFileName);
+  train->add_option("--seed", t.seed, "Seed of the initialisation when no --weights are given")
+      ->check(integer_up_to(std::numeric_limits<uint64_t>::max()))
+      ->capture_default_str();
+  train->add_option("--lr", t.lr, "Learning rate")->required()->check(finite_number(0, false));
+  train->add_option("--momentum", t.momentum, "SGD momentum (PyTorch's buffer rule)")
+      ->check(finite_number(0, true))
+      ->capture_default_str();
+  train->add_option("--weight-decay", t.weight_decay, "Weight decay (added to the gradient, as PyTorch)")
+      ->check(finite_number(0, true))
+      ->capture_default_str();
+  train->add_option("--optimizer", t.optimizer, "sgd or adam")
+      ->check(CLI::IsMember({"sgd", "adam"}))
+      ->capture_default_str();
+  auto* steps = train->add_option("--steps", t.steps, "Optimiser steps")->check(integer_up_to(kMaxSteps));
+  train->add_option("--epochs", t.epochs, "Passes over the data")->check(integer_up_to(kMaxSteps))->excludes(steps);
+  train->add_option("--batch-size", t.batch_size, "Samples per step (0: the full batch)")
+      ->check(integer_up_to(std::numeric_limits<int32_t>::max()))
+      ->capture_default_str();
+  auto* shuffle =
+      train->add_option("--shuffle-seed", t.shuffle_seed, "Reshuffle the samples every epoch from this seed")
+          ->check(integer_up_to(std::numeric_limits<uint64_t>::max()));
+  train->add_option("--loss", t.loss, "mse or cross_entropy")
+      ->check(CLI::IsMember({"mse", "cross_entropy"}))
+      ->capture_default_str();
+  train->add_option("--alpha", t.alpha, "Output scale α: trains α·f with the loss divided by α²")
+      ->check(finite_number(0, false))
+      ->capture_default_str();
+  train->add_flag("--center", t.center, "Train α·(f − f₀), f₀ the frozen initial network");
+  train->add_flag("--linearized", t.linearized, "Train the linearisation at the initial weights");
+  auto* x_test = train->add_option("--x-test", t.x_test, "Test inputs (.npy)")->check(kFileName);
+  auto* y_test = train->add_option("--y-test", t.y_test, "Test targets (.npy)")->check(kFileName);
+  x_test->needs(y_test);
+  y_test->needs(x_test);
+  auto* probe = train->add_option("--probe", t.probe, "Probe inputs (.npy) for the NTK metrics")->check(kFileName);
+  train->add_option("--log", t.log, "JSON lines, one per logged step (docs/dynamics.md)")->check(kFileName);
+  train->add_option("--log-every", t.log_every, "Log every K steps (0: first and last only)")
+      ->check(integer_up_to(kMaxSteps))
+      ->capture_default_str();
+  train->add_option("--ntk-every", t.ntk_every, "NTK metrics on the probe every K steps (0: never)")
+      ->check(integer_up_to(kMaxSteps))
+      ->capture_default_str()
+      ->needs(probe);
+  train->add_option("--dtype", t.dtype, "Arithmetic type")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
+  train->add_option("--threads", t.threads, "Threads (0: the OpenMP default)")
+      ->check(integer_up_to(kMaxThreads))
+      ->capture_default_str();
+  train->add_option("-o,--output", t.output, "Trained weights (safetensors, state_dict names)")
+      ->required()
+      ->check(kFileName);
+
+  xntk::cli::PredictArgs p;
+  CLI::App* predict =
+      app.add_subcommand("predict", "Predictions of gradient-descent training from the NTK (steps, time, or inf)");
+  predict->add_option("--k-train", p.k_train, "Θ(X, X) (.npy): (N,N,O,O), (N,N) or (N,N,O)")
+      ->required()
+      ->check(kFileName);
+  predict->add_option("--y", p.y, "Targets (.npy): (N, O), or integer labels (N) for cross_entropy")
+      ->required()
+      ->check(kFileName);
+  auto* k_test = predict->add_option("--k-test", p.k_test, "Θ(X_test, X) (.npy)")->check(kFileName);
+  predict->add_option("--f0-train", p.f0_train, "Initial training outputs (N, O) (.npy; default 0)")->check(kFileName);
+  predict->add_option("--f0-test", p.f0_test, "Initial test outputs (M, O) (.npy; default 0)")
+      ->check(kFileName)
+      ->needs(k_test);
+  predict->add_option("--loss", p.loss, "mse or cross_entropy")
+      ->check(CLI::IsMember({"mse", "cross_entropy"}))
+      ->capture_default_str();
+  predict->add_option("--lr", p.lr, "Learning rate")->check(finite_number(0, false));
+  auto* psteps =
+      predict->add_option("--steps", p.steps, "Step counts k1,k2,…")->delimiter(',')->check(integer_up_to(kMaxSteps));
+  auto* ptime = predict->add_option("--time", p.times, "Times t1,t2,… of gradient flow (mse), or inf")
+                    ->delimiter(',')
+                    ->excludes(psteps);
+  predict->add_option("--ridge", p.ridge, "Ridge of the t = inf solution")
+      ->check(finite_number(0, true))
+      ->capture_default_str();
+  predict->add_option("-o,--output", p.output, "Training predictions (T, N, O) (.npy)")->required()->check(kFileName);
+  auto* test_output =
+      predict->add_option("--test-output", p.test_output, "Test predictions (T, M, O) (.npy)")->check(kFileName);
+  test_output->needs(k_test);
+  k_test->needs(test_output);
+
   // CLI11 would only say that a subcommand is required; name the word it did not know
-  if (argc > 1 && argv[1][0] != '-' && std::string(argv[1]) != "compute" && std::string(argv[1]) != "analyze") {
+  const std::vector<std::string> commands = {"compute", "analyze", "train", "predict"};
+  if (argc > 1 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
     std::cerr << "xntk: unknown command " << xntk::detail::quote(argv[1])
-              << "; expected compute or analyze (see xntk --help)\n";
+              << "; expected compute, analyze, train or predict (see xntk --help)\n";
     return 2;
   }
   try {
@@ -134,6 +250,21 @@ int main(int argc, char** argv) {
         throw CLI::ValidationError("-o and --components name the same file (\"" + c.output + "\" and \"" +
                                    c.components + "\")");
       xntk::cli::compute(c);
+    } else if (train->parsed()) {
+      t.shuffle = shuffle->count() > 0;
+      if (t.steps == 0 && t.epochs == 0) throw CLI::ValidationError("train: give --steps T or --epochs E (at least 1)");
+      if (!t.log.empty() && xntk::detail::same_output_file(t.output, t.log) && !xntk::detail::is_null_device(t.output))
+        throw CLI::ValidationError("-o and --log name the same file (\"" + t.output + "\")");
+      xntk::cli::train(t);
+    } else if (predict->parsed()) {
+      if (p.steps.empty() && p.times.empty())
+        throw CLI::ValidationError("predict: give --steps k1,k2,… or --time t1,t2,… (or --time inf)");
+      if (!p.steps.empty() && p.lr == 0) throw CLI::ValidationError("predict: --steps needs --lr");
+      if (!p.test_output.empty() && xntk::detail::same_output_file(p.output, p.test_output) &&
+          !xntk::detail::is_null_device(p.output))
+        throw CLI::ValidationError("-o and --test-output name the same file (\"" + p.output + "\")");
+      (void)ptime;
+      xntk::cli::predict(p);
     } else {
       xntk::cli::analyze(a);
     }

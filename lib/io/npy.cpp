@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <cstring>
 #include <limits>
 #include <ostream>
 #include <type_traits>
@@ -153,13 +155,14 @@ std::string describe_descr(const std::string& d) {
 }
 
 struct NpyHeader {
-  int itemsize = 0;      // 4 or 8
+  int itemsize = 0;      // 4 or 8 (1, 2, 4 or 8 for integers)
+  char kind = 'f';       // 'f' float, 'i' signed or 'u' unsigned integer (labels only)
   bool swap = false;     // data in the other byte order than the host's
   bool fortran = false;  // column-major
   Shape shape;
 };
 
-NpyHeader parse_header(const std::string& text, const std::string& path) {
+NpyHeader parse_header(const std::string& text, const std::string& path, bool integers) {
   const auto items = LiteralParser(text, path).dict();
   NpyHeader h;
   bool has_descr = false, has_order = false, has_shape = false;
@@ -172,10 +175,16 @@ NpyHeader parse_header(const std::string& text, const std::string& path) {
       if (!std::holds_alternative<std::string>(value.v))
         throw Error(path + ": dtype is a structured (record) type; expected float32 ('<f4') or float64 ('<f8')");
       const std::string& d = std::get<std::string>(value.v);
-      const bool known = d.size() == 3 && (d[0] == '<' || d[0] == '>' || d[0] == '=' || d[0] == '|') && d[1] == 'f' &&
-                         (d[2] == '4' || d[2] == '8');
-      if (!known) throw Error(path + ": dtype " + describe_descr(d) + "; expected float32 ('<f4') or float64 ('<f8')");
+      const bool order = d.size() == 3 && (d[0] == '<' || d[0] == '>' || d[0] == '=' || d[0] == '|');
+      const bool known =
+          order &&
+          ((d[1] == 'f' && (d[2] == '4' || d[2] == '8')) ||
+           (integers && (d[1] == 'i' || d[1] == 'u') && (d[2] == '1' || d[2] == '2' || d[2] == '4' || d[2] == '8')));
+      if (!known)
+        throw Error(path + ": dtype " + describe_descr(d) + "; expected float32 ('<f4') or float64 ('<f8')" +
+                    (integers ? " or integer labels ('<i8', '<i4', …)" : ""));
       h.itemsize = d[2] - '0';
+      h.kind = d[1];
       const bool little = d[0] == '<' || ((d[0] == '=' || d[0] == '|') && std::endian::native == std::endian::little);
       h.swap = little != (std::endian::native == std::endian::little);
     } else if (key == "fortran_order") {
@@ -244,7 +253,7 @@ std::vector<T> from_fortran(const std::vector<T>& src, const Shape& shape) {
 }
 
 /// Opens a .npy file and validates its header against the file's size, leaving `f` at the data.
-NpyHeader open_npy(detail::InputFile& f) {
+NpyHeader open_npy(detail::InputFile& f, bool integers = false) {
   const std::string& path = f.path();
   char magic[kMagicSize];
   if (f.size() < kMagicSize + 4) throw Error(path + ": not a .npy file (too short for the .npy preamble)");
@@ -271,11 +280,12 @@ NpyHeader open_npy(detail::InputFile& f) {
                 std::to_string(f.size() - f.position()) + " bytes follow");
   std::string text(header_len, '\0');
   f.read(text.data(), header_len, "the header");
-  NpyHeader h = parse_header(text, path);
+  NpyHeader h = parse_header(text, path, integers);
 
   const uint64_t count = checked_numel(h.shape, path);
   const uint64_t need = count * static_cast<uint64_t>(h.itemsize), have = f.size() - f.position();
-  const char* dtype = h.itemsize == 4 ? "float32" : "float64";
+  const std::string dtype = h.kind == 'f' ? (h.itemsize == 4 ? "float32" : "float64")
+                                          : (h.kind == 'i' ? "int" : "uint") + std::to_string(8 * h.itemsize);
   if (need > have)
     throw Error(path + ": truncated: shape " + to_string(h.shape) + " of " + dtype + " needs " + std::to_string(need) +
                 " bytes of data but the file holds " + std::to_string(have));
@@ -333,6 +343,54 @@ Tensor<T> read_npy(const std::string& path) {
 }
 
 template <class T>
+Tensor<T> read_npy_labels(const std::string& path) {
+  detail::InputFile f(path);
+  const NpyHeader h = open_npy(f, true);
+  if (h.kind == 'f') {
+    const uint64_t count = static_cast<uint64_t>(numel(h.shape));
+    std::vector<T> data(static_cast<size_t>(count));
+    detail::read_values(f, data.data(), count, h.itemsize, h.swap, "the data");
+    if (h.fortran && h.shape.size() > 1) data = from_fortran(data, h.shape);
+    return Tensor<T>(h.shape, std::move(data));
+  }
+  // integers, converted exactly: at most 2^24 (float) or 2^53 (double) in magnitude
+  const uint64_t count = static_cast<uint64_t>(numel(h.shape)), size = static_cast<uint64_t>(h.itemsize);
+  const double limit = sizeof(T) == 4 ? 16777216.0 : 9007199254740992.0;
+  std::vector<T> data(static_cast<size_t>(count));
+  std::vector<unsigned char> buf(static_cast<size_t>(std::min<uint64_t>(count, 1 << 16) * size));
+  for (uint64_t done = 0; done < count;) {
+    const uint64_t k = std::min<uint64_t>(1 << 16, count - done);
+    f.read(buf.data(), k * size, "the data");
+    for (uint64_t e = 0; e < k; ++e) {
+      unsigned char b[8];
+      std::memcpy(b, buf.data() + e * size, size);
+      if (h.swap) std::reverse(b, b + size);
+      // the host's order now: widen with the sign of the kind
+      uint64_t u = 0;
+      if constexpr (std::endian::native == std::endian::little)
+        std::memcpy(&u, b, size);
+      else
+        for (uint64_t q = 0; q < size; ++q) u |= static_cast<uint64_t>(b[size - 1 - q]) << (8 * q);
+      double v;
+      if (h.kind == 'i') {
+        const uint64_t sign = uint64_t{1} << (8 * size - 1);
+        if (size < 8 && (u & sign)) u |= ~((sign << 1) - 1);
+        v = static_cast<double>(static_cast<int64_t>(u));
+      } else {
+        v = static_cast<double>(u);
+      }
+      if (std::abs(v) > limit)
+        throw Error(path + ": value at flat index " + std::to_string(done + e) + " is too large for " +
+                    (sizeof(T) == 4 ? "float32" : "float64") + "; expected class labels");
+      data[static_cast<size_t>(done + e)] = static_cast<T>(v);
+    }
+    done += k;
+  }
+  if (h.fortran && h.shape.size() > 1) data = from_fortran(data, h.shape);
+  return Tensor<T>(h.shape, std::move(data));
+}
+
+template <class T>
 void write_npy(std::ostream& out, const Tensor<T>& t) {
   const std::string header = detail::npy_header(t.shape(), sizeof(T));
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
@@ -354,6 +412,8 @@ void write_npy(const std::string& path, const Tensor<T>& t) {
 }
 
 template Tensor<float> read_npy(const std::string&);
+template Tensor<float> read_npy_labels(const std::string&);
+template Tensor<double> read_npy_labels(const std::string&);
 template Tensor<double> read_npy(const std::string&);
 template void write_npy(std::ostream&, const Tensor<float>&);
 template void write_npy(std::ostream&, const Tensor<double>&);
