@@ -56,22 +56,26 @@ def main():
     plt.rcParams.update({"font.size": 9, "axes.grid": True})
 
     def per_width(field, fname, ylabel, title, logy):
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
         for ax, param in zip(axes, PARAMS):
+            low = []
             for i, w in enumerate(widths_of(runs, param)):
                 for kind, style in (("net", "-"), ("lin", "--")):
                     lines = runs.get((param, w, kind))
                     if not lines:
                         continue
                     label = f"width {w}" if kind == "net" else None
+                    low += [l[field] for l in lines if l[field] and l[field] > 0]
                     ax.plot([l["step"] for l in lines], [l[field] for l in lines], style,
                             color=colors[i % len(colors)], label=label, lw=1.4)
             ax.set_title(f"{param} parameterisation")
             ax.set_xlabel("step")
             if logy:
                 ax.set_yscale("log")
+                if low:  # step 0's zero weight change has no logarithm
+                    ax.set_ylim(bottom=0.5 * min(low))
             ax.legend()
-        axes[0].set_ylabel(ylabel)
+            ax.set_ylabel(ylabel)
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(os.path.join(dst, fname), dpi=90)
