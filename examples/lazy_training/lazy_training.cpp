@@ -8,7 +8,7 @@
 // (xntk::predict_steps on Θ₀(X, X)) at every step; the program exits 1 when they differ by more than 1e-9 relative
 // (to the loss, or to 1e-9 of the first loss once the loss has fallen below that, where only rounding is left).
 //
-// Usage: lazy_training [--out DIR] [--widths 10,100,1000,10000] [--steps 1000] [--lr 1e-3] [--ntk-every 50]
+// Usage: lazy_training [--out DIR] [--widths 10,100,1000,10000] [--steps 1000] [--lr 1e-3] [--ntk-every 100]
 //                      [--seed 0] [--threads 0]
 #include <chrono>
 #include <cmath>
@@ -35,7 +35,7 @@ std::vector<int64_t> integers(const std::string& s) {
 int usage() {
   std::fprintf(stderr,
                "usage: lazy_training [--out DIR] [--widths 10,100,1000,10000] [--steps 1000] [--lr 1e-3] "
-               "[--ntk-every 50] [--seed 0] [--threads 0]\n");
+               "[--ntk-every 100] [--seed 0] [--threads 0]\n");
   return 2;
 }
 
@@ -44,7 +44,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::filesystem::path out = "lazy_training_out";
   std::vector<int64_t> widths = {10, 100, 1000, 10000};
-  int64_t steps = 1000, ntk_every = 50;
+  int64_t steps = 1000, ntk_every = 100;
   double lr = 1e-3;
   uint64_t seed = 0;
   int threads = 0;
