@@ -130,14 +130,16 @@ struct LayerSpec;
 /// y = body(x) + shortcut(x), the shortcut the identity when it has no layers. Its parameters are named
 /// "<i>.body.<j>.weight" and "<i>.shortcut.<j>.bias"; body and shortcut must give the same output shape.
 /// NTK: the components of both branches; δ reaches x through both and is summed.
+// (no default member initialisers on the vectors: clang 14 would instantiate them while LayerSpec is
+// incomplete; a vector starts empty all the same)
 struct Residual {
-  std::vector<LayerSpec> body = {};
-  std::vector<LayerSpec> shortcut = {};  ///< empty: the identity
+  std::vector<LayerSpec> body;
+  std::vector<LayerSpec> shortcut;  ///< empty: the identity
 };
 
 /// A nested `nn.Sequential` (parameters "<i>.<j>.weight").
 struct SequentialBlock {
-  std::vector<LayerSpec> layers = {};
+  std::vector<LayerSpec> layers;
 };
 
 using LayerVariant =
