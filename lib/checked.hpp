@@ -29,4 +29,16 @@ inline int64_t checked_add(int64_t a, int64_t b, std::string_view what) {
   return r;
 }
 
+/// A tensor that would not fit in memory, refused before it is allocated (a size from a file can ask for more
+/// than any machine has; allocating it would fail with a library message naming nothing, or succeed on
+/// overcommitted memory and be killed while it is filled). Callers catch it to say what the tensor was for.
+class TooLarge : public Error {
+ public:
+  using Error::Error;
+};
+
+/// The most bytes one Tensor may take; 0 (the default): 90% of the memory the system reports as available,
+/// consulted only for tensors of 256 MiB and more. Fuzz harnesses and tests set a small limit.
+void set_tensor_byte_limit(double bytes);
+
 }  // namespace xntk::detail

@@ -1,8 +1,50 @@
 #include "xntk/tensor.hpp"
 
+#include <unistd.h>
+
+#include <atomic>
+#include <fstream>
 #include <sstream>
 
+#include "checked.hpp"
+#include "ntk/plan.hpp"
+
 namespace xntk {
+
+namespace engine {
+
+double available_bytes() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  double kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024.0;
+  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+}
+
+}  // namespace engine
+
+namespace {
+
+std::atomic<double> tensor_byte_limit{0};
+
+/// TooLarge if `count` values of `size` bytes exceed the limit (see set_tensor_byte_limit).
+void check_tensor_bytes(const Shape& shape, int64_t count, size_t size) {
+  const double bytes = static_cast<double>(count) * static_cast<double>(size), limit = tensor_byte_limit.load();
+  if (limit > 0 ? bytes <= limit : bytes < 256.0 * (1 << 20)) return;
+  const double avail = limit > 0 ? limit : 0.9 * engine::available_bytes();
+  if (bytes <= avail) return;
+  std::ostringstream s;
+  s.precision(3);
+  s << "a tensor of shape " << to_string(shape) << " needs " << bytes / 1e9 << " GB, more than the " << avail / 1e9
+    << " GB of memory " << (limit > 0 ? "allowed" : "available");
+  throw detail::TooLarge(s.str());
+}
+
+}  // namespace
+
+void detail::set_tensor_byte_limit(double bytes) { tensor_byte_limit.store(bytes); }
 
 int64_t numel(const Shape& shape) {
   int64_t n = 1;
@@ -35,7 +77,9 @@ template <class T>
 Tensor<T>::Tensor(Shape shape, T fill) : shape_(std::move(shape)) {
   for (int64_t d : shape_)
     if (d < 0) throw Error("Tensor: negative dimension in shape " + to_string(shape_));
-  data_.assign(static_cast<size_t>(numel(shape_)), fill);
+  const int64_t count = numel(shape_);
+  check_tensor_bytes(shape_, count, sizeof(T));
+  data_.assign(static_cast<size_t>(count), fill);
 }
 
 template <class T>

@@ -53,6 +53,12 @@ void write_inputs(const test::TempDir& d) {
   write_bytes(d / "huge_input.json", R"({"input": [4611686018427387904], "layers": [{"type": "relu"}]})");
   write_bytes(d / "huge_padding.json", R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2,
                                           "kernel_size": 3, "padding": 4294967296}]})");
+  // weights of 2^62 bytes: refused before they are allocated, naming the layer
+  write_bytes(d / "huge_weights.json", R"({"input": [2147483647], "layers": [{"type": "relu"},
+                                          {"type": "linear", "out_features": 2147483647}]})");
+  write_bytes(d / "huge_residual.json", R"({"input": [1, 8, 8], "layers": [{"type": "residual", "body": [
+      {"type": "conv2d", "out_channels": 2147483647, "kernel_size": 8, "padding": 0}], "shortcut": [
+      {"type": "conv2d", "out_channels": 2147483647, "kernel_size": 8}]}]})");
   write_bytes(d / "twice.json",
               R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "out_features": 3}]})");
   write_npy(d / "x.npy", test::randn<double>({5, 4}, 1));
@@ -163,6 +169,12 @@ const std::vector<Case> kCases = {
     {"compute x.npy --x1 x.npy -o k.npy", 1, {"x.npy", "not valid JSON"}},
     {"compute deep.json --x1 x.npy -o k.npy", 1, {"deep.json", "nested deeper than 64 levels"}},
     {"compute bignum.json --x1 x.npy -o k.npy", 1, {"bignum.json", "not valid JSON", "number overflow"}},
+    {"compute huge_weights.json --x1 x.npy -o k.npy",
+     1,
+     {"huge_weights.json", "layer 1 (linear): its parameters do not fit in memory", "(2147483647, 2147483647)"}},
+    {"compute huge_residual.json --x1 x.npy -o k.npy",
+     1,
+     {"huge_residual.json", "layer 0.body.0 (conv2d): its parameters do not fit in memory"}},
     {"compute twice.json --x1 x.npy -o k.npy", 1, {"twice.json", "duplicate key \"out_features\""}},
     {"compute huge_input.json --x1 x.npy -o k.npy", 1, {"huge_input.json", "field \"input\"", "2147483647"}},
     {"compute huge_padding.json --x1 x.npy -o k.npy",

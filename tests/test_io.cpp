@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "checked.hpp"
 #include "files.hpp"
 #include "helpers.hpp"
 #include "io/file.hpp"
@@ -441,6 +442,23 @@ TEST_CASE("model JSON: padding \"same\", pool strides and round trips", "[io][js
   const auto back = load_model_spec(dir / "m.json");
   CHECK(model_spec_to_json(back) == model_spec_to_json(mlp));
   CHECK(std::get<Activation>(back.layers[2]).threshold == 4);
+}
+
+TEST_CASE("a model whose parameters cannot fit in memory is refused before they are allocated, naming the layer",
+          "[io][json][errors]") {
+  // 2^31 × 2^31 weights; and in a block, a conv whose weight alone is 4.3 GB against a limit set to 1 GB
+  const ModelSpec wide{.input = {2147483647}, .layers = {Linear{.out_features = 2147483647}}};
+  CHECK_THROWS_WITH(Sequential<float>(wide, 0), Contains("layer 0 (linear): its parameters do not fit in memory") &&
+                                                    Contains("(2147483647, 2147483647) needs"));
+  detail::set_tensor_byte_limit(1e9);
+  const ModelSpec block{.input = {1, 16, 16},
+                        .layers = {Residual{.body = {Conv2d{.out_channels = 1 << 20, .kernel_size = 1}, ReLU(),
+                                                     Conv2d{.out_channels = 1024, .kernel_size = 1}}}}};
+  CHECK_THROWS_WITH(Sequential<float>(block, 0),
+                    Contains("layer 0.body.2 (conv2d): its parameters do not fit in memory") &&
+                        Contains("(1024, 1048576, 1, 1) needs 4.29 GB, more than the 1 GB of memory allowed"));
+  detail::set_tensor_byte_limit(0);
+  CHECK_NOTHROW(Sequential<float>(ModelSpec{.input = {4}, .layers = {Linear{.out_features = 3}}}, 0));
 }
 
 TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json][errors]") {

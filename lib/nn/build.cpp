@@ -1,5 +1,6 @@
 #include "nn/build.hpp"
 
+#include "checked.hpp"
 #include "nn/activation.hpp"
 #include "nn/conv2d.hpp"
 #include "nn/flatten.hpp"
@@ -34,18 +35,23 @@ std::unique_ptr<Layer<T>> build_node(const LayerSpec& spec, const std::string& p
           return r;
         } else {
           std::unique_ptr<Layer<T>> leaf;
-          if constexpr (std::is_same_v<S, Linear>)
-            leaf = std::make_unique<LinearLayer<T>>(path, in, s, p, rng);
-          else if constexpr (std::is_same_v<S, Conv2d>)
-            leaf = std::make_unique<Conv2dLayer<T>>(path, in, s, p, rng);
-          else if constexpr (std::is_same_v<S, AvgPool2d> || std::is_same_v<S, MaxPool2d>)
-            leaf = std::make_unique<Pool2dLayer<T>>(path, in, s);
-          else if constexpr (std::is_same_v<S, GlobalAvgPool>)
-            leaf = std::make_unique<GlobalAvgPoolLayer<T>>(path, in);
-          else if constexpr (std::is_same_v<S, Flatten>)
-            leaf = std::make_unique<FlattenLayer<T>>(path, in);
-          else
-            leaf = std::make_unique<ActivationLayer<T>>(path, in, s);
+          try {
+            if constexpr (std::is_same_v<S, Linear>)
+              leaf = std::make_unique<LinearLayer<T>>(path, in, s, p, rng);
+            else if constexpr (std::is_same_v<S, Conv2d>)
+              leaf = std::make_unique<Conv2dLayer<T>>(path, in, s, p, rng);
+            else if constexpr (std::is_same_v<S, AvgPool2d> || std::is_same_v<S, MaxPool2d>)
+              leaf = std::make_unique<Pool2dLayer<T>>(path, in, s);
+            else if constexpr (std::is_same_v<S, GlobalAvgPool>)
+              leaf = std::make_unique<GlobalAvgPoolLayer<T>>(path, in);
+            else if constexpr (std::is_same_v<S, Flatten>)
+              leaf = std::make_unique<FlattenLayer<T>>(path, in);
+            else
+              leaf = std::make_unique<ActivationLayer<T>>(path, in, s);
+          } catch (const detail::TooLarge& e) {
+            throw Error("layer " + path + " (" + type_name(spec) +
+                        "): its parameters do not fit in memory: " + e.what());
+          }
           leaf->set_id(next_id++);
           return leaf;
         }

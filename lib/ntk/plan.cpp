@@ -1,24 +1,11 @@
 #include "ntk/plan.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <fstream>
 
 #include "batch.hpp"
 #include "nn/model.hpp"
 
 namespace xntk::engine {
-
-double available_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024.0;
-  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
-}
 
 namespace {
 

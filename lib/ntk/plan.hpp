@@ -31,7 +31,8 @@ struct Plan {
   int64_t steps = 0;
 };
 
-/// Bytes of memory the system reports as available (MemAvailable), or all physical memory.
+/// Bytes of memory the system reports as available (MemAvailable), or all physical memory (in tensor.cpp,
+/// whose allocations check it too).
 double available_bytes();
 
 /// The layout of Θ(X1, X2) for n × m samples (same: X2 omitted).
