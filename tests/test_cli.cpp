@@ -53,6 +53,10 @@ void write_inputs(const test::TempDir& d) {
   write_bytes(d / "huge_input.json", R"({"input": [4611686018427387904], "layers": [{"type": "relu"}]})");
   write_bytes(d / "huge_padding.json", R"({"input": [1, 4, 4], "layers": [{"type": "conv2d", "out_channels": 2,
                                           "kernel_size": 3, "padding": 4294967296}]})");
+  // blocks nest as JSON does, two levels each ({"layers": [...]}): 40 of them pass the JSON depth limit
+  std::string blocks = R"({"type": "relu"})";
+  for (int i = 0; i < 40; ++i) blocks = R"({"type": "sequential", "layers": [)" + blocks + "]}";
+  write_bytes(d / "deep_blocks.json", R"({"input": [4], "layers": [)" + blocks + "]}");
   // weights of 2^62 bytes: refused before they are allocated, naming the layer
   write_bytes(d / "huge_weights.json", R"({"input": [2147483647], "layers": [{"type": "relu"},
                                           {"type": "linear", "out_features": 2147483647}]})");
@@ -169,6 +173,7 @@ const std::vector<Case> kCases = {
     {"compute x.npy --x1 x.npy -o k.npy", 1, {"x.npy", "not valid JSON"}},
     {"compute deep.json --x1 x.npy -o k.npy", 1, {"deep.json", "nested deeper than 64 levels"}},
     {"compute bignum.json --x1 x.npy -o k.npy", 1, {"bignum.json", "not valid JSON", "number overflow"}},
+    {"compute deep_blocks.json --x1 x.npy -o k.npy", 1, {"deep_blocks.json", "nested deeper than 64 levels"}},
     {"compute huge_weights.json --x1 x.npy -o k.npy",
      1,
      {"huge_weights.json", "layer 1 (linear): its parameters do not fit in memory", "(2147483647, 2147483647)"}},

@@ -444,6 +444,25 @@ TEST_CASE("model JSON: padding \"same\", pool strides and round trips", "[io][js
   CHECK(std::get<Activation>(back.layers[2]).threshold == 4);
 }
 
+TEST_CASE("model JSON: blocks nest up to the JSON depth limit (30 blocks), and such a model builds", "[io][json]") {
+  auto nested = [](int depth, bool residual) {
+    std::string layer = R"({"type": "conv2d", "out_channels": 2, "kernel_size": [1, 1]})";
+    for (int i = 0; i < depth; ++i)
+      layer = residual ? R"({"type": "residual", "body": [)" + layer + "]}"
+                       : R"({"type": "sequential", "layers": [)" + layer + "]}";
+    return R"({"input": [2, 3, 3], "layers": [)" + layer + "]}";
+  };
+  for (const bool residual : {false, true}) {
+    INFO((residual ? "residual" : "sequential"));
+    const ModelSpec spec = parse_model_spec(nested(30, residual), "net.json");
+    const Sequential<double> net(spec, 1);
+    CHECK(net.output_shape() == Shape{2, 3, 3});
+    CHECK(parse_model_spec(model_spec_to_json(spec), "again.json").layers.size() == 1);
+    CHECK_THROWS_WITH(parse_model_spec(nested(31, residual), "net.json"),
+                      Contains("net.json: arrays and objects nested deeper than 64 levels"));
+  }
+}
+
 TEST_CASE("a model whose parameters cannot fit in memory is refused before they are allocated, naming the layer",
           "[io][json][errors]") {
   // 2^31 × 2^31 weights; and in a block, a conv whose weight alone is 4.3 GB against a limit set to 1 GB
