@@ -2,6 +2,7 @@
 // Checks shared by the kernel drivers and forward(): a batch must be (N, input...) with N ≥ 1.
 
 #include <algorithm>
+#include <cmath>
 
 #include "backend/parallel.hpp"
 #include "xntk/kernel.hpp"
@@ -13,6 +14,15 @@ namespace xntk::detail {
 template <class T>
 int64_t check_batch(const Sequential<T>& model, TensorArg<T> x, const std::string& what) {
   return xntk::check_batch(model.input_shape(), x.shape(), what);
+}
+
+/// xntk::Error naming `what` at its first NaN or infinite value.
+template <class T>
+void check_finite(TensorRef<T> t, const std::string& what) {
+  for (int64_t i = 0; i < t.size(); ++i)
+    if (!std::isfinite(t.data()[i]))
+      throw Error(what + " holds " + (std::isnan(t.data()[i]) ? "NaN" : "Inf") + " at flat index " + std::to_string(i) +
+                  "; expected finite values");
 }
 
 /// Shape of a kernel of n × m samples with O outputs in the given mode.

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "batch.hpp"
 #include "xntk/train.hpp"
 
 namespace xntk {
@@ -15,6 +16,8 @@ LossValue<T> loss(Loss kind, TensorRef<T> f, TensorArg<T> y, const std::string& 
   r.grad = Tensor<T>(f.shape());
   const int64_t n = f.rank() > 0 ? f.dim(0) : 0;
   if (n < 1) throw Error("loss: the outputs have no samples");
+  if (f.size() == 0) throw Error("loss: the outputs " + to_string(f.shape()) + " have no values per sample");
+  detail::check_finite(y, what);
   if (kind == Loss::mse) {
     if (y.shape() != f.shape())
       throw Error(what + " has shape " + to_string(y.shape()) + ", expected " + to_string(f.shape()) +

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "batch.hpp"
 #include "xntk/dynamics.hpp"
 
 namespace xntk {
@@ -21,6 +22,7 @@ enum class Layout { full, trace, diagonal };
 struct Shapes {
   int64_t n = 0, m = 0, outputs = 0;
   Layout layout = Layout::full;
+  bool labels = false;  ///< the targets are class labels (N) (cross-entropy), not values
 };
 
 std::string shape_text(const Shape& s) { return to_string(s); }
@@ -34,11 +36,13 @@ Shapes check(const PredictInputs<T>& in, Loss loss) {
     throw Error("the training kernel has shape " + shape_text(k) +
                 "; expected Θ(X, X) as (N, N, O, O), (N, N) or (N, N, O)");
   s.n = k[0];
+  if (s.n < 1) throw Error("the training kernel has shape " + shape_text(k) + "; expected at least one sample");
   const Shape& y = in.y.shape();
   if (y.empty() || y[0] != s.n)
     throw Error("the targets have shape " + shape_text(y) + "; expected " + std::to_string(s.n) +
                 " samples, as the training kernel");
   const bool labels = loss == Loss::cross_entropy && y.size() == 1;
+  s.labels = labels;
   s.outputs = labels ? (k.size() == 4 ? k[2] : k.size() == 3 ? k[2] : 0) : numel(y) / s.n;
   if (labels && k.size() == 2) {
     if (!in.f0_train) throw Error("cross-entropy on labels with a trace-mode kernel needs --f0-train for the classes");
@@ -58,6 +62,9 @@ Shapes check(const PredictInputs<T>& in, Loss loss) {
   } else {
     s.layout = Layout::trace;
   }
+  if (s.outputs < 1)
+    throw Error("no outputs per sample (the training kernel " + shape_text(k) + ", the targets " + shape_text(y) +
+                "); expected at least one");
   if (in.f0_train && numel(in.f0_train->shape()) != s.n * s.outputs)
     throw Error("the initial training outputs have shape " + shape_text(in.f0_train->shape()) + "; expected (" +
                 std::to_string(s.n) + ", " + std::to_string(s.outputs) + ")");
@@ -79,6 +86,10 @@ Shapes check(const PredictInputs<T>& in, Loss loss) {
   } else if (in.f0_test) {
     throw Error("initial test outputs were given without a test kernel");
   }
+  detail::check_finite(in.y, "the targets");
+  if (in.f0_train) detail::check_finite(*in.f0_train, "the initial training outputs");
+  if (in.k_test) detail::check_finite(*in.k_test, "the test kernel");
+  if (in.f0_test) detail::check_finite(*in.f0_test, "the initial test outputs");
   // symmetric (the driver's Θ(X, X) is exactly symmetric; a file from elsewhere may not be)
   const T* d = in.k_train.data();
   double asym = 0, scale = 0;
@@ -131,9 +142,9 @@ Mat outputs_of(const std::optional<TensorRef<T>>& f, int64_t rows, int64_t O) {
 
 /// Targets as rows × O values (labels become one-hot rows).
 template <class T>
-Mat targets_of(TensorRef<T> y, int64_t rows, int64_t O) {
+Mat targets_of(TensorRef<T> y, int64_t rows, int64_t O, bool labels) {
   Mat m = Mat::Zero(rows, O);
-  if (y.rank() == 1 && O > 0 && y.size() == rows) {
+  if (labels) {
     for (int64_t i = 0; i < rows; ++i) {
       const double v = y.data()[i];
       if (!(v >= 0 && v < static_cast<double>(O) && v == std::floor(v)))
@@ -185,7 +196,7 @@ Tensor<T> stack(const std::vector<Mat>& per_time) {
 template <class T, class Decay, class Gain>
 Predictions<T> mse_closed_form(const PredictInputs<T>& in, const Shapes& s, size_t times, Decay decay, Gain gain) {
   const int64_t O = s.outputs;
-  const Mat y = targets_of(in.y, s.n, O), f0 = outputs_of(in.f0_train, s.n, O);
+  const Mat y = targets_of(in.y, s.n, O, s.labels), f0 = outputs_of(in.f0_train, s.n, O);
   const Mat f0x = in.k_test ? outputs_of(in.f0_test, s.m, O) : Mat();
   std::vector<Mat> train(times, Mat(s.n, O)), test(in.k_test ? times : 0, Mat(s.m, O));
   const int64_t problems = s.layout == Layout::full ? 1 : O;
@@ -233,7 +244,7 @@ Predictions<T> predict_steps(const PredictInputs<T>& in, Loss loss, double lr, c
         });
   }
   // cross-entropy: iterate f ← f − η Θ ∇_f L, ∇_f L = (softmax(f)·Σ_c y_c − y)/N per sample
-  const Mat y = targets_of(in.y, s.n, O);
+  const Mat y = targets_of(in.y, s.n, O, s.labels);
   Mat f = outputs_of(in.f0_train, s.n, O), fx = in.k_test ? outputs_of(in.f0_test, s.m, O) : Mat();
   const Mat K = s.layout == Layout::full ? block(in.k_train, s, s.n, 0) : Mat();
   const Mat KX = in.k_test && s.layout == Layout::full ? block(*in.k_test, s, s.m, 0) : Mat();

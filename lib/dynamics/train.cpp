@@ -9,6 +9,8 @@
 #include <numeric>
 #include <random>
 
+#include "batch.hpp"
+#include "checked.hpp"
 #include "xntk/analysis.hpp"
 
 namespace xntk {
@@ -189,6 +191,7 @@ Tensor<T> Trainer<T>::network_outputs(TensorArg<T> x) const {
 template <class T>
 double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   State& s = *s_;
+  detail::check_finite(x, "training: x");
   const Tensor<T> out = outputs(x);
   LossValue<T> l = loss(s.opt.loss, out, y);
   if (s.opt.stop_on_nonfinite && !std::isfinite(l.value))
@@ -296,7 +299,20 @@ double rms(const Tensor<double>& a) {
 template <class T>
 StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions& opt,
               const std::function<void(const StepLog&)>& on_log) {
-  const int64_t n = data.x.dim(0);
+  const int64_t n = detail::check_batch(model, data.x, "training: x");
+  detail::check_finite(data.x, "training: x");
+  detail::check_finite(data.y, "training: the targets");
+  if (data.y_test && !data.x_test) throw Error("training: test targets were given without test inputs");
+  if (data.probe_y && !data.probe) throw Error("training: probe targets were given without probe inputs");
+  if (data.x_test) {
+    detail::check_batch(model, *data.x_test, "training: x_test");
+    detail::check_finite(*data.x_test, "training: x_test");
+  }
+  if (data.probe) {
+    detail::check_batch(model, *data.probe, "training: the probe");
+    detail::check_finite(*data.probe, "training: the probe");
+  }
+  if (data.probe_y) detail::check_finite(*data.probe_y, "training: the probe targets");
   if (data.y.rank() < 1 || data.y.dim(0) != n)
     throw Error("training: the targets have " + std::to_string(data.y.rank() ? data.y.dim(0) : 0) +
                 " samples but the inputs " + std::to_string(n));
@@ -305,7 +321,8 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
   if (opt.steps == 0 && opt.epochs == 0) throw Error("training: give a number of steps or epochs");
   const int64_t batch = opt.batch_size == 0 ? n : std::min(opt.batch_size, n);
   const int64_t per_epoch = (n + batch - 1) / batch;
-  const int64_t total = opt.steps > 0 ? opt.steps : opt.epochs * per_epoch;
+  const int64_t total =
+      opt.steps > 0 ? opt.steps : detail::checked_mul(opt.epochs, per_epoch, "training: the steps of all epochs");
   Trainer<T> trainer(model, opt);
 
   std::optional<Tensor<double>> k0;

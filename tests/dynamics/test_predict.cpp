@@ -190,4 +190,36 @@ TEST_CASE("kernel predictions refuse kernels and targets that do not fit", "[dyn
   const Tensor<double> diag4({4, 4, 2}), labels({4}, std::vector<double>{0, 1, 2, 1});
   CHECK_THROWS_WITH(predict_steps<double>({.k_train = diag4, .y = labels}, Loss::cross_entropy, 0.1, {1}),
                     Contains("label of sample 2 is 2"));
+  // no samples or no outputs: refused, not divided by
+  CHECK_THROWS_WITH(
+      predict_steps<double>({.k_train = Tensor<double>({0, 0}), .y = Tensor<double>({0, 2})}, Loss::mse, 0.1, {1}),
+      Contains("training kernel has shape (0, 0); expected at least one sample"));
+  CHECK_THROWS_WITH(predict_time<double>({.k_train = sym, .y = Tensor<double>({4, 0})}, 0.1, {1}),
+                    Contains("no outputs per sample"));
+  // NaN or Inf anywhere is named
+  Tensor<double> nan_y = y;
+  nan_y[3] = std::nan("");
+  CHECK_THROWS_WITH(predict_steps<double>({.k_train = sym, .y = nan_y}, Loss::mse, 0.1, {1}),
+                    Contains("the targets holds NaN at flat index 3"));
+  Tensor<double> kt({2, 4});
+  kt[5] = INFINITY;
+  CHECK_THROWS_WITH(predict_time<double>({.k_train = sym, .y = y, .k_test = kt}, 0.1, {1}),
+                    Contains("the test kernel holds Inf at flat index 5"));
+  CHECK_THROWS_WITH(predict_time<double>({.k_train = sym, .y = y, .f0_train = nan_y}, 0.1, {1}),
+                    Contains("initial training outputs holds NaN"));
+}
+
+TEST_CASE("mse targets (N,) are values, as (N, 1), not class labels", "[dynamics][predict]") {
+  Tensor<double> k({4, 4});
+  for (int64_t i = 0; i < 4; ++i)
+    for (int64_t j = 0; j < 4; ++j) k[i * 4 + j] = i == j ? 2.0 : 0.5;
+  const Tensor<double> flat({4}, std::vector<double>{0.5, 0, -1.25, 3}), column = flat.reshaped({4, 1});
+  const auto a = predict_steps<double>({.k_train = k, .y = flat}, Loss::mse, 0.3, {0, 1, 5});
+  const auto b = predict_steps<double>({.k_train = k, .y = column}, Loss::mse, 0.3, {0, 1, 5});
+  REQUIRE(a.train.shape() == Shape{3, 4, 1});
+  for (int64_t i = 0; i < a.train.size(); ++i) CHECK(a.train[i] == b.train[i]);
+  CHECK(a.train[4 + 3] != 3);  // one step moved the outputs, not all the way
+  // after many steps the outputs reach the targets (f₀ = 0)
+  const auto t = predict_time<double>({.k_train = k, .y = flat}, 0.1, {INFINITY});
+  for (int64_t i = 0; i < 4; ++i) CHECK(t.train[i] == Approx(flat[i]).margin(1e-12));
 }

@@ -51,6 +51,46 @@ TEST_CASE("mse and cross-entropy as PyTorch defines them, with their derivatives
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0.5, 1}), "y.npy"),
                     Contains("label of sample 0"));
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({3}), "y.npy"), Contains("expected (2,) class labels"));
+  Tensor<double> nan_y = y;
+  nan_y[4] = std::nan("");
+  CHECK_THROWS_WITH(loss(Loss::mse, f, nan_y, "y.npy"), Contains("y.npy holds NaN at flat index 4"));
+  Tensor<double> inf_probs = probs;
+  inf_probs[1] = INFINITY;
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, inf_probs, "y.npy"), Contains("y.npy holds Inf at flat index 1"));
+  // outputs with no classes: refused before anything reads a class
+  const Tensor<double> none({2, 0});
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, none, Tensor<double>({2})), Contains("(2, 0) have no values"));
+  CHECK_THROWS_WITH(loss(Loss::mse, none, none), Contains("(2, 0) have no values"));
+}
+
+TEST_CASE("training refuses inputs and targets without samples or with NaN, naming them", "[dynamics][train][errors]") {
+  Sequential<double> net(ModelSpec{.input = {3}, .layers = {Linear{.out_features = 2}}}, 1);
+  TrainOptions opt;
+  opt.steps = 2;
+  const auto x = test::randn<double>({4, 3}, 2), y = test::randn<double>({4, 2}, 3);
+  const std::vector<double> before(net.named_parameters()[0].tensor->data(),
+                                   net.named_parameters()[0].tensor->data() + 6);
+  // no samples: a batch size of 0 samples would divide by zero
+  CHECK_THROWS_WITH(train(net, TrainData<double>{Tensor<double>({0, 3}), Tensor<double>({0, 2})}, opt),
+                    Contains("training: x has no samples"));
+  CHECK_THROWS_WITH(train(net, TrainData<double>{Tensor<double>({4, 5}), y}, opt),
+                    Contains("training: x has shape (4, 5), expected (N, 3)"));
+  Tensor<double> bad = x;
+  bad[7] = std::nan("");
+  CHECK_THROWS_WITH(train(net, TrainData<double>{bad, y}, opt), Contains("training: x holds NaN at flat index 7"));
+  Tensor<double> bad_y = y;
+  bad_y[5] = -INFINITY;
+  CHECK_THROWS_WITH(train(net, TrainData<double>{x, bad_y}, opt),
+                    Contains("training: the targets holds Inf at flat index 5"));
+  CHECK_THROWS_WITH(train(net, TrainData<double>{.x = x, .y = y, .x_test = bad, .y_test = y}, opt),
+                    Contains("training: x_test holds NaN"));
+  CHECK_THROWS_WITH(train(net, TrainData<double>{.x = x, .y = y, .y_test = y}, opt),
+                    Contains("test targets were given without test inputs"));
+  Trainer<double> trainer(net, opt);
+  CHECK_THROWS_WITH(trainer.step(bad, y), Contains("training: x holds NaN at flat index 7"));
+  CHECK_THROWS_WITH(trainer.step(x, bad_y), Contains("targets holds Inf at flat index 5"));
+  // none of it moved the parameters
+  CHECK(std::equal(before.begin(), before.end(), net.named_parameters()[0].tensor->data()));
 }
 
 TEST_CASE("a loss's parameter gradient through the layers equals the autograd path's and finite differences",
