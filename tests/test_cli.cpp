@@ -2,6 +2,7 @@
 // file/field/layer, nothing left in the output directory) and the outputs of good runs.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -503,4 +504,92 @@ TEST_CASE("xntk: a run ended by a signal or a crash leaves no file; an ignored S
   CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
   CHECK(read_npy_info(d / "k.npy").shape == Shape{400, 400});
   CHECK(std::filesystem::exists(d / "c.safetensors"));
+}
+
+namespace {
+
+/// Waits until the run's temporary kernel file has `bytes` (preallocated: the kernel is being streamed into
+/// it); false if the run ended first.
+bool streaming(pid_t pid, const test::TempDir& d, uintmax_t bytes) {
+  const std::string temporary = ".k.npy.tmp-" + std::to_string(pid) + "-";
+  for (int i = 0; i < 120000; ++i) {
+    for (const auto& e : d.entries()) {
+      std::error_code ec;
+      if (e.rfind(temporary, 0) == 0 && std::filesystem::file_size(d.path() / e, ec) == bytes && !ec) return true;
+    }
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) return false;
+    usleep(500);
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("xntk compute stopped while it streams the kernel into its files leaves no file", "[cli][errors]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-streaming");
+  save_model_spec(d / "slow.json", {.input = {64},
+                                    .layers = {Linear{.out_features = 512}, Tanh(), Linear{.out_features = 512}, Tanh(),
+                                               Linear{.out_features = 8}}});
+  write_npy(d / "x.npy", test::randn<double>({400, 64}, 1));
+  // tiles of 25 samples: 136 blocks written one by one at their offsets, over seconds (a run to its end is
+  // too slow for the sanitizer build)
+  const std::vector<std::string> args = {"compute", "slow.json", "--x1",         "x.npy",        "--threads",
+                                         "1",       "--tile",    "25",           "-o",           "k.npy",
+                                         "--mode",  "trace",     "--components", "c.safetensors"};
+  const uintmax_t kernel_bytes = 128 + 400 * 400 * 8;  // the npy header, then the values
+  const auto before = d.entries();
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    INFO("signal " << sig << " (" << strsignal(sig) << ")");
+    const pid_t pid = spawn(args, d, 0);
+    REQUIRE(streaming(pid, d, kernel_bytes));
+    usleep(20000);  // some blocks in
+    kill(pid, sig);
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK((WIFSIGNALED(status) && WTERMSIG(status) == sig));
+    CHECK(d.entries() == before);
+  }
+}
+
+TEST_CASE("xntk compute on a disk without room for its outputs fails at once and leaves no file", "[cli][errors]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-full");
+  save_model_spec(d / "model.json", kSpec);
+  write_npy(d / "x.npy", test::randn<double>({300, 4}, 1));
+  const std::string args = "compute model.json --x1 x.npy -o k.npy --mode full --components c.safetensors";
+  const auto before = d.entries();
+  // a file size limit with SIGXFSZ ignored: what a full disk does to the reservation, without a small disk.
+  // 300 × 300 × 2 × 2 float64 values are 2.9 MB, more than the limit of 2048 blocks (1 MB in dash's 512-byte
+  // blocks, 2 MB in bash's 1024-byte ones)
+  test::TempDir io("cli-full-io");
+  const std::string cmd = "cd '" + d.path().string() + "' && (ulimit -f 2048 && trap '' XFSZ && exec '" +
+                          std::string(XNTK_CLI) + "' " + args + ") > /dev/null 2> '" + (io / "err") + "'";
+  const int status = std::system(cmd.c_str());
+  const std::string err = test::read_bytes(io / "err");
+  INFO("stderr: " << err);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 1));
+  CHECK_THAT(err,
+             StartsWith("xntk: ") && Contains("k.npy: cannot reserve 2880128 bytes") && Contains("File too large"));
+  CHECK(lines(err) == 1);
+  CHECK(d.entries() == before);
+  REQUIRE(run(args, d).code == 0);  // without the limit it fits
+  std::filesystem::remove(d / "k.npy");
+  std::filesystem::remove(d / "c.safetensors");
+  // a real full disk where one can be made (root, a 1 MB tmpfs): the kernel's reservation fails, no file left
+  test::TempDir full("cli-tmpfs");
+  if (mount("tmpfs", full.path().c_str(), "tmpfs", 0, "size=1m") != 0) {
+    WARN("no tmpfs could be mounted (not root?): the full-disk case ran under a file size limit only");
+    return;
+  }
+  const Run r = run("compute model.json --x1 x.npy --mode full -o '" + (full / "k.npy") + "' --components '" +
+                        (full / "c.safetensors") + "'",
+                    d);
+  const auto left = full.entries();
+  umount(full.path().c_str());
+  CHECK(r.code == 1);
+  CHECK_THAT(r.err, Contains("k.npy: cannot reserve") && Contains("No space left on device"));
+  CHECK(lines(r.err) == 1);
+  CHECK(left.empty());
 }
