@@ -92,6 +92,14 @@ models = {
         {"type": "maxpool2d", "kernel_size": 2}, {"type": "avgpool2d", "kernel_size": [2, 3], "stride": None, "padding": 1},
         {"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": [1, 0], "dilation": 2, "ceil_mode": False},
         {"type": "global_avgpool"}, {"type": "flatten", "start_dim": 1, "end_dim": -1}]},
+    "blocks.json": {"input": [2, 6, 6], "layers": [
+        {"type": "residual", "body": [{"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": 1},
+                                      {"type": "relu"}], "shortcut": []},
+        {"type": "residual", "body": [{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}],
+         "shortcut": [{"type": "conv2d", "out_channels": 4, "kernel_size": 1, "stride": 2, "padding": 0},
+                      {"type": "avgpool2d", "kernel_size": 1}]},
+        {"type": "sequential", "layers": [{"type": "flatten"}, {"type": "sequential", "layers": [
+            {"type": "linear", "out_features": 3}, {"type": "tanh"}]}]}]},
 }
 for name, m in models.items():
     write("model_json", name, json.dumps(m))
