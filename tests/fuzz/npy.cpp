@@ -1,5 +1,5 @@
-// libFuzzer harness: xntk's .npy reader. Any input must either be refused with one short xntk::Error or be
-// read; what is read must survive a round trip through the writer unchanged (bit for bit).
+// libFuzzer harness: xntk's .npy readers. Any input must either be refused with one short xntk::Error or be
+// read; what is read as floats must survive a round trip through the writer unchanged (bit for bit).
 
 #include <cstring>
 #include <sstream>
@@ -31,6 +31,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       round_trip(xntk::read_npy<float>(file.path()), copy);
     else
       round_trip(xntk::read_npy<double>(file.path()), copy);
+  } catch (const xntk::Error& e) {
+    xntk::fuzz::check_message(e.what());
+  }
+  // the class-label reader (xntk train/predict) takes integer arrays too: read, or refused the same way
+  try {
+    const auto labels = xntk::read_npy_labels<double>(file.path());
+    if (labels.size() != xntk::numel(labels.shape())) std::abort();
   } catch (const xntk::Error& e) {
     xntk::fuzz::check_message(e.what());
   }
