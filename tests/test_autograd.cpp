@@ -58,3 +58,34 @@ TEST_CASE("autograd: the forward pass equals a hand-written MLP", "[autograd]") 
   }
   CHECK(std::abs(net.forward(x)(0, 0) - out) <= 1e-14 * std::max(1.0, std::abs(out)));
 }
+
+TEST_CASE("progress: both paths report steps up to their total, and an exception from it stops the call",
+          "[autograd][progress]") {
+  Sequential<double> net({.input = {6}, .layers = {Linear{.out_features = 5}, Tanh(), Linear{.out_features = 3}}}, 2);
+  const auto x1 = test::randn<double>({37, 6}, 3), x2 = test::randn<double>({11, 6}, 4);
+  for (const bool autograd : {false, true}) {
+    INFO((autograd ? "autograd" : "explicit"));
+    std::vector<std::pair<int64_t, int64_t>> calls;
+    KernelOptions opt{.tile = 8};
+    opt.progress = [&](int64_t done, int64_t total) { calls.emplace_back(done, total); };
+    const auto k = autograd ? autograd_ntk(net, x1, x2, opt) : ntk(net, x1, x2, opt);
+    REQUIRE(calls.size() >= 3);
+    for (size_t i = 0; i < calls.size(); ++i) {
+      CHECK(calls[i].first == static_cast<int64_t>(i) + 1);
+      CHECK(calls[i].second == calls.back().first);
+    }
+    // the same kernel as without a callback
+    KernelOptions quiet{.tile = 8};
+    const auto plain = autograd ? autograd_ntk(net, x1, x2, quiet) : ntk(net, x1, x2, quiet);
+    CHECK(test::rel_error(k.total, plain.total) == 0);
+
+    struct Stop {};
+    int64_t seen = 0;
+    opt.progress = [&](int64_t done, int64_t) {
+      seen = done;
+      if (done == 2) throw Stop{};
+    };
+    CHECK_THROWS_AS(autograd ? autograd_ntk(net, x1, x2, opt) : ntk(net, x1, x2, opt), Stop);
+    CHECK(seen == 2);
+  }
+}

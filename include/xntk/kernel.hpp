@@ -38,7 +38,9 @@ struct KernelOptions {
   /// The compute backend: "cpu" (the fastest kernels this CPU runs) or "reference" (plain loops on one
   /// thread, to cross-check a result end to end).
   std::string backend = "cpu";
-  /// Called from the calling thread as work completes: (steps done, steps in all).
+  /// Called from the calling thread as work completes: (steps done, steps in all). A step is one layer with
+  /// parameters of one tile pair (`ntk`), or the Jacobians of a few samples per thread or one component's
+  /// contraction (`autograd_ntk`). An exception thrown from it stops the computation and propagates.
   std::function<void(int64_t, int64_t)> progress = nullptr;
 };
 

@@ -1,6 +1,7 @@
 // The generic route: per-sample parameter Jacobians from the tape, contracted as Θ = J(x) J(x')ᵀ for
 // each parameter tensor (the functorch tutorial's "Jacobian contraction").
 
+#include <algorithm>
 #include <map>
 
 #include "autograd/record.hpp"
@@ -12,24 +13,39 @@
 
 namespace xntk {
 
-template <class T>
-std::vector<Tensor<T>> jacobians(const Sequential<T>& model, TensorArg<T> x) {
+namespace {
+
+/// Per-sample Jacobians as `jacobians` returns them, computed `chunk` samples at a time; `done` runs on the
+/// calling thread after each chunk (so that a long computation can report progress and be stopped).
+template <class T, class Done>
+std::vector<Tensor<T>> jacobians_in_chunks(const Sequential<T>& model, TensorArg<T> x, int64_t chunk, Done&& done) {
   const int64_t n = detail::check_batch(model, x, "x");
   const int64_t in = numel(model.input_shape()), O = model.outputs();
   const auto params = model.named_parameters();
   std::vector<Tensor<T>> J;
   for (const auto& p : params) J.emplace_back(Shape{n, O, p.tensor->size()});
-  backend::parallel_for(n, [&](int64_t i) {
-    autograd::Tape<T> tape;
-    const int v = autograd::record(tape, model, tape.input(x.data() + i * in, in));
-    if (tape.size(v) != O) throw Error("autograd: the recorded output has the wrong size");
-    std::vector<autograd::RowMat<T>> jac(params.size());
-    for (size_t s = 0; s < params.size(); ++s) jac[s] = autograd::RowMat<T>::Zero(O, params[s].tensor->size());
-    tape.jacobians(v, jac);
-    for (size_t s = 0; s < params.size(); ++s)
-      std::copy(jac[s].data(), jac[s].data() + jac[s].size(), J[s].data() + i * jac[s].size());
-  });
+  for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+    backend::parallel_for(std::min(chunk, n - c0), [&](int64_t c) {
+      const int64_t i = c0 + c;
+      autograd::Tape<T> tape;
+      const int v = autograd::record(tape, model, tape.input(x.data() + i * in, in));
+      if (tape.size(v) != O) throw Error("autograd: the recorded output has the wrong size");
+      std::vector<autograd::RowMat<T>> jac(params.size());
+      for (size_t s = 0; s < params.size(); ++s) jac[s] = autograd::RowMat<T>::Zero(O, params[s].tensor->size());
+      tape.jacobians(v, jac);
+      for (size_t s = 0; s < params.size(); ++s)
+        std::copy(jac[s].data(), jac[s].data() + jac[s].size(), J[s].data() + i * jac[s].size());
+    });
+    done();
+  }
   return J;
+}
+
+}  // namespace
+
+template <class T>
+std::vector<Tensor<T>> jacobians(const Sequential<T>& model, TensorArg<T> x) {
+  return jacobians_in_chunks(model, x, std::max<int64_t>(x.rank() > 0 ? x.dim(0) : 1, 1), [] {});
 }
 
 namespace {
@@ -40,11 +56,19 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
   detail::ThreadScope threads(opt.threads);
   detail::check_batch(model, x1, "x1");
   if (x2) detail::check_batch(model, *x2, "x2");
-  const auto J1 = jacobians(model, x1);
-  const auto J2 = x2 ? jacobians(model, *x2) : std::vector<Tensor<T>>{};
-  const auto& J2r = x2 ? J2 : J1;
   const int64_t n = x1.dim(0), m = x2 ? x2->dim(0) : n, O = model.outputs();
   const auto params = model.named_parameters();
+  // progress steps: chunks of a few samples per thread for the Jacobians (the slow part), then one per component
+  const int64_t chunk = 4 * backend::loop_threads();
+  const int64_t steps = (n + chunk - 1) / chunk + (x2 ? (m + chunk - 1) / chunk : 0) +
+                        static_cast<int64_t>(model.component_names().size());
+  int64_t done = 0;
+  auto step = [&] {
+    if (opt.progress) opt.progress(++done, steps);
+  };
+  const auto J1 = jacobians_in_chunks(model, x1, chunk, step);
+  const auto J2 = x2 ? jacobians_in_chunks(model, *x2, chunk, step) : std::vector<Tensor<T>>{};
+  const auto& J2r = x2 ? J2 : J1;
   const auto& ops = backend::get(opt.backend).ops<T>();
   Kernel<T> k;
   k.total = Tensor<T>(detail::kernel_shape(n, m, O, opt.mode));
@@ -73,6 +97,7 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
     for (int64_t e = 0; e < c.size(); ++e) k.total[e] += c[e];
     k.names.push_back(params[s].name);
     if (opt.components) k.components.push_back(std::move(c));
+    step();
   }
   return k;
 }
