@@ -1,4 +1,6 @@
-# Installs the built xntk into a scratch prefix, then configures, builds and runs a consumer against it.
+# Installs the built xntk into a scratch prefix, then configures, builds and runs a consumer against it: with
+# find_package, and with pkg-config (when the program is there). Checks that nothing installed carries
+# -march=native.
 file(REMOVE_RECURSE ${WORK})
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -7,8 +9,41 @@ function(run)
   endif()
   message(STATUS "${out}")
 endfunction()
-run(${CMAKE_COMMAND} --install ${XNTK_BUILD} --prefix ${WORK}/prefix)
-run(${CMAKE_COMMAND} -S ${CONSUMER} -B ${WORK}/build -DCMAKE_PREFIX_PATH=${WORK}/prefix -DCMAKE_CXX_COMPILER=${CXX}
+set(prefix ${WORK}/prefix)
+run(${CMAKE_COMMAND} --install ${XNTK_BUILD} --prefix ${prefix})
+run(${CMAKE_COMMAND} -S ${CONSUMER} -B ${WORK}/build -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX}
     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}")
 run(${CMAKE_COMMAND} --build ${WORK}/build)
 run(${WORK}/build/consumer)
+
+# what a consumer gets from the package files must run on any x86-64: no -march=native in them
+file(GLOB_RECURSE package_files ${prefix}/*.cmake ${prefix}/*.pc)
+foreach(f IN LISTS package_files)
+  file(READ ${f} text)
+  if(text MATCHES "march")
+    message(FATAL_ERROR "${f} carries -march: ${text}")
+  endif()
+endforeach()
+
+file(GLOB pc_files ${prefix}/lib*/pkgconfig/xntk.pc ${prefix}/lib/*/pkgconfig/xntk.pc)
+if(NOT pc_files)
+  message(FATAL_ERROR "no xntk.pc installed under ${prefix}")
+endif()
+find_program(PKG_CONFIG pkg-config)
+if(PKG_CONFIG)
+  list(GET pc_files 0 pc)
+  get_filename_component(pc_dir ${pc} DIRECTORY)
+  set(ENV{PKG_CONFIG_PATH} ${pc_dir})
+  execute_process(COMMAND ${PKG_CONFIG} --cflags --libs xntk OUTPUT_VARIABLE flags RESULT_VARIABLE rc
+                  OUTPUT_STRIP_TRAILING_WHITESPACE)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "pkg-config --cflags --libs xntk failed")
+  endif()
+  separate_arguments(flags UNIX_COMMAND "${flags}")
+  separate_arguments(cxx_flags UNIX_COMMAND "${CXX_FLAGS}")
+  # the run path for a shared libxntk in the scratch prefix (an installed one is found by the loader)
+  run(${CXX} -std=c++20 ${cxx_flags} ${CONSUMER}/main.cpp -o ${WORK}/consumer-pc ${flags} -Wl,-rpath,${prefix}/lib)
+  run(${WORK}/consumer-pc)
+else()
+  message(STATUS "pkg-config not found: the .pc file was installed but not used")
+endif()
