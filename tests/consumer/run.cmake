@@ -1,6 +1,6 @@
 # Installs the built xntk into a scratch prefix, then configures, builds and runs a consumer against it: with
 # find_package, and with pkg-config (when the program is there). Checks that nothing installed carries
-# -march=native.
+# -march=native, and, when the Python package was built, that the installed package imports.
 file(REMOVE_RECURSE ${WORK})
 function(run)
   execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -46,4 +46,9 @@ if(PKG_CONFIG)
   run(${WORK}/consumer-pc)
 else()
   message(STATUS "pkg-config not found: the .pc file was installed but not used")
+endif()
+
+if(PYTHON AND PYTHON_DIR)
+  set(ENV{PYTHONPATH} ${prefix}/${PYTHON_DIR})
+  run(${PYTHON} ${CONSUMER}/check_python.py ${prefix} WORKING_DIRECTORY ${WORK})
 endif()

@@ -1,0 +1,46 @@
+"""xntk: empirical neural tangent kernels of MLPs and CNNs from closed-form, layer-wise formulas.
+
+    import torch.nn as nn, xntk
+    model = nn.Sequential(nn.Linear(784, 100), nn.Tanh(), nn.Linear(100, 1))
+    net = xntk.from_torch(model, (784,))
+    K = xntk.ntk(net, x)                      # (N, N, 1, 1), NumPy
+    xntk.analyze(K)["condition"]
+
+See docs/python.md. `import xntk` does not import torch; `from_torch` and `xntk.torch` do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._xntk import Error, __version__, release_cached_memory
+from ._files import read_safetensors, read_safetensors_metadata, write_safetensors
+from ._from_torch import export_torch, from_torch
+from ._kernel import analyze, gradient, jacobians, ntk
+from ._sequential import Sequential
+
+__all__ = [
+    "Error",
+    "Sequential",
+    "analyze",
+    "export_torch",
+    "from_torch",
+    "gradient",
+    "jacobians",
+    "ntk",
+    "read_safetensors",
+    "read_safetensors_metadata",
+    "release_cached_memory",
+    "write_safetensors",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # xntk.torch (the torch modules for xntk's blocks) is imported on first use, so that `import xntk` alone
+    # does not load torch
+    if name == "torch":
+        import importlib
+
+        return importlib.import_module(".torch", __name__)
+    raise AttributeError(f"module 'xntk' has no attribute {name!r}")
