@@ -89,6 +89,38 @@ def test_load_weights_errors_leave_the_model_unchanged():
             np.testing.assert_array_equal(v, before[k])
 
 
+def test_load_weights_reads_a_torch_save_file(tmp_path):
+    torch.manual_seed(4)
+    module = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    net = xntk.from_torch(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double(), (3,))
+    pt = tmp_path / "model.pt"
+    torch.save(module.state_dict(), pt)
+    net.load_weights(pt)
+    for k, v in module.state_dict().items():
+        np.testing.assert_array_equal(net.state_dict()[k], v.numpy())
+    with pytest.raises(xntk.Error, match=r"model\.pt: a PyTorch file \(torch\.save\), not safetensors"):
+        xntk.read_safetensors(pt)
+    whole = tmp_path / "whole.pt"
+    torch.save(module, whole)  # a pickled module, not a state_dict: refused by weights_only
+    with pytest.raises(xntk.Error, match=r"whole\.pt: a PyTorch file that torch\.load\(weights_only=True\) cannot read"):
+        net.load_weights(whole)
+    other = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], other)
+    with pytest.raises(xntk.Error, match=r"list\.pt: a PyTorch file holding list; expected torch\.save"):
+        net.load_weights(other)
+    # a safetensors file whose header length starts with byte 0x80 is still read as safetensors
+    st = tmp_path / "w.safetensors"
+    net.save_weights(st)
+    raw = st.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    pad = (0x80 - length) % 256
+    header = raw[8:8 + length] + b" " * pad  # JSON may end in spaces; the data offsets follow the header
+    st.write_bytes((length + pad).to_bytes(8, "little") + header + raw[8 + length:])
+    assert st.read_bytes()[0] == 0x80
+    net.load_weights(st)
+    np.testing.assert_array_equal(net.state_dict()["2.bias"], module.state_dict()["2.bias"].numpy())
+
+
 def test_forward_equals_torch():
     torch.manual_seed(0)
     module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 5)).double()

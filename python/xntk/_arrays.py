@@ -33,6 +33,19 @@ def is_path(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
+def is_torch_file(path: str) -> bool:
+    """Whether a file is torch.save's: a zip archive (PyTorch ≥ 1.6) or a legacy pickle (protocol 2 to 5). A
+    safetensors file, whose 8-byte header length may begin with any byte, has its JSON's '{' at byte 8."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False  # the reader names the file and the reason
+    if head[8:9] == b"{":
+        return False
+    return head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"))
+
+
 def torch_tensor_type() -> Optional[type]:
     """torch.Tensor if torch is loaded (a tensor cannot exist otherwise), else None: xntk never imports torch
     just to look at an input."""

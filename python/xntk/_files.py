@@ -10,7 +10,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 
 from . import _xntk
-from ._arrays import DTypeLike, as_array, dtype_of, torch_tensor_type
+from ._arrays import DTypeLike, as_array, dtype_of, is_torch_file, torch_tensor_type
 from ._xntk import Error
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -34,6 +34,9 @@ def read_safetensors(path: PathLike) -> Dict[str, np.ndarray]:
     """Every tensor of a safetensors file (F32 as float32, F64 as float64), in the order of their data in the
     file. The whole header is validated against the file before anything is allocated."""
     path = os.fspath(path)
+    if is_torch_file(path):
+        raise Error(f"{path}: a PyTorch file (torch.save), not safetensors; read it with torch.load, or pass the "
+                    "path to Sequential.load_weights, which reads a saved state_dict")
     kinds = _header_dtypes(path)
     if set(kinds.values()) == {"F32"}:
         tensors, _ = _xntk.read_safetensors_float32(path)

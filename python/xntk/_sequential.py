@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from . import _xntk
-from ._arrays import DTypeLike, as_array, as_batch, dtype_of, is_path
+from ._arrays import DTypeLike, as_array, as_batch, dtype_of, is_path, is_torch_file
 from ._xntk import Error
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -100,15 +100,18 @@ class Sequential:
         return dict(self._core.state_dict())
 
     def load_weights(self, path_or_state_dict: Union[PathLike, Mapping[str, Any]]) -> "Sequential":
-        """Sets every parameter from a safetensors file or a dict of arrays or torch tensors (a torch
-        state_dict). Every parameter must be given, with its exact shape and finite values, and nothing else;
+        """Sets every parameter from a safetensors file, a file of torch.save(module.state_dict()) (read with
+        torch.load(weights_only=True)), or a dict of arrays or torch tensors (a torch state_dict). Every parameter must be given, with its exact shape and finite values, and nothing else;
         on error the model is unchanged. For a model from `from_torch`, the module's own state_dict keys
         (`torch_names`' values) are accepted too. Returns the model."""
         if self._busy:
             raise Error("load_weights: the model is in use by a running computation")
         if is_path(path_or_state_dict):
-            self._core.load_weights(os.fspath(path_or_state_dict))
-            return self
+            path = os.fspath(path_or_state_dict)
+            if not is_torch_file(path):
+                self._core.load_weights(path)
+                return self
+            path_or_state_dict = _torch_state_dict(path)
         if not isinstance(path_or_state_dict, Mapping):
             raise TypeError(f"path_or_state_dict: expected a file path or a dict, got "
                             f"{type(path_or_state_dict).__name__}")
@@ -155,6 +158,20 @@ class _Busy:
 
     def __exit__(self, *exc: Any) -> None:
         self.net._busy -= 1
+
+
+def _torch_state_dict(path: str) -> Mapping[str, Any]:
+    """The state_dict a torch.save file holds (tensors only: torch.load with weights_only=True)."""
+    import torch
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # whatever torch's unpickler refuses: a pickled module, a damaged file
+        raise Error(f"{path}: a PyTorch file that torch.load(weights_only=True) cannot read ({type(e).__name__}: "
+                    f"{e}); expected torch.save(module.state_dict())") from None
+    if not isinstance(value, Mapping) or not all(torch.is_tensor(v) for v in value.values()):
+        raise Error(f"{path}: a PyTorch file holding {type(value).__name__}; expected torch.save(module.state_dict())")
+    return value
 
 
 def _model_class(dtype: DTypeLike) -> Any:
