@@ -15,16 +15,6 @@
 namespace xntk::python {
 namespace {
 
-/// A model of another scalar type with the same architecture and parameters (rounded to U).
-template <class U, class T>
-Sequential<U> cast_model(const Sequential<T>& net) {
-  Sequential<U> out(net.spec(), 0);
-  const auto from = net.named_parameters();
-  const auto to = out.named_parameters();
-  for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = from[i].tensor->template cast<U>();
-  return out;
-}
-
 /// Sets every parameter from (name, array) pairs, with the rules of xntk::load_weights: every parameter present
 /// with its exact shape and finite values, no other name; on error the model is left unchanged. `source`
 /// names the pairs in messages ("state_dict").

@@ -15,6 +15,7 @@ PYBIND11_MODULE(_xntk, m) {
   xntk::python::bind_kernels(m);
   xntk::python::bind_files(m);
   xntk::python::bind_analysis(m);
+  xntk::python::bind_dynamics(m);
 #ifdef XNTK_VERSION
   m.attr("__version__") = XNTK_VERSION;
 #endif

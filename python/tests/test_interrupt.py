@@ -1,5 +1,5 @@
 """Long calls: the GIL is released while computing, progress is reported, and Ctrl-C (SIGINT) stops a long
-ntk call within a second, leaving the process as it was."""
+ntk call, or a training run, within a second, leaving the process as it was."""
 
 import os
 import signal
@@ -84,6 +84,56 @@ def test_ctrl_c_stops_a_long_call_within_a_second(method):
     assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT ({steps} steps)"
     assert child.returncode == 0, err
     assert rest.strip().endswith("ok"), (rest, err)
+
+
+TRAIN_CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    import xntk
+
+    layers = []
+    for _ in range(4):
+        layers += [{"type": "linear", "out_features": 256}, {"type": "tanh"}]
+    net = xntk.Sequential({"input": [256], "layers": layers + [{"type": "linear", "out_features": 4}]}, seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((500, 256)), rng.standard_normal((500, 4))
+    seen = []
+    def on_log(log):
+        seen.append(log["step"])
+        if len(seen) == 1:
+            print("started", flush=True)
+    t0 = time.monotonic()
+    try:
+        xntk.train(net, x, y, steps=10**6, optimizer=xntk.Optimizer.sgd(1e-4), on_log=on_log)
+        print("finished", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted", round(time.monotonic() - t0, 3), flush=True)
+    # the model is usable: its weights are finite and another training step runs
+    assert all(np.isfinite(v).all() for v in net.state_dict().values())
+    xntk.train(net, x[:10], y[:10], steps=1, optimizer=xntk.Optimizer.sgd(1e-4))
+    print("ok", flush=True)
+""")
+
+
+def test_ctrl_c_stops_training_within_a_second():
+    child = subprocess.Popen([sys.executable, "-c", TRAIN_CHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=os.environ.copy())
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("started"), (line, child.stderr.read() if child.poll() is not None else "")
+        time.sleep(0.5)
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        line = child.stdout.readline()
+        latency = time.monotonic() - sent
+        rest, err = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert line.startswith("interrupted"), (line, rest, err)
+    assert latency < 1.0, f"KeyboardInterrupt {latency:.2f} s after SIGINT"
+    assert child.returncode == 0, err
+    assert rest.strip().startswith("ok"), (rest, err)
 
 
 def test_progress_is_reported_and_its_exceptions_propagate():

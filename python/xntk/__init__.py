@@ -18,19 +18,33 @@ from ._files import read_safetensors, read_safetensors_metadata, write_safetenso
 from ._from_torch import export_torch, from_torch
 from ._kernel import analyze, gradient, jacobians, ntk
 from ._sequential import Sequential
+from ._train import (Optimizer, Predictions, Trainer, TrainOptions, Transform, jacobian, jvp, loss, predict,
+                     predict_steps, predict_time, train)
 
 __all__ = [
     "Error",
+    "Optimizer",
+    "Predictions",
     "Sequential",
+    "TrainOptions",
+    "Trainer",
+    "Transform",
     "analyze",
     "export_torch",
     "from_torch",
     "gradient",
+    "jacobian",
     "jacobians",
+    "jvp",
+    "loss",
     "ntk",
+    "predict",
+    "predict_steps",
+    "predict_time",
     "read_safetensors",
     "read_safetensors_metadata",
     "release_cached_memory",
+    "train",
     "write_safetensors",
     "__version__",
 ]
