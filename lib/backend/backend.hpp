@@ -114,6 +114,19 @@ class Ops {
                                      int64_t streams, int64_t size) const = 0;
   /// y[(b·channels + c)·positions + p] += alpha · bias[c] for b < batch.
   virtual double add_bias(T* y, int64_t batch, int64_t channels, int64_t positions, T alpha, const T* bias) const = 0;
+  /// y[(r·channels + c)·positions + p] = scale[c] · x[(r·channels + c)·positions + p] + shift[c] for r < rows (shift
+  /// may be null: 0); y may be x. A per-channel affine map (BatchNorm), or, with positions = 1, one per element of
+  /// each row (LayerNorm's γ and β).
+  virtual double channel_affine(const T* x, int64_t rows, int64_t channels, int64_t positions, const T* scale,
+                                const T* shift, T* y) const = 0;
+  /// Sums of products along one axis: each sample's values are an (outer × inner) row-major matrix; for derivative
+  /// row (b, s), b < batch, s < streams, with d_bs = d + (b·streams + s)·outer·inner (or d + s·outer·inner for
+  /// every b when `shared`) and x_b = x + b·outer·inner (x null: all ones),
+  ///   over_inner:  y[(b·streams + s)·outer + r] = Σ_e d_bs[r·inner + e] · x_b[r·inner + e]   (along each row)
+  ///   otherwise:   y[(b·streams + s)·inner + e] = Σ_r d_bs[r·inner + e] · x_b[r·inner + e]   (down each column)
+  /// summed in increasing e (or r).
+  virtual double weighted_sums(bool over_inner, int64_t batch, int64_t streams, int64_t outer, int64_t inner,
+                               const T* d, bool shared, const T* x, T* y) const = 0;
   /// y[r] = alpha · Σ_p x[r·positions + p] (a reduction over positions, summed in increasing p).
   virtual double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const = 0;
   /// y[r·positions + p] = alpha · x[r] (the transpose of sum_positions).

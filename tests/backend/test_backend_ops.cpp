@@ -325,6 +325,31 @@ std::vector<Case<T>> cases() {
                  o.flops = ops.add_bias(o.values.data(), 4, 7, 13, T(0.5), bias.data());
                  return o;
                }});
+  for (bool with_shift : {true, false})
+    for (bool in_place : {false, true})
+      c.push_back({std::string("channel_affine") + (with_shift ? "" : " no shift") + (in_place ? " in place" : ""),
+                   [=](const Ops<T>& ops) {
+                     const int64_t rows = 5, C = 7, P = 19;
+                     const auto x = mat(rows * C * P, 57), scale = mat(C, 58), shift = mat(C, 59);
+                     Output<T> o{in_place ? x : std::vector<T>(static_cast<size_t>(rows * C * P))};
+                     o.flops = ops.channel_affine(in_place ? o.values.data() : x.data(), rows, C, P, scale.data(),
+                                                  with_shift ? shift.data() : nullptr, o.values.data());
+                     return o;
+                   }});
+  for (bool over_inner : {true, false})
+    for (bool shared : {false, true})
+      for (bool with_x : {true, false})
+        c.push_back({std::string("weighted_sums") + (over_inner ? " over inner" : " over outer") +
+                         (shared ? " shared" : "") + (with_x ? "" : " no x"),
+                     [=](const Ops<T>& ops) {
+                       const int64_t batch = 3, streams = 4, outer = 6, inner = 45;
+                       const auto d = mat((shared ? 1 : batch) * streams * outer * inner, 60);
+                       const auto x = mat(batch * outer * inner, 61);
+                       Output<T> o{std::vector<T>(static_cast<size_t>(batch * streams * (over_inner ? outer : inner)))};
+                       o.flops = ops.weighted_sums(over_inner, batch, streams, outer, inner, d.data(), shared,
+                                                   with_x ? x.data() : nullptr, o.values.data());
+                       return o;
+                     }});
   c.push_back({"sum_positions, spread_positions, sum_rows", [=](const Ops<T>& ops) {
                  const auto x = mat(50 * 31, 41);
                  Output<T> o{std::vector<T>(50 + 50 * 31 + 300, T(0.25))};

@@ -425,6 +425,59 @@ class CpuOps final : public Ops<T> {
     return static_cast<double>(batch * channels * positions);
   }
 
+  double channel_affine(const T* x, int64_t rows, int64_t channels, int64_t positions, const T* scale, const T* shift,
+                        T* y) const override {
+    parallel_for_work(rows * channels, static_cast<double>(positions), [&](int64_t rc) {
+      const int64_t c = rc % channels;
+      const T a = scale[c], b = shift ? shift[c] : T(0);
+      const T* src = x + rc * positions;
+      T* dst = y + rc * positions;  // may be src: each element is read before it is written
+#pragma omp simd
+      for (int64_t p = 0; p < positions; ++p) dst[p] = a * src[p] + b;
+    });
+    return 2.0 * static_cast<double>(rows * channels * positions);
+  }
+
+  double weighted_sums(bool over_inner, int64_t batch, int64_t streams, int64_t outer, int64_t inner, const T* d,
+                       bool shared, const T* x, T* y) const override {
+    const int64_t n = outer * inner;
+    parallel_for_work(batch * streams, static_cast<double>(2 * n), [&](int64_t bs) {
+      const int64_t b = bs / streams, s = bs % streams;
+      const T* ds = d + (shared ? s : bs) * n;
+      const T* xb = x ? x + b * n : nullptr;
+      if (over_inner) {
+        T* out = y + bs * outer;
+        for (int64_t r = 0; r < outer; ++r) {
+          const T* dr = ds + r * inner;
+          T sum = 0;
+          if (xb) {
+            const T* xr = xb + r * inner;
+            for (int64_t e = 0; e < inner; ++e) sum += dr[e] * xr[e];
+          } else {
+            for (int64_t e = 0; e < inner; ++e) sum += dr[e];
+          }
+          out[r] = sum;
+        }
+        return;
+      }
+      // down the columns: rows in increasing r, each added across the row (vectorises over e)
+      T* __restrict out = y + bs * inner;
+      std::fill(out, out + inner, T(0));
+      for (int64_t r = 0; r < outer; ++r) {
+        const T* __restrict dr = ds + r * inner;
+        if (xb) {
+          const T* __restrict xr = xb + r * inner;
+#pragma omp simd
+          for (int64_t e = 0; e < inner; ++e) out[e] += dr[e] * xr[e];
+        } else {
+#pragma omp simd
+          for (int64_t e = 0; e < inner; ++e) out[e] += dr[e];
+        }
+      }
+    });
+    return (x ? 2.0 : 1.0) * static_cast<double>(batch * streams * n);
+  }
+
   double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const override {
     parallel_for_work(rows, static_cast<double>(positions), [&](int64_t r) {
       const T* row = x + r * positions;

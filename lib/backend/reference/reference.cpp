@@ -275,6 +275,41 @@ class ReferenceOps final : public Ops<T> {
     return static_cast<double>(batch * channels * positions);
   }
 
+  double channel_affine(const T* x, int64_t rows, int64_t channels, int64_t positions, const T* scale, const T* shift,
+                        T* y) const override {
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t p = 0; p < positions; ++p) {
+          const int64_t e = (r * channels + c) * positions + p;
+          y[e] = scale[c] * x[e] + (shift ? shift[c] : T(0));
+        }
+    return 2.0 * static_cast<double>(rows * channels * positions);
+  }
+
+  double weighted_sums(bool over_inner, int64_t batch, int64_t streams, int64_t outer, int64_t inner, const T* d,
+                       bool shared, const T* x, T* y) const override {
+    const int64_t n = outer * inner;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t s = 0; s < streams; ++s) {
+        const T* ds = d + (shared ? s : b * streams + s) * n;
+        auto term = [&](int64_t r, int64_t e) { return ds[r * inner + e] * (x ? x[b * n + r * inner + e] : T(1)); };
+        T* out = y + (b * streams + s) * (over_inner ? outer : inner);
+        if (over_inner)
+          for (int64_t r = 0; r < outer; ++r) {
+            T sum = 0;
+            for (int64_t e = 0; e < inner; ++e) sum += term(r, e);
+            out[r] = sum;
+          }
+        else
+          for (int64_t e = 0; e < inner; ++e) {
+            T sum = 0;
+            for (int64_t r = 0; r < outer; ++r) sum += term(r, e);
+            out[e] = sum;
+          }
+      }
+    return (x ? 2.0 : 1.0) * static_cast<double>(batch * streams * n);
+  }
+
   double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const override {
     for (int64_t r = 0; r < rows; ++r) {
       T s = 0;
