@@ -48,6 +48,8 @@ std::string type_name(const LayerSpec& layer) {
     std::string operator()(const GlobalAvgPool&) { return "global_avgpool"; }
     std::string operator()(const Flatten&) { return "flatten"; }
     std::string operator()(const Activation& a) { return name(a.kind); }
+    std::string operator()(const BatchNorm2d&) { return "batchnorm2d"; }
+    std::string operator()(const BatchNorm1d&) { return "batchnorm1d"; }
     std::string operator()(const Residual&) { return "residual"; }
     std::string operator()(const SequentialBlock&) { return "sequential"; }
   };
@@ -66,6 +68,7 @@ Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)
   impl_->nodes = nodes;
   impl_->root->for_each([&](const nn::Layer<T>& l) {
     if (l.leaf() && !l.leaf()->parameters().empty()) impl_->owners.push_back(l.leaf());
+    if (l.leaf() && !l.leaf()->buffers().empty()) impl_->buffer_owners.push_back(l.leaf());
   });
   // component order: the modules that own parameters in state_dict order, reversed, weight before bias
   for (auto it = impl_->owners.rbegin(); it != impl_->owners.rend(); ++it) {
@@ -116,6 +119,21 @@ Tensor<T>& Sequential<T>::parameter(std::string_view name) const {
   for (const auto& p : named_parameters())
     if (p.name == name) return *p.tensor;
   throw Error("model: no parameter named \"" + std::string(name) + "\"");
+}
+
+template <class T>
+std::vector<NamedParameter<T>> Sequential<T>::named_buffers() const {
+  std::vector<NamedParameter<T>> all;
+  for (const auto* l : impl_->buffer_owners)
+    for (auto& b : l->buffers()) all.push_back(b);
+  return all;
+}
+
+template <class T>
+Tensor<T>& Sequential<T>::buffer(std::string_view name) const {
+  for (const auto& b : named_buffers())
+    if (b.name == name) return *b.tensor;
+  throw Error("model: no buffer named \"" + std::string(name) + "\"");
 }
 
 template <class T>

@@ -37,6 +37,11 @@ std::vector<ModelSpec> models() {
                   Residual{.body = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}, ReLU(),
                                     Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}}},
                   SequentialBlock{{Flatten{}, l3}}}},
+      {.input = {2, 4, 4},
+       .layers = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1, .bias = false}, BatchNorm2d{}, ReLU(),
+                  Residual{.body = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1}, BatchNorm2d{}},
+                           .shortcut = {BatchNorm2d{.affine = false}}},
+                  Flatten{}, Linear{.out_features = 5}, BatchNorm1d{}, Tanh(), l3}},
   };
 }
 
@@ -54,6 +59,8 @@ TEST_CASE("gradient equals the autograd path's Jacobians contracted with the cot
     INFO(test::describe(spec));
     const Sequential<double> net(spec, 7);
     const Sequential<float> netf(spec, 7);
+    test::randomize_norms(net, 1);  // normalisation layers away from γ = 1, β = 0 (the same values in both)
+    test::randomize_norms(netf, 1);
     const auto x = batch_of<double>(spec, 3, 1);
     Shape cs{3};
     cs.insert(cs.end(), net.output_shape().begin(), net.output_shape().end());
@@ -85,6 +92,7 @@ TEST_CASE("gradient matches finite differences of the forward", "[gradient]") {
   for (const auto& spec : models()) {
     INFO(test::describe(spec));
     const Sequential<double> net(spec, 3);
+    test::randomize_norms(net, 1);
     const auto x = batch_of<double>(spec, 2, 4);
     Shape cs{2};
     cs.insert(cs.end(), net.output_shape().begin(), net.output_shape().end());
@@ -132,6 +140,7 @@ TEST_CASE("jvp matches finite differences and is the transpose of gradient", "[g
   for (const auto& spec : models()) {
     INFO(test::describe(spec));
     const Sequential<double> net(spec, 8);
+    test::randomize_norms(net, 1);
     const auto x = batch_of<double>(spec, 2, 9);
     std::vector<NamedTensor<double>> v;
     uint64_t seed = 10;

@@ -46,7 +46,7 @@ void write_npy(std::ostream& out, const Tensor<T>& t);
 
 // ---- safetensors ----
 
-/// Reads every tensor of a safetensors file (dtypes F32 and F64, converted to T), in the order of their
+/// Reads every tensor of a safetensors file (dtypes F32, F64 and I64, converted to T), in the order of their
 /// data in the file (the order in which they were written). `__metadata__` is accepted and, when
 /// `metadata` is given, returned through it. Names, dtypes, shapes and offsets are validated against the
 /// file size before any tensor is allocated.
@@ -66,13 +66,15 @@ void write_safetensors(std::ostream& out, const std::vector<NamedTensor<T>>& ten
 
 // ---- model weights ----
 
-/// Sets every parameter of `model` from a safetensors file whose names are the `nn.Sequential`
-/// state_dict keys ("3.weight"). Every parameter must be present with its exact shape and finite values,
-/// and the file must hold no other tensor; on error the model is left unchanged.
+/// Sets every parameter of `model`, and the buffers the file holds, from a safetensors file whose names are the
+/// model's state_dict keys ("3.weight", "1.running_mean"). Every parameter must be present with its exact shape
+/// and finite values; a buffer may be absent (it keeps its value: BatchNorm's running_mean 0, running_var 1);
+/// the file must hold no other tensor. Integer tensors (I64, such as num_batches_tracked) are accepted and
+/// converted. On error the model is left unchanged.
 template <class T>
 void load_weights(Sequential<T>& model, const std::string& path);
 
-/// Writes the model's parameters in state_dict order under their state_dict names.
+/// Writes the model's state_dict (each layer's parameters, then its buffers) under its state_dict names.
 template <class T>
 void save_weights(const Sequential<T>& model, const std::string& path);
 

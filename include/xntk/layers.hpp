@@ -6,6 +6,7 @@
 /// parameterisation's weight and bias multipliers (1 for `standard`).
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -77,6 +78,33 @@ struct GlobalAvgPool {};
 /// `torch.nn.Flatten()` / `x.flatten(1)`: C-order, no data movement.
 struct Flatten {};
 
+/// `torch.nn.BatchNorm2d` in eval mode on (C, H, W) samples: y = γ ⊙ (x − μ)/√(σ² + ε) + β per channel, μ and σ²
+/// the running statistics (buffers `running_mean`, `running_var`, read from the weights file; 0 and 1 by default).
+/// γ (`weight`) starts at 1 and β (`bias`) at 0 in both parameterisations (no fan-in, no multipliers). Training mode,
+/// and track_running_stats = false, normalise by the batch's statistics, which couples the samples of a batch:
+/// both are refused.
+/// NTK: Θ_γ[o,o'] = Σ_c (Σ_p δ_o[c,p] x̂[c,p]) (Σ_q δ'_o'[c,q] x̂'[c,q]),  Θ_β[o,o'] = Σ_c (Σ_p δ_o[c,p]) (Σ_q
+/// δ'_o'[c,q]).
+struct BatchNorm2d {
+  int64_t num_features = 0;  ///< C; 0: taken from the input shape, otherwise checked against it
+  double eps = 1e-5;
+  std::optional<double> momentum = 0.1;  ///< unused in eval mode (nullopt: PyTorch's cumulative average)
+  bool affine = true;                    ///< false: no γ, β (a fixed affine map)
+  bool track_running_stats = true;       ///< false is refused (batch statistics even in eval mode)
+  bool training = false;                 ///< true (model.train()) is refused
+};
+
+/// `torch.nn.BatchNorm1d` in eval mode on (C) or (C, L) samples: as BatchNorm2d, the positions being L (or 1).
+/// NTK: as BatchNorm2d's, p running over the L positions.
+struct BatchNorm1d {
+  int64_t num_features = 0;  ///< C; 0: taken from the input shape, otherwise checked against it
+  double eps = 1e-5;
+  std::optional<double> momentum = 0.1;  ///< unused in eval mode (nullopt: PyTorch's cumulative average)
+  bool affine = true;
+  bool track_running_stats = true;  ///< false is refused (batch statistics even in eval mode)
+  bool training = false;            ///< true (model.train()) is refused
+};
+
 /// The elementwise activations: y = φ(z), backward δ_z = φ'(z) ⊙ δ_y, no NTK component.
 enum class ActivationKind { relu, leaky_relu, tanh, sigmoid, gelu, erf, softplus, silu, elu, identity };
 
@@ -142,8 +170,8 @@ struct SequentialBlock {
   std::vector<LayerSpec> layers;
 };
 
-using LayerVariant =
-    std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation, Residual, SequentialBlock>;
+using LayerVariant = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation, BatchNorm2d,
+                                  BatchNorm1d, Residual, SequentialBlock>;
 
 /// One layer of a model: a layer or a block of layers.
 struct LayerSpec : LayerVariant {

@@ -29,7 +29,7 @@ struct ModelSpec {
   std::vector<LayerSpec> layers = {};
 };
 
-/// A parameter tensor and its `nn.Sequential` state_dict name ("3.weight").
+/// A parameter (or buffer) tensor and its state_dict name ("3.weight").
 template <class T>
 struct NamedParameter {
   std::string name;
@@ -62,6 +62,11 @@ class Sequential {
   std::vector<NamedParameter<T>> named_parameters() const;
   /// The parameter called `name`; xntk::Error if there is none.
   Tensor<T>& parameter(std::string_view name) const;
+  /// Buffers in state_dict order: values the weights file sets that are not parameters and have no NTK
+  /// component (BatchNorm's running_mean, running_var and num_batches_tracked).
+  std::vector<NamedParameter<T>> named_buffers() const;
+  /// The buffer called `name`; xntk::Error if there is none.
+  Tensor<T>& buffer(std::string_view name) const;
   /// Total number of scalar parameters.
   int64_t num_parameters() const;
   /// The multipliers (c_w, c_b) of top-level layer i (1 and 1 under `standard`, 0 for layers without

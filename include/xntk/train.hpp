@@ -3,7 +3,9 @@
 /// Training a model as PyTorch would (losses, torch.optim.SGD and Adam, full batch or mini-batches), the
 /// lazy-training study's transforms (output scale α, centring), the linearised network, and the metrics of
 /// the kernel over training (docs/dynamics.md). Gradients come from the layers' own formulas (xntk::gradient),
-/// never from the autograd path.
+/// never from the autograd path. A model's BatchNorm layers train in eval mode (PyTorch's model.eval() during
+/// training): they normalise by their running statistics, which stay fixed (buffers, not parameters), and only
+/// γ and β are trained; train mode, whose batch statistics couple the samples, is refused when the model is built.
 
 #include <cstdint>
 #include <functional>

@@ -1,6 +1,7 @@
 #include "autograd/record.hpp"
 
 #include <cmath>
+#include <optional>
 
 namespace xntk::autograd {
 
@@ -10,7 +11,8 @@ namespace {
 template <class T>
 class Recorder {
  public:
-  Recorder(Tape<T>& tape, const Sequential<T>& model) : tape_(tape), params_(model.named_parameters()) {
+  Recorder(Tape<T>& tape, const Sequential<T>& model)
+      : tape_(tape), params_(model.named_parameters()), buffers_(model.named_buffers()) {
     ntk_ = model.spec().parameterization == Parameterization::ntk;
   }
 
@@ -23,6 +25,7 @@ class Recorder {
 
   void finished() const {
     if (next_ != params_.size()) throw Error("autograd: the model has parameters no layer recorded");
+    if (next_buffer_ != buffers_.size()) throw Error("autograd: the model has buffers no layer read");
   }
 
  private:
@@ -31,6 +34,12 @@ class Recorder {
     if (next_ >= params_.size()) throw Error("autograd: more parameters recorded than the model has");
     const size_t slot = next_++;
     return tape_.parameter(*params_[slot].tensor, static_cast<int>(slot));
+  }
+
+  /// The next buffer's values.
+  const Tensor<T>& buffer() {
+    if (next_buffer_ >= buffers_.size()) throw Error("autograd: more buffers read than the model has");
+    return *buffers_[next_buffer_++].tensor;
   }
 
   /// c · x, recorded only when c ≠ 1.
@@ -133,6 +142,36 @@ class Recorder {
     return tape_.sparse(v, C, std::move(entries));
   }
 
+  int layer(const BatchNorm2d& s, int v, Shape& shape) { return batch_norm(s.affine, s.eps, v, shape); }
+  int layer(const BatchNorm1d& s, int v, Shape& shape) { return batch_norm(s.affine, s.eps, v, shape); }
+
+  int batch_norm(bool affine, double eps, int v, Shape& shape) {
+    // PyTorch's eval-mode definition, (x − running_mean) / sqrt(running_var + eps) * weight + bias, with the
+    // running statistics broadcast over the positions as constants and weight broadcast by a gather
+    const int64_t C = shape.at(0), P = numel(shape) / C;
+    std::optional<int> weight, bias;
+    if (affine) {
+      weight = parameter();
+      bias = parameter();
+    }
+    const Tensor<T>& mean = buffer();
+    const Tensor<T>& var = buffer();
+    buffer();  // num_batches_tracked: no part of eval mode
+    std::vector<T> minus_mean(static_cast<size_t>(C * P)), inv_std(static_cast<size_t>(C * P));
+    std::vector<int64_t> channel(static_cast<size_t>(C * P));
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t p = 0; p < P; ++p) {
+        minus_mean[static_cast<size_t>(c * P + p)] = -mean[c];
+        inv_std[static_cast<size_t>(c * P + p)] = T(1) / std::sqrt(var[c] + T(eps));
+        channel[static_cast<size_t>(c * P + p)] = c;
+      }
+    const int centred = tape_.add(v, tape_.input(minus_mean.data(), C * P));
+    int y = tape_.mul(centred, tape_.input(inv_std.data(), C * P));
+    if (!affine) return y;
+    y = tape_.mul(y, tape_.gather(*weight, std::move(channel)));
+    return tape_.add_bias(y, *bias, C, P);
+  }
+
   int layer(const Flatten&, int v, Shape& shape) {
     shape = {numel(shape)};
     return v;
@@ -153,8 +192,8 @@ class Recorder {
   }
 
   Tape<T>& tape_;
-  std::vector<NamedParameter<T>> params_;
-  size_t next_ = 0;
+  std::vector<NamedParameter<T>> params_, buffers_;
+  size_t next_ = 0, next_buffer_ = 0;
   bool ntk_ = false;
 };
 

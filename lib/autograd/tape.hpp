@@ -81,6 +81,14 @@ class Tape {
     return push(Op::add, {a, b}, std::move(y));
   }
 
+  /// y = a ⊙ b (same size).
+  int mul(int a, int b) {
+    check(b, size(a), "mul");
+    std::vector<T> y(data(a), data(a) + size(a));
+    for (int64_t i = 0; i < size(a); ++i) y[i] *= data(b)[i];
+    return push(Op::mul, {a, b}, std::move(y));
+  }
+
   /// y[r, c] = a[r, c] + b[r] for a (rows × cols), b (rows).
   int add_bias(int a, int b, int64_t rows, int64_t cols) {
     check(a, rows * cols, "add_bias input");
@@ -168,6 +176,15 @@ class Tape {
           for (int a : n.args)
             if (nodes_[a].grad) into(a) += g;
           break;
+        case Op::mul: {
+          const int a = n.args[0], b = n.args[1];
+          for (int64_t i = 0; i < o; ++i)
+            for (int64_t j = 0; j < n.size; ++j) {
+              if (nodes_[a].grad) into(a)(i, j) += g(i, j) * data(b)[j];
+              if (nodes_[b].grad) into(b)(i, j) += g(i, j) * data(a)[j];
+            }
+          break;
+        }
         case Op::add_bias: {
           if (nodes_[n.args[0]].grad) into(n.args[0]) += g;
           if (nodes_[n.args[1]].grad) {
@@ -205,7 +222,7 @@ class Tape {
   }
 
  private:
-  enum class Op { input, parameter, matmul, scale, add, add_bias, elementwise, gather, sparse };
+  enum class Op { input, parameter, matmul, scale, add, mul, add_bias, elementwise, gather, sparse };
   struct Node {
     Op op = Op::input;
     std::vector<int> args;

@@ -17,12 +17,14 @@ namespace xntk {
 
 namespace {
 
-/// A copy of the model: the same spec and parameters.
+/// A copy of the model: the same spec, parameters and buffers (BatchNorm's running statistics).
 template <class T>
 Sequential<T> copy_of(const Sequential<T>& m) {
   Sequential<T> c(m.spec(), 0);
   const auto from = m.named_parameters(), to = c.named_parameters();
   for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = *from[i].tensor;
+  const auto bfrom = m.named_buffers(), bto = c.named_buffers();
+  for (size_t i = 0; i < bfrom.size(); ++i) *bto[i].tensor = *bfrom[i].tensor;
   return c;
 }
 

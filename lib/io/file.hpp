@@ -113,12 +113,13 @@ U little_endian(U v) {
     return byteswap(v);
 }
 
-/// Reads `count` float32 (itemsize 4) or float64 (8) values, byte-swapped when `swap`, into dst converted to T; in
-/// chunks, so a conversion never doubles the memory.
+/// Reads `count` float32 (itemsize 4) or float64 (8) values, or int64 ones when `integer` (itemsize 8), byte-swapped
+/// when `swap`, into dst converted to T; in chunks, so a conversion never doubles the memory.
 template <class T>
-void read_values(InputFile& f, T* dst, uint64_t count, int itemsize, bool swap, const std::string& what) {
+void read_values(InputFile& f, T* dst, uint64_t count, int itemsize, bool swap, const std::string& what,
+                 bool integer = false) {
   constexpr uint64_t chunk = 1 << 16;
-  if (itemsize == sizeof(T) && !swap) {
+  if (itemsize == sizeof(T) && !swap && !integer) {
     f.read(dst, count * sizeof(T), what);
     return;
   }
@@ -136,7 +137,7 @@ void read_values(InputFile& f, T* dst, uint64_t count, int itemsize, bool swap, 
         uint64_t u;
         std::memcpy(&u, buf.data() + 8 * i, 8);
         if (swap) u = byteswap(u);
-        dst[done + i] = static_cast<T>(std::bit_cast<double>(u));
+        dst[done + i] = integer ? static_cast<T>(std::bit_cast<int64_t>(u)) : static_cast<T>(std::bit_cast<double>(u));
       }
     }
     done += k;

@@ -140,11 +140,11 @@ Size2 conv_padding(const Fields& f, const Conv2d& c) {
   return f.pair("padding", 0, 0);
 }
 
-LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path);
+LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path, bool training);
 
 /// The layers of a block's field `key` (an array; `allow_empty`: the identity shortcut), at module path `path`.
 std::vector<LayerSpec> parse_layers(const Fields& f, const std::string& key, const std::string& source,
-                                    const std::string& path, bool allow_empty) {
+                                    const std::string& path, bool allow_empty, bool training) {
   const std::string expected = allow_empty ? "an array of layer objects" : "a non-empty array of layer objects";
   if (!f.has(key)) {
     if (allow_empty) return {};
@@ -153,11 +153,12 @@ std::vector<LayerSpec> parse_layers(const Fields& f, const std::string& key, con
   const json& v = f.at(key);
   if (!v.is_array() || (v.empty() && !allow_empty)) f.fail(key, expected);
   std::vector<LayerSpec> layers;
-  for (size_t i = 0; i < v.size(); ++i) layers.push_back(parse_layer(v[i], source, path + std::to_string(i)));
+  for (size_t i = 0; i < v.size(); ++i) layers.push_back(parse_layer(v[i], source, path + std::to_string(i), training));
   return layers;
 }
 
-LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path) {
+/// `training`: the model's "training" field, the default of the layers that have a training mode.
+LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path, bool training) {
   const std::string at = source + ": layer " + path;
   if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + detail::excerpt(j));
   if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
@@ -220,6 +221,28 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     p.dilation = f.pair("dilation", 1, 1);
     return p;
   }
+  if (type == "batchnorm2d" || type == "batchnorm1d") {
+    f.only({"num_features", "eps", "momentum", "affine", "track_running_stats", "training"});
+    auto fill = [&](auto& b) {
+      b.num_features = f.integer("num_features", 1, 0);
+      b.eps = f.number("eps", 1e-5);
+      if (f.has("momentum") && f.at("momentum").is_null())
+        b.momentum = std::nullopt;
+      else
+        b.momentum = f.number("momentum", 0.1);
+      b.affine = f.boolean("affine", true);
+      b.track_running_stats = f.boolean("track_running_stats", true);
+      b.training = f.boolean("training", training);
+    };
+    if (type == "batchnorm2d") {
+      BatchNorm2d b;
+      fill(b);
+      return b;
+    }
+    BatchNorm1d b;
+    fill(b);
+    return b;
+  }
   if (type == "global_avgpool") {
     f.only({});
     return GlobalAvgPool{};
@@ -227,13 +250,13 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
   if (type == "residual") {
     f.only({"body", "shortcut"});
     Residual r;
-    r.body = parse_layers(f, "body", source, path + ".body.", false);
-    r.shortcut = parse_layers(f, "shortcut", source, path + ".shortcut.", true);
+    r.body = parse_layers(f, "body", source, path + ".body.", false, training);
+    r.shortcut = parse_layers(f, "shortcut", source, path + ".shortcut.", true, training);
     return r;
   }
   if (type == "sequential") {
     f.only({"layers"});
-    return SequentialBlock{parse_layers(f, "layers", source, path + ".", false)};
+    return SequentialBlock{parse_layers(f, "layers", source, path + ".", false, training)};
   }
   if (type == "flatten") {
     f.only({"start_dim", "end_dim"});
@@ -266,8 +289,8 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     }
     return a;
   }
-  std::vector<std::string> types = {"linear",         "conv2d",  "avgpool2d", "maxpool2d",
-                                    "global_avgpool", "flatten", "residual",  "sequential"};
+  std::vector<std::string> types = {"linear",      "conv2d",      "avgpool2d", "maxpool2d", "global_avgpool",
+                                    "batchnorm2d", "batchnorm1d", "flatten",   "residual",  "sequential"};
   for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
   throw Error(at + ": unknown layer type " + detail::quote(type) + "; expected one of " + join(types));
 }
@@ -340,6 +363,13 @@ ordered_json layer_json(const LayerSpec& layer) {
           j["stride"] = s.stride == Size2(0) ? ordered_json(nullptr) : pair_json(s.stride);
           j["padding"] = pair_json(s.padding);
           j["dilation"] = pair_json(s.dilation);
+        } else if constexpr (std::is_same_v<S, BatchNorm2d> || std::is_same_v<S, BatchNorm1d>) {
+          if (s.num_features > 0) j["num_features"] = s.num_features;
+          j["eps"] = s.eps;
+          j["momentum"] = s.momentum ? ordered_json(*s.momentum) : ordered_json(nullptr);
+          j["affine"] = s.affine;
+          j["track_running_stats"] = s.track_running_stats;
+          if (s.training) j["training"] = true;
         } else if constexpr (std::is_same_v<S, Activation>) {
           switch (s.kind) {
             case ActivationKind::leaky_relu: j["negative_slope"] = s.negative_slope; break;
@@ -371,8 +401,9 @@ ModelSpec parse_model_spec(const std::string& json_text, const std::string& sour
     throw Error(source + ": expected a JSON object {\"input\": [...], \"layers\": [...]}, got " +
                 std::string(j.type_name()));
   for (const auto& [key, _] : j.items())
-    if (key != "input" && key != "parameterization" && key != "layers")
-      throw Error(source + ": unknown field " + detail::quote(key) + "; expected input, parameterization, layers");
+    if (key != "input" && key != "parameterization" && key != "layers" && key != "training")
+      throw Error(source + ": unknown field " + detail::quote(key) +
+                  "; expected input, parameterization, layers, training");
   if (!j.contains("input"))
     throw Error(source + ": missing field \"input\" (the per-sample input shape, e.g. [3, 32, 32])");
   if (!j.contains("layers")) throw Error(source + ": missing field \"layers\" (an array of layer objects)");
@@ -391,7 +422,16 @@ ModelSpec parse_model_spec(const std::string& json_text, const std::string& sour
   if (!layers.is_array() || layers.empty())
     throw Error(source + ": field \"layers\": expected a non-empty array of layer objects, got " +
                 detail::excerpt(layers));
-  for (size_t i = 0; i < layers.size(); ++i) spec.layers.push_back(parse_layer(layers[i], source, std::to_string(i)));
+  // "training": true (a model exported in train mode) is the default of every layer that has a training mode,
+  // which then refuses it (BatchNorm: batch statistics couple the samples)
+  bool training = false;
+  if (j.contains("training")) {
+    if (!j["training"].is_boolean())
+      throw Error(source + ": field \"training\": expected true or false, got " + detail::excerpt(j["training"]));
+    training = j["training"].get<bool>();
+  }
+  for (size_t i = 0; i < layers.size(); ++i)
+    spec.layers.push_back(parse_layer(layers[i], source, std::to_string(i), training));
   return spec;
 }
 

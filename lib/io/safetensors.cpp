@@ -12,6 +12,7 @@
 #include "io/file.hpp"
 #include "io/headers.hpp"
 #include "io/json.hpp"
+#include "io/safetensors.hpp"
 #include "quote.hpp"
 #include "xntk/io.hpp"
 
@@ -39,6 +40,7 @@ int dtype_size(const std::string& d) {
 struct Entry {
   std::string name;
   int itemsize = 0;
+  bool integer = false;  // I64 (BatchNorm's num_batches_tracked), converted
   Shape shape;
   uint64_t begin = 0, end = 0;
 };
@@ -69,9 +71,10 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   if (!e["dtype"].is_string()) throw Error(where + ": dtype must be a string such as \"F32\"");
   const std::string dtype = e["dtype"].get<std::string>();
   r.itemsize = dtype_size(dtype);
-  if (r.itemsize == 0) throw Error(where + ": unknown dtype " + detail::quote(dtype) + "; expected F32 or F64");
-  if (dtype != "F32" && dtype != "F64")
-    throw Error(where + ": dtype " + dtype + " is not supported; expected F32 or F64");
+  if (r.itemsize == 0) throw Error(where + ": unknown dtype " + detail::quote(dtype) + "; expected F32, F64 or I64");
+  if (dtype != "F32" && dtype != "F64" && dtype != "I64")
+    throw Error(where + ": dtype " + dtype + " is not supported; expected F32, F64 or I64");
+  r.integer = dtype == "I64";
   if (!e["shape"].is_array()) throw Error(where + ": shape must be an array of non-negative integers");
   if (e["shape"].size() > kMaxRank)
     throw Error(where + ": shape has " + std::to_string(e["shape"].size()) + " dimensions; expected at most " +
@@ -103,7 +106,8 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
 }  // namespace
 
 template <class T>
-std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+std::vector<NamedTensor<T>> read_tensors(const std::string& path, std::map<std::string, std::string>* metadata,
+                                         std::vector<bool>* integer) {
   detail::InputFile f(path);
   if (f.size() < 8) throw Error(path + ": not a safetensors file (shorter than its 8-byte header length)");
   uint64_t n;
@@ -153,13 +157,28 @@ std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<s
     std::vector<T> data(static_cast<size_t>(numel(e.shape)));
     // safetensors data is little-endian
     detail::read_values(f, data.data(), data.size(), e.itemsize, std::endian::native != std::endian::little,
-                        "tensor " + detail::quote(e.name));
+                        "tensor " + detail::quote(e.name), e.integer);
     result.push_back({e.name, Tensor<T>(e.shape, std::move(data))});
+    if (integer) integer->push_back(e.integer);
   }
   return result;
 }
 
+template <class T>
+std::vector<NamedTensor<T>> read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  return read_tensors<T>(path, metadata, nullptr);
+}
+
 namespace detail {
+
+template <class T>
+std::vector<NamedTensor<T>> read_safetensors_typed(const std::string& path, std::vector<bool>& integer) {
+  integer.clear();
+  return read_tensors<T>(path, nullptr, &integer);
+}
+
+template std::vector<NamedTensor<float>> read_safetensors_typed(const std::string&, std::vector<bool>&);
+template std::vector<NamedTensor<double>> read_safetensors_typed(const std::string&, std::vector<bool>&);
 
 std::string safetensors_header(const std::vector<std::pair<std::string, Shape>>& tensors, int itemsize,
                                const std::map<std::string, std::string>& metadata) {

@@ -2,6 +2,7 @@
 
 #include "checked.hpp"
 #include "nn/activation.hpp"
+#include "nn/batchnorm.hpp"
 #include "nn/conv2d.hpp"
 #include "nn/flatten.hpp"
 #include "nn/linear.hpp"
@@ -44,6 +45,8 @@ std::unique_ptr<Layer<T>> build_node(const LayerSpec& spec, const std::string& p
               leaf = std::make_unique<Pool2dLayer<T>>(path, in, s);
             else if constexpr (std::is_same_v<S, GlobalAvgPool>)
               leaf = std::make_unique<GlobalAvgPoolLayer<T>>(path, in);
+            else if constexpr (std::is_same_v<S, BatchNorm2d> || std::is_same_v<S, BatchNorm1d>)
+              leaf = std::make_unique<BatchNormLayer<T>>(path, in, s);
             else if constexpr (std::is_same_v<S, Flatten>)
               leaf = std::make_unique<FlattenLayer<T>>(path, in);
             else

@@ -299,6 +299,9 @@ class Leaf : public Layer<T> {
   const Leaf<T>* leaf() const override { return this; }
   /// This layer's parameters in state_dict order (weight before bias).
   virtual std::vector<NamedParameter<T>> parameters() const { return {}; }
+  /// This layer's buffers in state_dict order: state that the weights file sets but that is not a parameter (no
+  /// NTK component), such as BatchNorm's running statistics.
+  virtual std::vector<NamedParameter<T>> buffers() const { return {}; }
   /// (c_w, c_b) of the parameterisation; (0, 0) for layers without parameters.
   virtual std::pair<double, double> multipliers() const { return {0.0, 0.0}; }
   /// First component slot of this layer's parameters (component order); set by the model.

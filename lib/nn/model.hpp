@@ -15,6 +15,8 @@ struct Sequential<T>::Impl {
   int nodes = 0;
   /// Leaves with parameters in state_dict order.
   std::vector<const nn::Leaf<T>*> owners;
+  /// Leaves with buffers in state_dict order.
+  std::vector<const nn::Leaf<T>*> buffer_owners;
   /// Component names in component order: the owners reversed, weight before bias within each.
   std::vector<std::string> component_names;
 };

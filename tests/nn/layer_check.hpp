@@ -9,6 +9,7 @@
 // the same rows repeated per sample, for `streams` rows per sample.
 
 #include <catch2/catch.hpp>
+#include <functional>
 
 #include "../helpers.hpp"
 #include "nn/model.hpp"
@@ -52,10 +53,13 @@ inline void close(double analytic, double numeric) {
 
 /// Checks the one layer `spec` on per-sample input shape `in` (see the file comment); `positive`: draw inputs
 /// away from 0 (|a| ≥ 0.3, so that a kink at 0 never lies within h).
+/// `prepare` may set the model's parameters and buffers before the checks (a layer whose defaults are special
+/// points, such as BatchNorm's γ = 1, β = 0).
 inline void check_layer(const LayerSpec& spec, const Shape& in, Parameterization p = Parameterization::standard,
-                        uint64_t seed = 1) {
+                        uint64_t seed = 1, const std::function<void(Sequential<double>&)>& prepare = {}) {
   using namespace detail_check;
-  const Sequential<double> net({.input = in, .parameterization = p, .layers = {spec}}, seed);
+  Sequential<double> net({.input = in, .parameterization = p, .layers = {spec}}, seed);
+  if (prepare) prepare(net);
   const nn::Leaf<double>& leaf = nn::top_leaf(net, 0);
   nn::Context<double> cx(backend::get("cpu"));
   const int64_t batch = 3, n_in = leaf.in_size(), n_out = leaf.out_size();
