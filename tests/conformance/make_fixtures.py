@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from functorch import jacrev, make_functional, vmap
+from functorch import jacrev, make_functional_with_buffers, vmap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
@@ -127,6 +127,10 @@ def build_layers(layers, shape, ntk):
         elif t == "maxpool2d":
             m = nn.MaxPool2d(pair(layer["kernel_size"]), pair(layer.get("stride")), pair(layer.get("padding", 0)),
                              pair(layer.get("dilation", 1)))
+        elif t in ("batchnorm2d", "batchnorm1d"):
+            cls = nn.BatchNorm2d if t == "batchnorm2d" else nn.BatchNorm1d
+            m = cls(shape[0], eps=layer.get("eps", 1e-5), momentum=layer.get("momentum", 0.1),
+                    affine=layer.get("affine", True), dtype=torch.float64)
         elif t == "global_avgpool":
             m = nn.AdaptiveAvgPool2d(1)
         elif t == "flatten":
@@ -153,6 +157,7 @@ def build_layers(layers, shape, ntk):
             m = nn.Identity()
         else:
             raise ValueError(f"unknown layer type {t}")
+        m.eval()  # BatchNorm: the running statistics
         modules.append(m)
         with torch.no_grad():
             shape = tuple(m(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
@@ -165,9 +170,11 @@ def write_safetensors(path, named, dtype):
     """named: list of (name, tensor); written in order as F32 or F64 (little-endian)."""
     header, blobs, offset = {}, [], 0
     for name, t in named:
-        a = np.ascontiguousarray(t.detach().numpy().astype("<f4" if dtype == "float32" else "<f8"))
+        integer = t.dtype == torch.int64  # BatchNorm's num_batches_tracked, kept as PyTorch stores it
+        # astype(order="C"), not np.ascontiguousarray, which makes a 0-d tensor (num_batches_tracked) 1-d
+        a = t.detach().numpy().astype("<i8" if integer else "<f4" if dtype == "float32" else "<f8", order="C")
         b = a.tobytes()
-        header[name] = {"dtype": "F32" if dtype == "float32" else "F64", "shape": list(a.shape),
+        header[name] = {"dtype": "I64" if integer else "F32" if dtype == "float32" else "F64", "shape": list(a.shape),
                         "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
         offset += len(b)
@@ -188,11 +195,11 @@ def save_npy(path, t, dtype):
 
 def reference(model, x1, x2, mode):
     """Components (name, kernel) in xntk's order, by functorch's Jacobian contraction per parameter."""
-    fnet, params = make_functional(model)
+    fnet, params, buffers = make_functional_with_buffers(model)
     names = [n for n, _ in model.named_parameters()]
 
     def single(p, x):
-        return fnet(p, x.unsqueeze(0)).flatten()
+        return fnet(p, buffers, x.unsqueeze(0)).flatten()
 
     j1 = [j.flatten(2) for j in vmap(jacrev(single), (None, 0))(params, x1)]
     j2 = [j.flatten(2) for j in vmap(jacrev(single), (None, 0))(params, x2)]
@@ -206,10 +213,25 @@ def reference(model, x1, x2, mode):
     return [(n, comps[n]) for n in order]
 
 
+def randomize_norms(model):
+    """Normalisation layers away from their initial special point: γ near 1, β near 0, running means near 0,
+    running variances in [0.5, 1.5], a count of batches seen."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.running_mean.copy_(0.5 * torch.randn_like(m.running_mean))
+                m.running_var.copy_(0.5 + torch.rand_like(m.running_var))
+                m.num_batches_tracked.fill_(7)
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)) and m.weight is not None:
+                m.weight.copy_(1 + 0.5 * torch.randn_like(m.weight))
+                m.bias.copy_(0.5 * torch.randn_like(m.bias))
+
+
 def make(name, spec, mode, n, m=None, dtype="float64", seed=0, description=""):
     """m = None: X2 omitted (the kernel is Θ(X1, X1))."""
     torch.manual_seed(seed)
     model = build(spec)
+    randomize_norms(model)
     shape = spec["input"] if isinstance(spec["input"], list) else [spec["input"]]
     x1 = torch.randn(n, *shape, dtype=torch.float64)
     x2 = torch.randn(m, *shape, dtype=torch.float64) if m else None
@@ -218,6 +240,9 @@ def make(name, spec, mode, n, m=None, dtype="float64", seed=0, description=""):
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.float().double())
+            for b in model.buffers():
+                if b.is_floating_point():
+                    b.copy_(b.float().double())
         x1 = x1.float().double()
         x2 = None if x2 is None else x2.float().double()
     comps = reference(model, x1, x1 if x2 is None else x2, mode)
@@ -336,6 +361,19 @@ FIXTURES = {
                                        {"type": "sequential", "layers": [L(3), {"type": "sequential",
                                                                                 "layers": [A("sigmoid"), L(2)]}]}]},
         mode="diagonal", n=4, description="nested sequentials and a residual block inside a residual block"),
+    # ---- normalisation ----
+    "cnn_batchnorm_full_x2": dict(
+        spec={"input": [2, 6, 6],
+              "layers": [C(4, 3, padding=1, bias=False), A("batchnorm2d", num_features=4), A("relu"),
+                         C(3, 3, stride=2), A("batchnorm2d", affine=False, eps=1e-3), A("tanh"), A("flatten"), L(2)]},
+        mode="full", n=3, m=2, description="eval-mode BatchNorm2d after convolutions, one without affine"),
+    "mlp_batchnorm1d_ntk_trace": dict(
+        spec={"input": [5], "parameterization": "ntk",
+              "layers": [L(6), A("batchnorm1d"), A("tanh"), L(3), A("batchnorm1d", eps=1e-3, momentum=None)]},
+        mode="trace", n=4, description="BatchNorm1d on features, one as the model's output, ntk parameterisation"),
+    "seq_batchnorm1d_diagonal_x2": dict(
+        spec={"input": [3, 5], "layers": [A("batchnorm1d", num_features=3), A("flatten"), L(4), A("relu"), L(2)]},
+        mode="diagonal", n=3, m=2, description="BatchNorm1d on (C, L) samples"),
 }
 
 
