@@ -1,5 +1,7 @@
 #include "xntk/model.hpp"
 
+#include <set>
+
 #include "batch.hpp"
 #include "nn/build.hpp"
 #include "nn/model.hpp"
@@ -70,6 +72,14 @@ Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)
     if (l.leaf() && !l.leaf()->parameters().empty()) impl_->owners.push_back(l.leaf());
     if (l.leaf() && !l.leaf()->buffers().empty()) impl_->buffer_owners.push_back(l.leaf());
   });
+  // names are the state_dict's keys: with module names (LayerSpec::name) two could coincide
+  std::set<std::string> seen;
+  for (const auto& t : named_parameters())
+    if (!seen.insert(t.name).second)
+      throw Error("model: two parameters are named \"" + t.name + "\"; expected layer names unique within a block");
+  for (const auto& t : named_buffers())
+    if (!seen.insert(t.name).second)
+      throw Error("model: two tensors are named \"" + t.name + "\"; expected layer names unique within a block");
   // component order: the modules that own parameters in state_dict order, reversed, weight before bias
   for (auto it = impl_->owners.rbegin(); it != impl_->owners.rend(); ++it) {
     const_cast<nn::Leaf<T>*>(*it)->set_component_slot(static_cast<int>(impl_->component_names.size()));

@@ -40,8 +40,8 @@ void write_inputs(const test::TempDir& d) {
   using test::write_bytes;
   save_model_spec(d / "model.json", kSpec);
   write_bytes(d / "broken.json", R"({"input": [4], "layers": [{"type": "relu"},)");
-  write_bytes(d / "dropout.json",
-              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2}, {"type": "dropout"}]})");
+  write_bytes(d / "lstm.json",
+              R"({"input": [4], "layers": [{"type": "linear", "out_features": 2}, {"type": "lstm"}]})");
   write_bytes(d / "inplace.json",
               R"({"input": [4], "layers": [{"type": "linear", "out_features": 2, "inplace": true}]})");
   write_bytes(d / "chain.json", R"({"input": [4], "layers": [{"type": "linear", "out_features": 3}, {"type": "relu"},
@@ -167,7 +167,7 @@ const std::vector<Case> kCases = {
     // the model
     {"compute nosuch.json --x1 x.npy -o k.npy", 1, {"nosuch.json", "No such file"}},
     {"compute broken.json --x1 x.npy -o k.npy", 1, {"broken.json", "not valid JSON"}},
-    {"compute dropout.json --x1 x.npy -o k.npy", 1, {"dropout.json", "layer 1", "unknown layer type \"dropout\""}},
+    {"compute lstm.json --x1 x.npy -o k.npy", 1, {"lstm.json", "layer 1", "unknown layer type \"lstm\""}},
     {"compute inplace.json --x1 x.npy -o k.npy", 1, {"inplace.json", "layer 0 (linear)", "unknown field \"inplace\""}},
     {"compute chain.json --x1 x.npy -o k.npy", 1, {"chain.json", "layer 2 (linear)", "in_features"}},
     {"compute cnn.json --x1 x.npy -o k.npy", 1, {"cnn.json", "layer 0 (conv2d)"}},

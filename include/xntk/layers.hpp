@@ -156,13 +156,17 @@ struct LayerSpec;
 
 /// A residual block, as a PyTorch module with two `nn.Sequential` children `body` and `shortcut`:
 /// y = body(x) + shortcut(x), the shortcut the identity when it has no layers. Its parameters are named
-/// "<i>.body.<j>.weight" and "<i>.shortcut.<j>.bias"; body and shortcut must give the same output shape.
+/// "<i>.body.<j>.weight" and "<i>.shortcut.<j>.bias" (other module names through `body_name`, `shortcut_name`
+/// and each layer's LayerSpec::name); body and shortcut must give the same output shape.
 /// NTK: the components of both branches; δ reaches x through both and is summed.
 // (no default member initialisers on the vectors: clang 14 would instantiate them while LayerSpec is
 // incomplete; a vector starts empty all the same)
 struct Residual {
   std::vector<LayerSpec> body;
   std::vector<LayerSpec> shortcut;  ///< empty: the identity
+  /// The branches' module names; "" adds no level (torchvision's BasicBlock: the body's layers are the block's
+  /// own children conv1, bn1, ..., the shortcut is "downsample").
+  std::string body_name = "body", shortcut_name = "shortcut";
 };
 
 /// A nested `nn.Sequential` (parameters "<i>.<j>.weight").
@@ -177,7 +181,18 @@ using LayerVariant = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAv
 struct LayerSpec : LayerVariant {
   using LayerVariant::LayerVariant;
   using LayerVariant::operator=;
+  /// The module name that replaces the layer's index in parameter names ("conv1": "conv1.weight" instead of
+  /// "0.weight"), so that a model that is not a plain `nn.Sequential` maps onto its state_dict. Unset: the
+  /// index. "" (blocks only): no level of its own, its layers named as its parent's children. A name is one or
+  /// more dot-separated parts of letters, digits and '_'.
+  std::optional<std::string> name = std::nullopt;
 };
+
+/// `layer` under module name `name` (LayerSpec::name).
+inline LayerSpec named(std::string name, LayerSpec layer) {
+  layer.name = std::move(name);
+  return layer;
+}
 
 /// The lower-case type name of a layer ("linear", "conv2d", "relu", "residual", "sequential", ...).
 std::string type_name(const LayerSpec& layer);

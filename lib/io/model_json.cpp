@@ -52,7 +52,7 @@ class Fields {
   /// Every field present must be in `allowed` (besides "type").
   void only(const std::vector<std::string>& allowed) const {
     for (const auto& [key, _] : j_.items()) {
-      if (key == "type") continue;
+      if (key == "type" || key == "name") continue;
       if (std::find(allowed.begin(), allowed.end(), key) == allowed.end())
         throw Error(where_ + ": unknown field " + detail::quote(key) + "; expected " +
                     (allowed.empty() ? std::string("no other field") : "one of " + join(allowed)));
@@ -158,14 +158,101 @@ std::vector<LayerSpec> parse_layers(const Fields& f, const std::string& key, con
 }
 
 /// `training`: the model's "training" field, the default of the layers that have a training mode.
+/// Levenshtein distance (for suggestions).
+size_t distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t k = 0; k <= b.size(); ++k) row[k] = k;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t k = 1; k <= b.size(); ++k) {
+      const size_t up = row[k];
+      row[k] = std::min({row[k] + 1, row[k - 1] + 1, diag + (a[i - 1] == b[k - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+/// PyTorch's class names, accepted as aliases of xntk's type names.
+const std::vector<std::pair<std::string, std::string>>& pytorch_names() {
+  static const std::vector<std::pair<std::string, std::string>> names = {{"Linear", "linear"},
+                                                                         {"Conv2d", "conv2d"},
+                                                                         {"AvgPool2d", "avgpool2d"},
+                                                                         {"MaxPool2d", "maxpool2d"},
+                                                                         {"AdaptiveAvgPool2d", "adaptive_avgpool2d"},
+                                                                         {"BatchNorm2d", "batchnorm2d"},
+                                                                         {"BatchNorm1d", "batchnorm1d"},
+                                                                         {"Flatten", "flatten"},
+                                                                         {"Dropout", "dropout"},
+                                                                         {"Dropout2d", "dropout2d"},
+                                                                         {"Sequential", "sequential"},
+                                                                         {"Residual", "residual"},
+                                                                         {"ReLU", "relu"},
+                                                                         {"LeakyReLU", "leaky_relu"},
+                                                                         {"Tanh", "tanh"},
+                                                                         {"Sigmoid", "sigmoid"},
+                                                                         {"GELU", "gelu"},
+                                                                         {"Softplus", "softplus"},
+                                                                         {"SiLU", "silu"},
+                                                                         {"ELU", "elu"},
+                                                                         {"Identity", "identity"}};
+  return names;
+}
+
+/// xntk's own type names.
+std::vector<std::string> type_names() {
+  std::vector<std::string> types = {
+      "linear",      "conv2d",  "avgpool2d", "maxpool2d", "global_avgpool", "adaptive_avgpool2d", "batchnorm2d",
+      "batchnorm1d", "dropout", "dropout2d", "flatten",   "residual",       "sequential"};
+  for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
+  return types;
+}
+
+/// The closest known name to an unknown type (of xntk's names and PyTorch's), when it is close.
+std::string suggestion(const std::string& type) {
+  if (type.size() > 64) return "";  // no layer type is that long
+  std::vector<std::string> all = type_names();
+  for (const auto& [torch, _] : pytorch_names()) all.push_back(torch);
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const auto& n : all) {
+    const size_t d = std::min(distance(type, n), distance(lower(type), lower(n)));
+    if (d < best_d) best_d = d, best = n;
+  }
+  return best_d <= std::max<size_t>(2, type.size() / 3) ? best : "";
+}
+
+LayerSpec parse_layer_type(const json& j, const std::string& source, const std::string& path, bool training);
+
+/// One layer object: its type (xntk's name or PyTorch's class name) and its optional module "name".
 LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path, bool training) {
+  LayerSpec layer = parse_layer_type(j, source, path, training);
+  if (j.contains("name")) {
+    if (!j["name"].is_string())
+      throw Error(source + ": layer " + path + ": field \"name\": expected a string (the module name), got " +
+                  detail::excerpt(j["name"]));
+    layer.name = j["name"].get<std::string>();
+  }
+  return layer;
+}
+
+LayerSpec parse_layer_type(const json& j, const std::string& source, const std::string& path, bool training) {
   const std::string at = source + ": layer " + path;
   if (!j.is_object()) throw Error(at + ": expected an object such as {\"type\": \"relu\"}, got " + detail::excerpt(j));
   if (!j.contains("type")) throw Error(at + ": missing field \"type\"");
   if (!j["type"].is_string())
     throw Error(at + ": field \"type\": expected a string, got " + detail::excerpt(j["type"]));
-  const std::string type = j["type"].get<std::string>();
-  const Fields f(j, at + " (" + type + ")");
+  const std::string written = j["type"].get<std::string>();
+  std::string type = written;
+  for (const auto& [torch, ours] : pytorch_names())
+    if (written == torch) type = ours;
+  const Fields f(j, at + " (" + written + ")");
 
   if (type == "linear") {
     f.only({"out_features", "in_features", "bias", "w_std", "b_std"});
@@ -243,13 +330,34 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     fill(b);
     return b;
   }
+  if (type == "adaptive_avgpool2d") {
+    f.only({"output_size"});
+    if (!f.has("output_size")) f.missing("output_size", "1 or [1, 1]");
+    if (f.pair("output_size", 1, 1) != Size2(1))
+      f.fail("output_size", "1 or [1, 1] (xntk supports global average pooling only)");
+    return GlobalAvgPool{};
+  }
+  if (type == "dropout" || type == "dropout2d") {
+    // eval mode: the identity, so that models with dropout load unchanged
+    f.only({"p", "inplace", "training"});
+    const double p = f.number("p", 0.5);
+    if (p < 0 || p > 1) f.fail("p", "a probability in [0, 1]");
+    f.boolean("inplace", false);
+    if (f.boolean("training", training))
+      f.fail("training", "false (dropout in training mode is random; xntk takes eval mode, the identity)");
+    return Identity();
+  }
   if (type == "global_avgpool") {
     f.only({});
     return GlobalAvgPool{};
   }
   if (type == "residual") {
-    f.only({"body", "shortcut"});
+    f.only({"body", "shortcut", "body_name", "shortcut_name"});
     Residual r;
+    for (const char* key : {"body_name", "shortcut_name"})
+      if (f.has(key) && !f.at(key).is_string()) f.fail(key, "a string (a module name, or \"\" for no level)");
+    if (f.has("body_name")) r.body_name = f.at("body_name").get<std::string>();
+    if (f.has("shortcut_name")) r.shortcut_name = f.at("shortcut_name").get<std::string>();
     r.body = parse_layers(f, "body", source, path + ".body.", false, training);
     r.shortcut = parse_layers(f, "shortcut", source, path + ".shortcut.", true, training);
     return r;
@@ -289,10 +397,11 @@ LayerSpec parse_layer(const json& j, const std::string& source, const std::strin
     }
     return a;
   }
-  std::vector<std::string> types = {"linear",      "conv2d",      "avgpool2d", "maxpool2d", "global_avgpool",
-                                    "batchnorm2d", "batchnorm1d", "flatten",   "residual",  "sequential"};
-  for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
-  throw Error(at + ": unknown layer type " + detail::quote(type) + "; expected one of " + join(types));
+  const std::string near = suggestion(written);
+  throw Error(at + ": unknown layer type " + detail::quote(written) +
+              (near.empty() ? "" : " (did you mean \"" + near + "\"?)") +
+              "; expected a type of docs/cli.md (linear, conv2d, batchnorm2d, relu, global_avgpool, residual, "
+              "sequential, ...) or PyTorch's class name (Conv2d, BatchNorm2d, ReLU, ...)");
 }
 
 Shape parse_input(const json& v, const std::string& source) {
@@ -334,6 +443,7 @@ ordered_json layers_json(const std::vector<LayerSpec>& layers) {
 ordered_json layer_json(const LayerSpec& layer) {
   ordered_json j;
   j["type"] = type_name(layer);
+  if (layer.name) j["name"] = *layer.name;
   std::visit(
       [&](const auto& s) {
         using S = std::decay_t<decltype(s)>;
@@ -384,6 +494,8 @@ ordered_json layer_json(const LayerSpec& layer) {
         } else if constexpr (std::is_same_v<S, Residual>) {
           j["body"] = layers_json(s.body);
           j["shortcut"] = layers_json(s.shortcut);
+          if (s.body_name != "body") j["body_name"] = s.body_name;
+          if (s.shortcut_name != "shortcut") j["shortcut_name"] = s.shortcut_name;
         } else if constexpr (std::is_same_v<S, SequentialBlock>) {
           j["layers"] = layers_json(s.layers);
         }

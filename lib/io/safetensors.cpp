@@ -3,6 +3,8 @@
 // data buffer that the offsets index. Validation follows the reference implementation: offsets must tile
 // the buffer exactly, in some order, with no gap, overlap or trailing byte.
 
+#include "io/safetensors.hpp"
+
 #include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -12,7 +14,6 @@
 #include "io/file.hpp"
 #include "io/headers.hpp"
 #include "io/json.hpp"
-#include "io/safetensors.hpp"
 #include "quote.hpp"
 #include "xntk/io.hpp"
 

@@ -1,5 +1,7 @@
 #include "nn/build.hpp"
 
+#include <cctype>
+
 #include "checked.hpp"
 #include "nn/activation.hpp"
 #include "nn/batchnorm.hpp"
@@ -13,8 +15,41 @@ namespace xntk::nn {
 
 namespace {
 
-std::string child_path(const std::string& path, size_t i) {
-  return path.empty() ? std::to_string(i) : path + "." + std::to_string(i);
+/// `path` extended by `own` ("" adds no level).
+std::string join_path(const std::string& path, const std::string& own) {
+  if (own.empty()) return path;
+  return path.empty() ? own : path + "." + own;
+}
+
+/// A module name: dot-separated non-empty parts of letters, digits and '_' (or "", no level of its own).
+bool valid_name(const std::string& name) {
+  if (name.empty()) return true;
+  bool part_empty = true;
+  for (char c : name) {
+    if (c == '.') {
+      if (part_empty) return false;
+      part_empty = true;
+    } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') {
+      part_empty = false;
+    } else {
+      return false;
+    }
+  }
+  return !part_empty;
+}
+
+/// The module path of child i of the block at `path`: its name, or its index.
+std::string child_path(const std::string& path, size_t i, const LayerSpec& spec) {
+  const bool block = std::holds_alternative<Residual>(spec) || std::holds_alternative<SequentialBlock>(spec);
+  const std::string at = "layer " + join_path(path, std::to_string(i)) + " (" + type_name(spec) + ")";
+  if (spec.name) {
+    if (!valid_name(*spec.name))
+      throw Error(at + ": name \"" + *spec.name +
+                  "\" is not a module name (dot-separated parts of letters, digits and '_')");
+    if (spec.name->empty() && !block)
+      throw Error(at + ": an empty name is for blocks only (a layer's parameters need a module name)");
+  }
+  return join_path(path, spec.name ? *spec.name : std::to_string(i));
 }
 
 template <class T>
@@ -28,9 +63,15 @@ std::unique_ptr<Layer<T>> build_node(const LayerSpec& spec, const std::string& p
         } else if constexpr (std::is_same_v<S, Residual>) {
           const int id = next_id++;
           if (s.body.empty()) throw Error("layer " + path + " (residual): the body has no layers");
-          auto body = build_sequence<T>(s.body, path + ".body", in, p, rng, next_id);
-          auto shortcut =
-              s.shortcut.empty() ? nullptr : build_sequence<T>(s.shortcut, path + ".shortcut", in, p, rng, next_id);
+          const std::string &body_name = s.body_name, &shortcut_name = s.shortcut_name;
+          for (const std::string* n : {&body_name, &shortcut_name})
+            if (!valid_name(*n))
+              throw Error("layer " + path + " (residual): branch name \"" + *n +
+                          "\" is not a module name (dot-separated parts of letters, digits and '_')");
+          auto body = build_sequence<T>(s.body, join_path(path, body_name), in, p, rng, next_id);
+          auto shortcut = s.shortcut.empty()
+                              ? nullptr
+                              : build_sequence<T>(s.shortcut, join_path(path, shortcut_name), in, p, rng, next_id);
           auto r = std::make_unique<ResidualLayer<T>>(path, in, std::move(body), std::move(shortcut));
           r->set_id(id);
           return r;
@@ -73,7 +114,7 @@ std::unique_ptr<SequentialLayer<T>> build_sequence(const std::vector<LayerSpec>&
   std::vector<std::unique_ptr<Layer<T>>> children;
   Shape shape = in;
   for (size_t i = 0; i < specs.size(); ++i) {
-    auto child = build_node<T>(specs[i], child_path(path, i), shape, p, rng, next_id);
+    auto child = build_node<T>(specs[i], child_path(path, i, specs[i]), shape, p, rng, next_id);
     shape = child->out_shape();
     children.push_back(std::move(child));
   }
