@@ -32,6 +32,35 @@ int fail(const std::string& why) {
   return 1;
 }
 
+/// make_fixtures.py's formula for the weights of fixtures too large to commit them (meta.json "weights":
+/// "splitmix64"): element e of tensor `name` from splitmix64's finaliser on FNV-1a-64(name) + (e + 1)·φ64.
+double formula_value(const std::string& name, const xntk::Shape& shape, int64_t e) {
+  uint64_t h = 0xCBF29CE484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001B3ull;
+  uint64_t z = h + static_cast<uint64_t>(e + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  const double u = static_cast<double>(z >> 11) * 0x1p-53, v = 2 * u - 1;
+  const int64_t n = xntk::numel(shape);
+  if (name.ends_with("num_batches_tracked")) return 7;
+  if (name.ends_with("running_var")) return 0.5 + u;
+  if (shape.size() >= 2) return v * std::sqrt(6.0 / static_cast<double>(n / shape[0]));
+  if (name.ends_with("weight")) return 1 + 0.5 * v;
+  return 0.5 * v;
+}
+
+/// The weights file of a fixture whose weights are a formula, written into `work` (the model's state_dict names).
+fs::path formula_weights(const fs::path& model_json, const fs::path& work) {
+  xntk::Sequential<double> net(xntk::load_model_spec(model_json.string()), 0);
+  for (const auto& list : {net.named_parameters(), net.named_buffers()})
+    for (const auto& t : list)
+      for (int64_t e = 0; e < t.tensor->size(); ++e) (*t.tensor)[e] = formula_value(t.name, t.tensor->shape(), e);
+  const fs::path path = work / "weights.safetensors";
+  xntk::save_weights(net, path.string());
+  return path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,10 +82,12 @@ int main(int argc, char** argv) {
     fs::remove_all(work);
     fs::create_directories(work);
     const fs::path out = work / "kernel.npy", comps = work / "components.safetensors";
+    const fs::path weights = meta.value("weights", "") == "splitmix64" ? formula_weights(dir / "model.json", work)
+                                                                       : dir / "weights.safetensors";
     std::string cmd = quote(binary) + " compute " + quote((dir / "model.json").string()) + " --x1 " +
-                      quote((dir / "x1.npy").string()) + " --weights " + quote((dir / "weights.safetensors").string()) +
-                      " --mode " + mode + " --dtype " + dtype + " --method " + method + " -o " + quote(out.string()) +
-                      " --components " + quote(comps.string());
+                      quote((dir / "x1.npy").string()) + " --weights " + quote(weights.string()) + " --mode " + mode +
+                      " --dtype " + dtype + " --method " + method + " -o " + quote(out.string()) + " --components " +
+                      quote(comps.string());
     if (has_x2) cmd += " --x2 " + quote((dir / "x2.npy").string());
     std::cout << cmd << "\n";
     if (const int rc = std::system(cmd.c_str()); rc != 0)

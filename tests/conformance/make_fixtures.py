@@ -269,6 +269,93 @@ def make(name, spec, mode, n, m=None, dtype="float64", seed=0, description=""):
           f"kernel {tuple(total.shape)}, {size} bytes")
 
 
+# ---- torchvision models, converted by export_torch.py ----
+# Their weights (11.7 million for resnet18) are not committed: each tensor is filled by a counter-based formula
+# that the conformance test evaluates too (meta.json "weights": "splitmix64"; tests/test_conformance.cpp):
+# for element e of tensor `name`, with h = FNV-1a-64(name) and splitmix64's finaliser on h + (e + 1)·φ64,
+# u = the top 53 bits / 2^53 in [0, 1) and v = 2u − 1, the value is
+#   weights of rank ≥ 2: v·√(6 / fan_in) (fan_in = numel / shape[0]);  "running_var": 0.5 + u;
+#   "num_batches_tracked": 7;  other rank-1 "weight" (BatchNorm's γ): 1 + 0.5·v;  the rest (biases, means): 0.5·v.
+
+M64 = (1 << 64) - 1
+
+
+def fnv1a64(name):
+    h = 0xCBF29CE484222325
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x100000001B3) & M64
+    return h
+
+
+def splitmix_uniform(name, n):
+    """u in [0, 1) for elements 0..n-1 of tensor `name`."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(fnv1a64(name)) + (np.arange(1, n + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def formula_value(name, shape):
+    n = int(np.prod(shape)) if len(shape) else 1
+    u = splitmix_uniform(name, n)
+    v = 2 * u - 1
+    if name.endswith("num_batches_tracked"):
+        a = np.full(n, 7.0)
+    elif name.endswith("running_var"):
+        a = 0.5 + u
+    elif len(shape) >= 2:
+        a = v * math.sqrt(6.0 / (n // shape[0]))
+    elif name.endswith("weight"):
+        a = 1 + 0.5 * v
+    else:
+        a = 0.5 * v
+    return a.reshape(shape)
+
+
+def make_torchvision(name, arch, num_classes, input, mode, n, m=None, seed=0, description=""):
+    import torchvision
+    sys.path.insert(0, HERE)
+    import export_torch
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models, arch)(num_classes=num_classes).double().eval()
+    with torch.no_grad():
+        for k, t in model.state_dict().items():
+            t.copy_(torch.from_numpy(formula_value(k, tuple(t.shape))).to(t.dtype))
+    x1 = torch.randn(n, *input, dtype=torch.float64)
+    x2 = torch.randn(m, *input, dtype=torch.float64) if m else None
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    # the exporter's files; the weights are checked against the formula and then not kept
+    export_torch.export(model, input, os.path.join(d, "model.json"), os.path.join(d, "weights.safetensors"))
+    with open(os.path.join(d, "weights.safetensors"), "rb") as f:
+        header_len = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(header_len))
+        data = f.read()
+    assert list(header) == list(model.state_dict()), "the exporter must write the state_dict in its order"
+    for k, e in header.items():
+        b, end = e["data_offsets"]
+        a = np.frombuffer(data[b:end], dtype="<i8" if e["dtype"] == "I64" else "<f8").astype(np.float64)
+        assert np.array_equal(a, formula_value(k, tuple(e["shape"])).ravel()), k
+    os.remove(os.path.join(d, "weights.safetensors"))
+    comps = reference(model, x1, x1 if x2 is None else x2, mode)
+    total = sum(c for _, c in comps)
+    save_npy(os.path.join(d, "x1.npy"), x1, "float64")
+    if x2 is not None:
+        save_npy(os.path.join(d, "x2.npy"), x2, "float64")
+    save_npy(os.path.join(d, "expected.npy"), total, "float64")
+    write_safetensors(os.path.join(d, "components.safetensors"), comps + [("total", total)], "float64")
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump({"mode": mode, "dtype": "float64", "x2": x2 is not None, "weights": "splitmix64",
+                   "description": description}, f, indent=1)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    print(f"{name}: {arch}, {mode}, {len(comps)} components, kernel {tuple(total.shape)}, {size} bytes")
+
+
 def L(out, **kw):
     return {"type": "linear", "out_features": out, **kw}
 
@@ -374,6 +461,10 @@ FIXTURES = {
     "seq_batchnorm1d_diagonal_x2": dict(
         spec={"input": [3, 5], "layers": [A("batchnorm1d", num_features=3), A("flatten"), L(4), A("relu"), L(2)]},
         mode="diagonal", n=3, m=2, description="BatchNorm1d on (C, L) samples"),
+    # ---- torchvision models (make_torchvision; weights from a formula, not committed) ----
+    "resnet18_full_x2": dict(
+        arch="resnet18", num_classes=10, input=[3, 32, 32], mode="full", n=3, m=2,
+        description="torchvision's resnet18(num_classes=10) in eval mode, converted by export_torch.py"),
 }
 
 
@@ -381,7 +472,7 @@ def main():
     names = sys.argv[1:] or list(FIXTURES)
     for i, name in enumerate(FIXTURES):
         if name in names:
-            make(name, seed=i, **FIXTURES[name])
+            (make_torchvision if "arch" in FIXTURES[name] else make)(name, seed=i, **FIXTURES[name])
 
 
 if __name__ == "__main__":
