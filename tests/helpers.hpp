@@ -105,4 +105,33 @@ inline std::string describe(const ModelSpec& spec) {
   return std::string(name(spec.parameterization)) + " input " + to_string(spec.input) + ":" + describe(spec.layers);
 }
 
+/// xntk::jacobian (N, O, P) against the autograd path's per-parameter Jacobians placed in component order:
+/// the largest absolute difference and the largest magnitude of the autograd values. Checks the columns
+/// cover exactly P.
+struct JacobianGap {
+  double worst = 0, scale = 0;
+};
+inline JacobianGap jacobian_gap(const Sequential<double>& net, const Tensor<double>& x) {
+  const auto J = jacobian(net, x);
+  const int64_t n = x.dim(0), O = net.outputs(), P = net.num_parameters();
+  REQUIRE(J.shape() == Shape{n, O, P});
+  const auto A = jacobians(net, x);  // autograd, per parameter in state_dict order
+  const auto params = net.named_parameters();
+  int64_t col = 0;
+  JacobianGap g;
+  for (const auto& name : net.component_names()) {
+    size_t q = 0;
+    while (params[q].name != name) ++q;
+    const int64_t size = params[q].tensor->size();
+    for (int64_t r = 0; r < n * O; ++r)
+      for (int64_t e = 0; e < size; ++e) {
+        g.worst = std::max(g.worst, std::abs(J[r * P + col + e] - A[q][r * size + e]));
+        g.scale = std::max(g.scale, std::abs(A[q][r * size + e]));
+      }
+    col += size;
+  }
+  CHECK(col == P);
+  return g;
+}
+
 }  // namespace xntk::test

@@ -472,7 +472,8 @@ TEST_CASE("a model whose parameters cannot fit in memory is refused before they 
   detail::set_tensor_byte_limit(1e9);
   const ModelSpec block{.input = {1, 16, 16},
                         .layers = {Residual{.body = {Conv2d{.out_channels = 1 << 20, .kernel_size = 1}, ReLU(),
-                                                     Conv2d{.out_channels = 1024, .kernel_size = 1}}}}};
+                                                     Conv2d{.out_channels = 1024, .kernel_size = 1}},
+                                            .shortcut = {}}}};
   CHECK_THROWS_WITH(Sequential<float>(block, 0),
                     Contains("layer 0.body.2 (conv2d): its parameters do not fit in memory") &&
                         Contains("(1024, 1048576, 1, 1) needs 4.29 GB, more than the 1 GB of memory allowed"));

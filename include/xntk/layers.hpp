@@ -159,8 +159,9 @@ struct LayerSpec;
 /// "<i>.body.<j>.weight" and "<i>.shortcut.<j>.bias" (other module names through `body_name`, `shortcut_name`
 /// and each layer's LayerSpec::name); body and shortcut must give the same output shape.
 /// NTK: the components of both branches; δ reaches x through both and is summed.
+/// Write `.shortcut = {}` for the identity in a designated initializer: g++'s -Wextra warns when it is left out.
 // (no default member initialisers on the vectors: clang 14 would instantiate them while LayerSpec is
-// incomplete; a vector starts empty all the same)
+// incomplete, whatever the spelling; a vector starts empty all the same)
 struct Residual {
   std::vector<LayerSpec> body;
   std::vector<LayerSpec> shortcut;  ///< empty: the identity

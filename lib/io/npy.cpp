@@ -331,10 +331,11 @@ NpyInfo read_npy_info(const std::string& path) {
   return {h.shape, h.itemsize, h.fortran};
 }
 
+namespace {
+
+/// The float data after the header h, in C order.
 template <class T>
-Tensor<T> read_npy(const std::string& path) {
-  detail::InputFile f(path);
-  const NpyHeader h = open_npy(f);
+Tensor<T> read_floats(detail::InputFile& f, const NpyHeader& h) {
   const uint64_t count = static_cast<uint64_t>(numel(h.shape));
   std::vector<T> data(static_cast<size_t>(count));
   detail::read_values(f, data.data(), count, h.itemsize, h.swap, "the data");
@@ -342,17 +343,19 @@ Tensor<T> read_npy(const std::string& path) {
   return Tensor<T>(h.shape, std::move(data));
 }
 
+}  // namespace
+
+template <class T>
+Tensor<T> read_npy(const std::string& path) {
+  detail::InputFile f(path);
+  return read_floats<T>(f, open_npy(f));
+}
+
 template <class T>
 Tensor<T> read_npy_labels(const std::string& path) {
   detail::InputFile f(path);
   const NpyHeader h = open_npy(f, true);
-  if (h.kind == 'f') {
-    const uint64_t count = static_cast<uint64_t>(numel(h.shape));
-    std::vector<T> data(static_cast<size_t>(count));
-    detail::read_values(f, data.data(), count, h.itemsize, h.swap, "the data");
-    if (h.fortran && h.shape.size() > 1) data = from_fortran(data, h.shape);
-    return Tensor<T>(h.shape, std::move(data));
-  }
+  if (h.kind == 'f') return read_floats<T>(f, h);
   // integers, converted exactly: at most 2^24 (float) or 2^53 (double) in magnitude
   const uint64_t count = static_cast<uint64_t>(numel(h.shape)), size = static_cast<uint64_t>(h.itemsize);
   const double limit = sizeof(T) == 4 ? 16777216.0 : 9007199254740992.0;

@@ -13,6 +13,7 @@
 #include "io/checksum.hpp"
 #include "io/file.hpp"
 #include "io/headers.hpp"
+#include "ntk/memory_sink.hpp"
 #include "xntk/sink.hpp"
 
 namespace xntk {
@@ -128,30 +129,22 @@ template <class T>
 void FileSink<T>::put(int slot, const KernelBlock& b, const T* values) {
   Files& f = *files_;
   const int64_t per = f.layout.per_pair(), O = f.layout.outputs;
-  const bool full = f.layout.mode == Mode::full;
-  // values (r, c) → (c, r): samples swapped and, in full mode, outputs swapped
-  auto swap_into = [&](const T* src, T* dst) {
-    if (!full) {
-      std::copy(src, src + per, dst);
-      return;
-    }
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t q = 0; q < O; ++q) dst[q * O + o] = src[o * O + q];
-  };
+  const Mode mode = f.layout.mode;
   const T* src = values;
   if (b.diagonal) {
     // only the pairs (i, j ≤ i) hold values: the pairs j > i are their mirror images
     f.square.assign(values, values + b.n1 * b.n2 * per);
     for (int64_t i = 0; i < b.n1; ++i)
       for (int64_t j = i + 1; j < b.n2; ++j)
-        swap_into(&f.square[(j * b.n2 + i) * per], &f.square[(i * b.n2 + j) * per]);
+        engine::copy_swapped(&f.square[(j * b.n2 + i) * per], &f.square[(i * b.n2 + j) * per], O, mode);
     src = f.square.data();
   }
   f.write_rows(slot, b.i0, b.j0, b.n1, b.n2, src);
   if (b.mirrored) {
     f.transposed.resize(static_cast<size_t>(b.n1 * b.n2 * per));
     for (int64_t i = 0; i < b.n1; ++i)
-      for (int64_t j = 0; j < b.n2; ++j) swap_into(src + (i * b.n2 + j) * per, &f.transposed[(j * b.n1 + i) * per]);
+      for (int64_t j = 0; j < b.n2; ++j)
+        engine::copy_swapped(src + (i * b.n2 + j) * per, &f.transposed[(j * b.n1 + i) * per], O, mode);
     f.write_rows(slot, b.j0, b.i0, b.n2, b.n1, f.transposed.data());
   }
 }

@@ -23,13 +23,7 @@ void scatter(const T* block, const KernelBlock& b, int64_t cols, int64_t outputs
       const T* src = block + (i * b.n2 + j) * per;
       std::copy(src, src + per, dst + ((b.i0 + i) * cols + b.j0 + j) * per);
       if (!mirror) continue;
-      T* t = dst + ((b.j0 + j) * cols + b.i0 + i) * per;
-      if (mode == Mode::full) {
-        for (int64_t o = 0; o < outputs; ++o)
-          for (int64_t q = 0; q < outputs; ++q) t[q * outputs + o] = src[o * outputs + q];
-      } else {
-        std::copy(src, src + per, t);
-      }
+      copy_swapped(src, dst + ((b.j0 + j) * cols + b.i0 + i) * per, outputs, mode);
     }
   });
 }
@@ -51,16 +45,7 @@ void mirror_samples(T* k, int64_t n, int64_t outputs, Mode mode) {
           for (int64_t j = js; j < j1; ++j) k[i * n + j] = k[j * n + i];
           continue;
         }
-        for (int64_t j = js; j < j1; ++j) {
-          const T* src = k + (j * n + i) * per;
-          T* dst = k + (i * n + j) * per;
-          if (mode == Mode::full) {
-            for (int64_t o = 0; o < outputs; ++o)
-              for (int64_t q = 0; q < outputs; ++q) dst[o * outputs + q] = src[q * outputs + o];
-          } else {
-            std::copy(src, src + per, dst);
-          }
-        }
+        for (int64_t j = js; j < j1; ++j) copy_swapped(k + (j * n + i) * per, k + (i * n + j) * per, outputs, mode);
       }
     }
   });

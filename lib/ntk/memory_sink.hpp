@@ -2,6 +2,8 @@
 // The in-memory sink behind `ntk`: the result tensors of a Kernel, filled block by block (or in place when
 // one block covers everything), and mirrored once at the end when X2 was omitted.
 
+#include <algorithm>
+
 #include "xntk/sink.hpp"
 
 namespace xntk::engine {
@@ -22,6 +24,18 @@ class MemorySink final : public Sink<T> {
   Kernel<T>& k_;
   KernelLayout layout_;
 };
+
+/// The values of pair (j, i) from those of pair (i, j): in full mode the O × O block transposed (outputs
+/// swapped), otherwise the same values.
+template <class T>
+inline void copy_swapped(const T* src, T* dst, int64_t outputs, Mode mode) {
+  if (mode != Mode::full) {
+    std::copy(src, src + (mode == Mode::diagonal ? outputs : 1), dst);
+    return;
+  }
+  for (int64_t o = 0; o < outputs; ++o)
+    for (int64_t q = 0; q < outputs; ++q) dst[q * outputs + o] = src[o * outputs + q];
+}
 
 /// Copies the pairs (i, j ≤ i) of each block (i, j) onto (j, i): samples swapped and, in full mode, outputs
 /// swapped. Copies only, so the result is exactly symmetric.

@@ -57,7 +57,7 @@ TEST_CASE("a residual block's forward is the sum of its branches", "[blocks]") {
   for (int64_t i = 0; i < y.size(); ++i) worst = std::max(worst, std::abs(y[i] - (yb[i] + ys[i])));
   CHECK(worst <= 1e-14);
   // the identity shortcut adds the input itself
-  const Sequential<double> identity({.input = {4}, .layers = {Residual{.body = {lin(4)}}}}, 5);
+  const Sequential<double> identity({.input = {4}, .layers = {Residual{.body = {lin(4)}, .shortcut = {}}}}, 5);
   const Sequential<double> alone({.input = {4}, .layers = {lin(4)}}, 5);
   const auto x2 = test::randn<double>({3, 4}, 3);
   const auto y2 = identity.forward(x2), a2 = alone.forward(x2);
@@ -65,7 +65,7 @@ TEST_CASE("a residual block's forward is the sum of its branches", "[blocks]") {
 }
 
 TEST_CASE("a residual block whose branches disagree names itself and both shapes", "[blocks][errors]") {
-  CHECK_THROWS_WITH(Sequential<double>({.input = {5}, .layers = {lin(3), Residual{.body = {lin(4)}}}}),
+  CHECK_THROWS_WITH(Sequential<double>({.input = {5}, .layers = {lin(3), Residual{.body = {lin(4)}, .shortcut = {}}}}),
                     Contains("layer 1 (residual)") && Contains("(4,)") && Contains("(3,)"));
   CHECK_THROWS_WITH(
       Sequential<double>({.input = {2, 6, 6}, .layers = {Residual{.body = {conv(3, 3)}, .shortcut = {conv(3, 1)}}}}),
@@ -74,15 +74,17 @@ TEST_CASE("a residual block whose branches disagree names itself and both shapes
   CHECK_THROWS_WITH(Sequential<double>({.input = {5}, .layers = {SequentialBlock{}}}),
                     Contains("layer 0 (sequential): no layers"));
   // errors inside a block name the layer by its module path
-  CHECK_THROWS_WITH(Sequential<double>({.input = {5}, .layers = {Residual{.body = {lin(5), Flatten{}, conv(2, 1)}}}}),
-                    Contains("layer 0.body.2 (conv2d)"));
+  CHECK_THROWS_WITH(
+      Sequential<double>({.input = {5}, .layers = {Residual{.body = {lin(5), Flatten{}, conv(2, 1)}, .shortcut = {}}}}),
+      Contains("layer 0.body.2 (conv2d)"));
 }
 
 TEST_CASE("explicit = autograd on random residual MLPs (float64, every mode)", "[blocks]") {
   using P = Parameterization;
   const std::vector<ModelSpec> specs = {
       // identity shortcut between ReLUs (the ReLU below gates the body's first backward)
-      {.input = {5}, .layers = {lin(6), ReLU(), Residual{.body = {lin(8), ReLU(), lin(6)}}, ReLU(), lin(3)}},
+      {.input = {5},
+       .layers = {lin(6), ReLU(), Residual{.body = {lin(8), ReLU(), lin(6)}, .shortcut = {}}, ReLU(), lin(3)}},
       // projection shortcut, ntk parameterisation
       {.input = {4},
        .parameterization = P::ntk,
@@ -95,11 +97,13 @@ TEST_CASE("explicit = autograd on random residual MLPs (float64, every mode)", "
       {.input = {5},
        .parameterization = P::ntk,
        .layers = {lin(5), ReLU(),
-                  Residual{.body = {Residual{.body = {lin(5), ReLU(), lin(5)}}, SequentialBlock{{Tanh(), lin(5)}}}},
-                  Residual{.body = {Tanh()}}, lin(4)}},
+                  Residual{.body = {Residual{.body = {lin(5), ReLU(), lin(5)}, .shortcut = {}},
+                                    SequentialBlock{{Tanh(), lin(5)}}},
+                           .shortcut = {}},
+                  Residual{.body = {Tanh()}, .shortcut = {}}, lin(4)}},
       // a body ending in an activation, a shortcut without bias
       {.input = {5},
-       .layers = {lin(6), ReLU(), Residual{.body = {lin(7), ReLU(), lin(6)}}, ReLU(),
+       .layers = {lin(6), ReLU(), Residual{.body = {lin(7), ReLU(), lin(6)}, .shortcut = {}}, ReLU(),
                   Residual{.body = {lin(4), Tanh()}, .shortcut = {Linear{.out_features = 4, .bias = false}}}, lin(3)}},
       // shared deltas through a block: linear maps only above, so both branches see the same rows
       {.input = {4}, .layers = {lin(6), Tanh(), Residual{.body = {lin(6)}, .shortcut = {lin(6)}}, lin(6), lin(3)}},
@@ -116,7 +120,8 @@ TEST_CASE("explicit = autograd on random residual CNNs (float64, every mode)", "
   const std::vector<ModelSpec> specs = {
       // a ResNet basic block with the identity, and one with a strided 1x1 projection
       {.input = {3, 8, 8},
-       .layers = {conv(4, 3, 1, 1), ReLU(), Residual{.body = {conv(4, 3, 1, 1), ReLU(), conv(4, 3, 1, 1)}}, ReLU(),
+       .layers = {conv(4, 3, 1, 1), ReLU(),
+                  Residual{.body = {conv(4, 3, 1, 1), ReLU(), conv(4, 3, 1, 1)}, .shortcut = {}}, ReLU(),
                   Residual{.body = {conv(6, 3, 2, 1), ReLU(), conv(6, 3, 1, 1)}, .shortcut = {conv(6, 1, 2)}}, ReLU(),
                   GlobalAvgPool{}, Flatten{}, lin(3)}},
       // pooling inside the body, ntk parameterisation, the block feeding the head directly
