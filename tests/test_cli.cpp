@@ -471,7 +471,8 @@ constexpr bool kAsan = false;
 
 }  // namespace
 
-TEST_CASE("xntk: a run ended by a signal or a crash leaves no file; an ignored SIGHUP stays ignored", "[cli][errors]") {
+TEST_CASE("xntk: a run ended by a signal or a crash leaves no file, and an ignored SIGHUP stays ignored",
+          "[cli][errors]") {
   if (std::string(XNTK_CLI).empty()) return;
   test::TempDir d("cli-signals");
   // a quarter of a second of work on one thread (the signal comes within a millisecond of the outputs' creation)

@@ -46,7 +46,7 @@ TEST_CASE("Θ(X, X) is exactly symmetric and positive semi-definite", "[properti
   }
 }
 
-TEST_CASE("components sum to the total; trace and diagonal equal the full kernel's", "[properties]") {
+TEST_CASE("components sum to the total, and trace and diagonal equal the full kernel's", "[properties]") {
   const auto param = GENERATE(Parameterization::standard, Parameterization::ntk);
   const bool out_act = GENERATE(false, true);
   const Sequential<double> net(mlp(param, GELU(), out_act), 3);

@@ -61,7 +61,11 @@ class Fields {
   bool has(const std::string& key) const { return j_.contains(key); }
   const json& at(const std::string& key) const { return j_.at(key); }
 
+  /// The value of `key` is wrong; a key the layer does not have is a default it inherited (the model's
+  /// "training"), named as such.
   [[noreturn]] void fail(const std::string& key, const std::string& expected) const {
+    if (!has(key))
+      throw Error(where_ + ": field \"" + key + "\" (inherited from the model): expected " + expected + ", got true");
     throw Error(where_ + ": field \"" + key + "\": expected " + expected + ", got " + detail::excerpt(j_.at(key)));
   }
   [[noreturn]] void missing(const std::string& key, const std::string& expected) const {
