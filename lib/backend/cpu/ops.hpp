@@ -28,6 +28,13 @@ inline T lower(const T* c, int64_t ld, int64_t i, int64_t j) {
   return i >= j ? c[i * ld + j] : c[j * ld + i];
 }
 
+/// d[i] = φ'(z[i], y[i]): a function of its own, with restrict arguments, so that the simple kinds vectorise
+/// (written inline in the backward's loop, ReLU's ran as a scalar branch, 3.6× the time).
+template <class T, class F>
+void fill_derivative(F derivative, const T* __restrict z, const T* __restrict y, T* __restrict d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = derivative(z[i], y[i]);
+}
+
 template <class T>
 class CpuOps final : public Ops<T> {
  public:
@@ -401,10 +408,8 @@ class CpuOps final : public Ops<T> {
       parallel_for_work(batch, static_cast<double>(n * (8 + streams)), [&](int64_t b) {
         thread_local std::vector<T> buffer;
         buffer.resize(static_cast<size_t>(n));
-        T* __restrict d = buffer.data();
-        const T* zb = z + b * n;
-        const T* yb = y + b * n;
-        for (int64_t i = 0; i < n; ++i) d[i] = derivative(zb[i], yb[i]);
+        const T* d = buffer.data();
+        fill_derivative(derivative, z + b * n, y + b * n, buffer.data(), n);
         for (int64_t s = 0; s < streams; ++s) {
           const int64_t row = (b * streams + s) * n;
           for (int64_t i = 0; i < n; ++i) din[row + i] = d[i] * dout[row + i];
@@ -482,6 +487,8 @@ class CpuOps final : public Ops<T> {
     parallel_for_work(rows, static_cast<double>(positions), [&](int64_t r) {
       const T* row = x + r * positions;
       T s = 0;
+      // in lanes (a sequential sum does not vectorise: it took 3.4% of the tutorial CNN, Eigen's 0.9%)
+#pragma omp simd reduction(+ : s)
       for (int64_t p = 0; p < positions; ++p) s += row[p];
       y[r] = alpha * s;
     });
