@@ -126,8 +126,8 @@ struct TrainOptions {
   int64_t ntk_every = 0;
   /// The mode of the probe's NTK (trace by default: one value per sample pair).
   Mode probe_mode = Mode::trace;
-  /// Stop with xntk::Error naming the step when the loss or a parameter is not finite (the model is left
-  /// as it was before that step).
+  /// Stop with xntk::Error naming the step when the loss, a gradient or an updated parameter is not finite;
+  /// the model and the optimiser's state are left as they were before that step.
   bool stop_on_nonfinite = true;
   int threads = 0;
 };

@@ -45,7 +45,10 @@ Shapes check(const PredictInputs<T>& in, Loss loss) {
   s.labels = labels;
   s.outputs = labels ? (k.size() == 4 ? k[2] : k.size() == 3 ? k[2] : 0) : numel(y) / s.n;
   if (labels && k.size() == 2) {
-    if (!in.f0_train) throw Error("cross-entropy on labels with a trace-mode kernel needs --f0-train for the classes");
+    if (!in.f0_train)
+      throw Error(
+          "cross-entropy on labels with a trace-mode kernel needs the initial training outputs (f0_train; --f0-train "
+          "on the command line) for the number of classes");
     s.outputs = numel(in.f0_train->shape()) / s.n;
   }
   if (k.size() == 4) {

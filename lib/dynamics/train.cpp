@@ -8,6 +8,8 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <tuple>
+#include <vector>
 
 #include "batch.hpp"
 #include "checked.hpp"
@@ -209,11 +211,26 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
         throw Error("training: the gradient of " + g.name + " is not finite at step " + std::to_string(s.steps + 1) +
                     "; stopped");
   const auto params = s.model->named_parameters();
+  if (!s.opt.stop_on_nonfinite) {
+    for (size_t i = 0; i < params.size(); ++i) s.update(i, *params[i].tensor, grads[i].tensor);
+    ++s.steps;
+    return l.value;
+  }
+  // a step that makes a parameter non-finite is undone, the optimiser's state included, so that the model
+  // and the trainer are left as they were before it (one copy of θ and of the state per step: memcpy speed)
+  std::vector<Tensor<T>> before;
+  before.reserve(params.size());
+  for (const auto& p : params) before.push_back(*p.tensor);
+  const auto state = std::make_tuple(s.momentum, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq);
   for (size_t i = 0; i < params.size(); ++i) s.update(i, *params[i].tensor, grads[i].tensor);
-  if (s.opt.stop_on_nonfinite)
-    for (const auto& p : params)
-      if (!finite(*p.tensor))
-        throw Error("training: " + p.name + " is not finite after step " + std::to_string(s.steps + 1) + "; stopped");
+  for (const auto& p : params)
+    if (!finite(*p.tensor)) {
+      for (size_t i = 0; i < params.size(); ++i)
+        std::copy(before[i].data(), before[i].data() + before[i].size(), params[i].tensor->data());
+      std::tie(s.momentum, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq) = state;
+      throw Error("training: " + p.name + " would not be finite after step " + std::to_string(s.steps + 1) +
+                  "; stopped, the step undone (lower the learning rate?)");
+    }
   ++s.steps;
   return l.value;
 }

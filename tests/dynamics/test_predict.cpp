@@ -174,6 +174,9 @@ TEST_CASE("kernel predictions refuse kernels and targets that do not fit", "[dyn
   const Tensor<double> diag4({4, 4, 2}), labels({4}, std::vector<double>{0, 1, 2, 1});
   CHECK_THROWS_WITH(predict_steps<double>({.k_train = diag4, .y = labels}, Loss::cross_entropy, 0.1, {1}),
                     Contains("label of sample 2 is 2"));
+  // labels and a trace-mode kernel say nothing about the number of classes: the initial outputs must
+  CHECK_THROWS_WITH(predict_steps<double>({.k_train = sym, .y = labels}, Loss::cross_entropy, 0.1, {1}),
+                    Contains("needs the initial training outputs (f0_train") && Contains("number of classes"));
   // no samples or no outputs: refused, not divided by
   CHECK_THROWS_WITH(
       predict_steps<double>({.k_train = Tensor<double>({0, 0}), .y = Tensor<double>({0, 2})}, Loss::mse, 0.1, {1}),

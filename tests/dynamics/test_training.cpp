@@ -93,6 +93,34 @@ TEST_CASE("training refuses inputs and targets without samples or with NaN, nami
   CHECK(std::equal(before.begin(), before.end(), net.named_parameters()[0].tensor->data()));
 }
 
+TEST_CASE("a step that would make a parameter non-finite is undone, the optimiser's state included",
+          "[dynamics][train][errors]") {
+  const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 2}}};
+  Sequential<double> net(spec, 1), fresh(spec, 1);
+  TrainOptions opt;
+  opt.optimizer.lr = 1e300;  // finite, so a step of a normal gradient (~1) stays finite, one of ~1e20 does not
+  opt.optimizer.momentum = 0.9;
+  const auto x = test::randn<double>({4, 3}, 2), y = test::randn<double>({4, 2}, 3);
+  Tensor<double> huge = x;
+  for (int64_t i = 0; i < huge.size(); ++i) huge[i] *= 1e10;  // loss ~1e20, finite; its gradient too
+  const auto weight = [](const Sequential<double>& m) {
+    const auto& t = *m.named_parameters()[0].tensor;
+    return std::vector<double>(t.data(), t.data() + t.size());
+  };
+  const std::vector<double> before = weight(net);
+  Trainer<double> trainer(net, opt);
+  CHECK_THROWS_WITH(trainer.step(huge, y),
+                    Contains("training: 0.weight would not be finite after step 1") && Contains("the step undone"));
+  CHECK(weight(net) == before);
+  CHECK(trainer.steps() == 0);
+  // the momentum buffer was restored too: the next step is a first step, as a fresh trainer's
+  trainer.step(x, y);
+  Trainer<double> other(fresh, opt);
+  other.step(x, y);
+  CHECK(weight(net) == weight(fresh));
+  CHECK(weight(net) != before);
+}
+
 TEST_CASE("a loss's parameter gradient through the layers equals the autograd path's and finite differences",
           "[dynamics][loss]") {
   const Sequential<double> net(
