@@ -1,11 +1,11 @@
 #include "xntk/analysis.hpp"
 
-#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
 
+#include "analysis_lapack.hpp"
 #include "quote.hpp"
 
 namespace xntk {
@@ -114,6 +114,7 @@ Spectrum merge(const std::vector<Spectrum>& parts, int64_t size, double epsilon)
     s.trace += p.trace;
   }
   std::sort(s.eigenvalues.begin(), s.eigenvalues.end());
+  s.eigensolver = parts.front().eigensolver;
   summarize(s, size, epsilon);
   return s;
 }
@@ -138,15 +139,19 @@ Analysed analyse_one(const Tensor<double>& k, const Layout& l, const std::string
     if (r.asymmetry > opt.symmetry_tolerance)
       throw Error(what + " is not symmetric (max|K − Kᵀ| / max|K| = " + format(r.asymmetry) + " > " +
                   format(opt.symmetry_tolerance) + "); analysis needs Θ(X, X) (compute it without --x2)");
-    Eigen::Map<Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> M(m.data(), size, size);
-    const Eigen::MatrixXd sym = 0.5 * (M + M.transpose());
+    // the symmetric part (M + Mᵀ) / 2, in place: the solver overwrites it, and a second copy of a large kernel
+    // would double the memory
     Spectrum s;
-    s.trace = sym.trace();
-    if (size > 0) {
-      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(sym, Eigen::EigenvaluesOnly);
-      if (solver.info() != Eigen::Success) throw Error(what + ": the eigenvalue solver did not converge");
-      s.eigenvalues.assign(solver.eigenvalues().data(), solver.eigenvalues().data() + size);
+    for (int64_t i = 0; i < size; ++i) {
+      for (int64_t j = i + 1; j < size; ++j) {
+        double& upper = m[static_cast<size_t>(i * size + j)];
+        double& lower = m[static_cast<size_t>(j * size + i)];
+        upper = lower = 0.5 * (upper + lower);
+      }
+      s.trace += m[static_cast<size_t>(i * size + i)];
     }
+    s.eigenvalues = detail::symmetric_eigenvalues(m, size, what);
+    s.eigensolver = detail::eigensolver();
     summarize(s, size, opt.epsilon);
     r.blocks.push_back(std::move(s));
   }

@@ -1,7 +1,15 @@
 // Kernel analysis on matrices with known spectra, built by hand.
-#include <catch2/catch.hpp>
-#include <cmath>
+#include <dlfcn.h>
 
+#include <Eigen/Eigenvalues>
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <climits>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "analysis_lapack.hpp"
+#include "cli_run.hpp"
 #include "helpers.hpp"
 
 using namespace xntk;
@@ -24,7 +32,114 @@ double entropy_rank(std::vector<double> p) {
   return std::exp(h);
 }
 
+/// A random symmetric positive semi-definite (n × n) matrix A Aᵀ / k with A of (n × k): rank min(n, k).
+std::vector<double> random_psd(int64_t n, int64_t k, uint64_t seed) {
+  const auto a = test::randn<double>({n, k}, seed);
+  std::vector<double> m(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      double v = 0;
+      for (int64_t e = 0; e < k; ++e) v += a[i * k + e] * a[j * k + e];
+      m[static_cast<size_t>(i * n + j)] = m[static_cast<size_t>(j * n + i)] = v / static_cast<double>(k);
+    }
+  return m;
+}
+
+/// max_i |a_i − b_i| / max_i |b_i| of two eigenvalue lists (infinite if their lengths differ).
+double rel_error(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+    scale = std::max(scale, std::abs(b[i]));
+  }
+  return diff / scale;
+}
+
+/// The eigensolver this test binary must see: LAPACK's when the library linked one into the process.
+std::string expected_eigensolver() { return dlsym(RTLD_DEFAULT, "dsyevd_") ? "lapack dsyevd" : "eigen"; }
+
 }  // namespace
+
+TEST_CASE("the eigenvalues equal Eigen's solver's on random PSD matrices", "[analysis]") {
+  // Eigen's SelfAdjointEigenSolver is the reference: with LAPACK's dsyevd in the build the two are independent
+  // implementations (Householder tridiagonalisation then implicit QL/QR in Eigen, blocked dsytrd then dsterf in
+  // LAPACK), both backward stable, so they agree to a few n·ε·λmax
+  for (const int64_t n : {1, 2, 7, 64, 203, 512}) {
+    for (const int64_t k : {n / 3 + 1, 2 * n}) {  // singular (rank n/3 + 1) and positive definite
+      INFO("n = " << n << ", A of (n × " << k << ")");
+      const std::vector<double> m = random_psd(n, k, static_cast<uint64_t>(1000 * n + k));
+      const Spectrum s = spectrum(m, n);
+      CHECK(s.eigensolver == expected_eigensolver());
+      const Eigen::Map<const Eigen::MatrixXd> M(m.data(), n, n);
+      const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> ref(M, Eigen::EigenvaluesOnly);
+      REQUIRE(ref.info() == Eigen::Success);
+      const std::vector<double> want(ref.eigenvalues().data(), ref.eigenvalues().data() + n);
+      CHECK(std::is_sorted(s.eigenvalues.begin(), s.eigenvalues.end()));
+      CHECK(rel_error(s.eigenvalues, want) <= 1e-10);
+      CHECK(s.lambda_max == Approx(want.back()).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("the eigenvalues of Q diag(λ) Qᵀ with a Householder Q are λ, ascending", "[analysis]") {
+  // λ spans nine decades with repeated values and zeros; Q = I − 2 v vᵀ / vᵀv
+  for (const int64_t n : {3, 50, 301}) {
+    INFO("n = " << n);
+    std::vector<double> lambda(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) lambda[static_cast<size_t>(i)] = i % 7 == 3 ? 0.0 : std::pow(10.0, -(i % 10));
+    const auto v = test::randn<double>({n}, static_cast<uint64_t>(n));
+    double vv = 0;
+    for (int64_t i = 0; i < n; ++i) vv += v[i] * v[i];
+    std::vector<double> q(static_cast<size_t>(n * n));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) q[static_cast<size_t>(i * n + j)] = (i == j ? 1.0 : 0.0) - 2 * v[i] * v[j] / vv;
+    Tensor<double> k({n, n});
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double e = 0;
+        for (int64_t l = 0; l < n; ++l)
+          e += q[static_cast<size_t>(i * n + l)] * lambda[static_cast<size_t>(l)] * q[static_cast<size_t>(j * n + l)];
+        k(i, j) = e;
+      }
+    const Analysis a = analyze(k);
+    CHECK(a.spectrum.eigensolver == expected_eigensolver());
+    std::sort(lambda.begin(), lambda.end());
+    CHECK(rel_error(a.spectrum.eigenvalues, lambda) <= 1e-12);
+  }
+}
+
+TEST_CASE("the analysis reports its eigensolver, in the library and in xntk analyze", "[analysis]") {
+  const std::string want = expected_eigensolver();
+  Tensor<double> diagonal({2, 2, 2});
+  diagonal(0, 0, 0) = diagonal(1, 1, 0) = diagonal(0, 0, 1) = diagonal(1, 1, 1) = 1;
+  const Analysis a = analyze(diagonal, {{"0.weight", diagonal}});
+  CHECK(a.spectrum.eigensolver == want);
+  REQUIRE(a.per_output.size() == 2);
+  CHECK(a.per_output[1].eigensolver == want);
+  REQUIRE(a.components.size() == 1);
+  CHECK(a.components[0].spectrum.eigensolver == want);
+
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("analysis-eigensolver");
+  write_npy(d / "k.npy", diag({3, 1}));
+  const test::Run json = test::run("analyze k.npy --json", d);
+  REQUIRE(json.code == 0);
+  CHECK(nlohmann::json::parse(json.out)["eigensolver"] == want);
+  const test::Run text = test::run("analyze k.npy", d);
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Contains("eigensolver      " + want));
+}
+
+TEST_CASE("a matrix too large for LAPACK's 32-bit sizes is refused", "[analysis][errors]") {
+  // dsyevd (eigenvalues only) needs a workspace of 2N + 1 doubles, counted in a Fortran INTEGER
+  const int64_t largest = (int64_t{INT_MAX} - 1) / 2;
+  CHECK(detail::lapack_size(largest, "kernel") == largest);
+  CHECK(detail::lapack_size(4000, "kernel") == 4000);
+  CHECK_THROWS_WITH(detail::lapack_size(largest + 1, "kernel"),
+                    Contains("kernel: a 1073741824 × 1073741824 matrix is too large") && Contains("32-bit"));
+  CHECK_THROWS_WITH(detail::lapack_size(int64_t{1} << 40, "component \"1.bias\""), Contains("component"));
+}
 
 TEST_CASE("trace-mode kernel: eigenvalues, condition, ranks, trace", "[analysis]") {
   const auto a = analyze(diag({4, 2, 1}));

@@ -16,7 +16,10 @@ namespace xntk {
 /// Summary of the spectrum of one symmetric matrix.
 struct Spectrum {
   std::vector<double> eigenvalues;  ///< ascending
-  double trace = 0;                 ///< Σ diagonal (= Σ eigenvalues)
+  /// What computed them: "lapack dsyevd" (LAPACK's symmetric eigensolver, through OpenBLAS, multi-threaded) in a
+  /// build with OpenBLAS, "eigen" (Eigen's SelfAdjointEigenSolver, single-threaded) otherwise.
+  std::string eigensolver;
+  double trace = 0;  ///< Σ diagonal (= Σ eigenvalues)
   double lambda_max = 0, lambda_min = 0;
   /// Eigenvalues with |λ| ≤ tolerance are zero to working precision: tolerance = size · ε · max|λ|
   /// (ε of the kernel's dtype, NumPy's matrix_rank rule).

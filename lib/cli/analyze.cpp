@@ -50,7 +50,8 @@ void print_text(const std::string& path, const Analysis& a, bool eigenvalues) {
             << "  condition        " << condition_text(s) << "\n"
             << "  effective rank   " << fmt(s.effective_rank) << " (exp of the entropy of the normalised eigenvalues)\n"
             << "  numerical rank   " << s.numerical_rank << " of " << size << " (eigenvalues > " << fmt(s.tolerance)
-            << ")\n";
+            << ")\n"
+            << "  eigensolver      " << s.eigensolver << "\n";
   if (!s.note.empty()) std::cout << "  note: " << s.note << "\n";
   if (eigenvalues) {
     std::cout << "  eigenvalues (descending):";
@@ -94,6 +95,7 @@ void analyze(const AnalyzeArgs& args) {
   j["size"] = a.spectrum.eigenvalues.size();
   j["dtype"] = info.itemsize == 4 ? "float32" : "float64";
   j["asymmetry"] = a.asymmetry;
+  j["eigensolver"] = a.spectrum.eigensolver;
   const ordered_json whole = spectrum_json(a.spectrum);  // named: items() does not keep a temporary alive
   for (const auto& [key, value] : whole.items()) j[key] = value;
   j["eigenvalues"] = a.spectrum.eigenvalues;

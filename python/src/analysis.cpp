@@ -49,6 +49,7 @@ py::dict analyze_kernel(const py::array& kernel,
   d["size"] = a.spectrum.eigenvalues.size();
   d["dtype"] = dtype;
   d["asymmetry"] = a.asymmetry;
+  d["eigensolver"] = a.spectrum.eigensolver;
   put_spectrum(d, a.spectrum);
   d["eigenvalues"] = a.spectrum.eigenvalues;
   if (!a.per_output.empty()) {
