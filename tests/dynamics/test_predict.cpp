@@ -103,6 +103,45 @@ TEST_CASE("k steps of the linearised network's gradient descent are the kernel's
   CHECK(test::rel_error(pt.train, pe.train) <= 1e-12);
 }
 
+TEST_CASE("training α·f (centred or not) is predicted by the unscaled Θ at the same learning rate, or α²Θ at η/α²",
+          "[dynamics][predict]") {
+  // docs/dynamics.md: g = α f (or α (f − f₀)) trained on L(g)/α² moves as g_{k+1} = g_k − η Θ ∇_g L
+  const Sequential<double> net0(mlp(), 5);
+  const int64_t n = 6, m = 4, O = 3;
+  const auto x = test::randn<double>({n, 4}, 6), xt = test::randn<double>({m, 4}, 7);
+  const auto y = test::randn<double>({n, O}, 8);
+  const auto k_train = ntk(net0, x).total, k_test = ntk(net0, xt, x).total;
+  const double lr = 0.2, alpha = 3;
+  Tensor<double> k_scaled = k_train, kt_scaled = k_test;
+  for (int64_t i = 0; i < k_scaled.size(); ++i) k_scaled[i] *= alpha * alpha;
+  for (int64_t i = 0; i < kt_scaled.size(); ++i) kt_scaled[i] *= alpha * alpha;
+  for (const bool center : {false, true}) {
+    INFO("center " << center);
+    // g₀ = α f₀, or 0 when centred
+    Tensor<double> g0 = net0.forward(x), g0t = net0.forward(xt);
+    for (int64_t i = 0; i < g0.size(); ++i) g0[i] = center ? 0 : alpha * g0[i];
+    for (int64_t i = 0; i < g0t.size(); ++i) g0t[i] = center ? 0 : alpha * g0t[i];
+    const std::vector<int64_t> steps = {9};
+    const auto p = predict_steps<double>({.k_train = k_train, .y = y, .k_test = k_test, .f0_train = g0, .f0_test = g0t},
+                                         Loss::mse, lr, steps);
+    const auto q =
+        predict_steps<double>({.k_train = k_scaled, .y = y, .k_test = kt_scaled, .f0_train = g0, .f0_test = g0t},
+                              Loss::mse, lr / (alpha * alpha), steps);
+    Sequential<double> net(mlp(), 5);
+    Trainer<double> trainer(net, {.loss = Loss::mse,
+                                  .optimizer = {.lr = lr},
+                                  .transform = {.alpha = alpha, .center = center},
+                                  .linearized = true});
+    for (int64_t k = 0; k < steps[0]; ++k) trainer.step(x, y);
+    CHECK(test::rel_error(at(p.train, 0), trainer.outputs(x)) <= 1e-10);
+    CHECK(test::rel_error(at(p.test, 0), trainer.outputs(xt)) <= 1e-10);
+    CHECK(test::rel_error(at(q.train, 0), trainer.outputs(x)) <= 1e-10);
+    // and not by α²Θ at η: that would be α² times too fast
+    const auto wrong = predict_steps<double>({.k_train = k_scaled, .y = y, .f0_train = g0}, Loss::mse, lr, steps);
+    CHECK(test::rel_error(at(wrong.train, 0), trainer.outputs(x)) > 1e-3);
+  }
+}
+
 TEST_CASE("many small steps approach gradient flow, and t = ∞ solves the kernel system", "[dynamics][predict]") {
   const Sequential<double> net(mlp(), 9);
   const int64_t n = 5, m = 3, O = 3;
