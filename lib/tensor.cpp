@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "checked.hpp"
@@ -13,14 +16,86 @@ namespace xntk {
 
 namespace engine {
 
+namespace {
+
+/// The first number in a file (0 and false if absent or not a number; "max" is +infinity).
+bool read_number(const std::string& path, double& v) {
+  std::ifstream f(path);
+  std::string word;
+  if (!(f >> word)) return false;
+  if (word == "max") {
+    v = std::numeric_limits<double>::infinity();
+    return true;
+  }
+  char* end = nullptr;
+  v = std::strtod(word.c_str(), &end);
+  return end != word.c_str() && *end == '\0' && v >= 0;
+}
+
+/// A field of memory.stat ("inactive_file 1234"), 0 if absent.
+double stat_field(const std::string& path, const std::string& key) {
+  std::ifstream f(path);
+  std::string k;
+  double v;
+  while (f >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+}  // namespace
+
+double cgroup_available_bytes(const std::string& root, const std::string& self_cgroup) {
+  double best = std::numeric_limits<double>::infinity();
+  std::istringstream lines(self_cgroup);
+  std::string line;
+  while (std::getline(lines, line)) {
+    // "hierarchy-ID:controllers:path": v2 is "0::/path", v1's memory controller "N:memory:/path"
+    const auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos) continue;
+    const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    const bool v2 = line.compare(0, a, "0") == 0 && controllers.empty();
+    bool v1 = false;
+    std::istringstream names(controllers);
+    for (std::string name; std::getline(names, name, ',');) v1 = v1 || name == "memory";
+    if (!v2 && !v1) continue;
+    // the limit of the process's group and of each group above it: the tightest one binds
+    std::string dir = path;
+    while (true) {
+      const std::string base = v2 ? root + dir : root + "/memory" + dir;
+      double limit, used;
+      const bool have = v2 ? read_number(base + "/memory.max", limit) && read_number(base + "/memory.current", used)
+                           : read_number(base + "/memory.limit_in_bytes", limit) &&
+                                 read_number(base + "/memory.usage_in_bytes", used);
+      // v1 writes "no limit" as a number near 2^63
+      if (have && limit < 0x1p62) {
+        // page cache the kernel would reclaim counts as available, as in MemAvailable
+        const double reclaimable = stat_field(base + "/memory.stat", v2 ? "inactive_file" : "total_inactive_file");
+        best = std::min(best, std::max(0.0, limit - used + std::min(reclaimable, used)));
+      }
+      if (dir.empty() || dir == "/") break;
+      const auto slash = dir.find_last_of('/');
+      dir = slash == 0 || slash == std::string::npos ? "/" : dir.substr(0, slash);
+    }
+  }
+  return best;
+}
+
 double available_bytes() {
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024.0;
-  return static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  double avail = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  {
+    std::ifstream f("/proc/meminfo");
+    std::string key, unit;
+    double kb = 0;
+    while (f >> key >> kb >> unit)
+      if (key == "MemAvailable:") {
+        avail = kb * 1024.0;
+        break;
+      }
+  }
+  std::ifstream self("/proc/self/cgroup");
+  std::stringstream text;
+  text << self.rdbuf();
+  return std::min(avail, cgroup_available_bytes("/sys/fs/cgroup", text.str()));
 }
 
 }  // namespace engine

@@ -22,6 +22,24 @@ TEST_CASE("invalid layers and shapes name the layer", "[errors]") {
                     Contains("layer 0 (linear)") && Contains("w_std"));
 }
 
+TEST_CASE("the autograd path is planned before it allocates: its Jacobians must fit the memory budget",
+          "[errors][autograd]") {
+  // P = 5·64 + 64 + 64·3 + 3 = 579 parameters, O = 3, 10 samples: J is 10·3·579 doubles (138,960 bytes); the
+  // contraction 30 × 30 (7,200), the result and one component 10·10·9 doubles each (14,400): 160,560 bytes
+  const Sequential<double> net(
+      {.input = {5}, .layers = {Linear{.out_features = 64}, Tanh(), Linear{.out_features = 3}}});
+  const auto x = test::randn<double>({10, 5}, 1);
+  CHECK_THROWS_WITH(autograd_ntk(net, x, {.memory_budget = 160000}),
+                    Contains("kernel (autograd): the per-sample Jacobians and the result need 0.000161 GB") &&
+                        Contains("more than the 0.00016 GB memory budget") && Contains("explicit method"));
+  // with X2 (5 samples): its Jacobians count too, 5·3·579 doubles, and the 30 × 15 contraction and 10·5·9
+  // results are smaller: 138,960 + 69,480 + 3,600 + 7,200 = 219,240 bytes
+  CHECK_THROWS_WITH(autograd_ntk(net, x, test::randn<double>({5, 5}, 2), {.memory_budget = 200000}),
+                    Contains("need 0.000219 GB"));
+  const auto k = autograd_ntk(net, x, {.memory_budget = 161000});
+  CHECK(test::rel_error(k.total, ntk(net, x).total) <= 1e-12);
+}
+
 TEST_CASE("batches that do not fit the model are refused", "[errors]") {
   const Sequential<double> net({.input = {4}, .layers = {Linear{.out_features = 2}}});
   const Tensor<double> good({3, 4}), bad({3, 5}), flat({4});

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <vector>
 #include <xntk/xntk.hpp>
@@ -12,7 +13,9 @@
 #include "backend/cpu/fast_math.hpp"
 #include "backend/parallel.hpp"
 #include "cpu/cache.hpp"
+#include "files.hpp"
 #include "helpers.hpp"
+#include "ntk/plan.hpp"
 
 using namespace xntk;
 
@@ -155,4 +158,46 @@ TEST_CASE("parallel_rows visits every row once", "[internals]") {
       backend::parallel_rows(n, n, triangle, 1e6, [&](int64_t i) { ++seen[static_cast<size_t>(i)]; });
       for (int64_t i = 0; i < n; ++i) REQUIRE(seen[static_cast<size_t>(i)] == 1);
     }
+}
+
+TEST_CASE("available memory: the tightest memory cgroup limit, v2 and v1, its page cache counted as free",
+          "[internals][memory]") {
+  const test::TempDir root("cgroup");
+  const auto put = [&](const std::string& rel, const std::string& text) {
+    std::filesystem::create_directories(std::filesystem::path(root / rel).parent_path());
+    test::write_bytes(root / rel, text);
+  };
+  const double inf = std::numeric_limits<double>::infinity();
+  // v2: the job's group allows 6 GB and uses 2 GB of which 0.5 GB inactive page cache; its parent allows 5 GB
+  // and uses 4 GB: the parent binds (1 GB + its own reclaimable 0.25 GB)
+  put("job.slice/step/memory.max", "6000000000\n");
+  put("job.slice/step/memory.current", "2000000000\n");
+  put("job.slice/step/memory.stat", "anon 1500000000\ninactive_file 500000000\nactive_file 0\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "0::/job.slice/step\n") == 4.5e9);
+  put("job.slice/memory.max", "5000000000\n");
+  put("job.slice/memory.current", "4000000000\n");
+  put("job.slice/memory.stat", "inactive_file 250000000\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "0::/job.slice/step\n") == 1.25e9);
+  // "max" is no limit; a group without the files (the root) is skipped; no memory controller: no limit
+  put("free/memory.max", "max\n");
+  put("free/memory.current", "123\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "0::/free\n") == inf);
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "1:cpu,cpuacct:/job.slice/step\n") == inf);
+  // used above the limit: nothing available, never negative
+  put("over/memory.max", "1000\n");
+  put("over/memory.current", "5000\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "0::/over\n") == 0);
+  // v1: the memory controller's hierarchy, "no limit" written as a number near 2^63
+  put("memory/docker/abc/memory.limit_in_bytes", "3000000000\n");
+  put("memory/docker/abc/memory.usage_in_bytes", "1000000000\n");
+  put("memory/docker/abc/memory.stat", "total_inactive_file 100000000\n");
+  put("memory/docker/memory.limit_in_bytes", "9223372036854771712\n");
+  put("memory/docker/memory.usage_in_bytes", "1000000000\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "12:pids:/docker/abc\n4:memory:/docker/abc\n") == 2.1e9);
+  // a garbled file is no limit, not a crash or a zero
+  put("bad/memory.max", "lots\n");
+  put("bad/memory.current", "1\n");
+  CHECK(engine::cgroup_available_bytes(root.path().string(), "0::/bad\n") == inf);
+  // the process's own figure is at most the system's MemAvailable and positive
+  CHECK(engine::available_bytes() > 0);
 }

@@ -31,7 +31,9 @@ struct KernelOptions {
   bool components = false;
   /// Samples per tile (0: chosen from the memory budget).
   int64_t tile = 0;
-  /// Working-memory budget in bytes for the tiles, on top of the outputs (0: half the available RAM).
+  /// Working-memory budget in bytes for the tiles, on top of the outputs (0: half the available memory, which
+  /// respects the process's memory cgroup limits). autograd_ntk: the budget for everything it holds (0: 90% of
+  /// the available memory).
   int64_t memory_budget = 0;
   /// Threads (0: the OpenMP default).
   int threads = 0;
@@ -79,7 +81,8 @@ Kernel<T> ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& o
 
 /// The same kernel through per-sample parameter Jacobians from a small reverse-mode engine
 /// (slow, generic, shares no layer backward formula with `ntk`); the Jacobians are contracted on
-/// `options.backend`'s dense product. `tile` and `memory_budget` are ignored.
+/// `options.backend`'s dense product. `tile` is ignored; the Jacobians and the result (n·O·P + m·O·P + the
+/// kernel's values) must fit the memory budget, or xntk::Error before anything is allocated.
 template <class T>
 Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x1, TensorArg<T> x2, const KernelOptions& options = {});
 template <class T>

@@ -3,12 +3,14 @@
 
 #include <algorithm>
 #include <map>
+#include <sstream>
 
 #include "autograd/record.hpp"
 #include "autograd/tape.hpp"
 #include "backend/backend.hpp"
 #include "backend/parallel.hpp"
 #include "batch.hpp"
+#include "ntk/plan.hpp"
 #include "xntk/kernel.hpp"
 
 namespace xntk {
@@ -58,6 +60,28 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
   if (x2) detail::check_batch(model, *x2, "x2");
   const int64_t n = x1.dim(0), m = x2 ? x2->dim(0) : n, O = model.outputs();
   const auto params = model.named_parameters();
+  {
+    // planned before anything is allocated, as the explicit path is: the per-sample Jacobians of both sides,
+    // the largest contraction, the result, one component being formed and those kept
+    double P = 0;
+    for (const auto& p : params) P += static_cast<double>(p.tensor->size());
+    const double dn = static_cast<double>(n), dm = static_cast<double>(m), dO = static_cast<double>(O);
+    const double per = opt.mode == Mode::full ? dO * dO : opt.mode == Mode::diagonal ? dO : 1.0;
+    const double kept = opt.components ? static_cast<double>(model.component_names().size()) : 0.0;
+    const double bytes =
+        static_cast<double>(sizeof(T)) *
+        ((dn + (x2 ? dm : 0)) * dO * P + (params.empty() ? 0 : dn * dO * dm * dO) + dn * dm * per * (2 + kept));
+    const double avail = engine::available_bytes(),
+                 limit = opt.memory_budget > 0 ? static_cast<double>(opt.memory_budget) : 0.9 * avail;
+    if (bytes > limit) {
+      std::ostringstream e;
+      e.precision(3);
+      e << "kernel (autograd): the per-sample Jacobians and the result need " << bytes / 1e9 << " GB, more than the "
+        << limit / 1e9 << " GB " << (opt.memory_budget > 0 ? "memory budget" : "of memory available")
+        << "; use the explicit method, which never forms the Jacobians, or fewer samples";
+      throw Error(e.str());
+    }
+  }
   // progress steps: chunks of a few samples per thread for the Jacobians (the slow part), then one per component
   const int64_t chunk = 4 * backend::loop_threads();
   const int64_t steps = (n + chunk - 1) / chunk + (x2 ? (m + chunk - 1) / chunk : 0) +

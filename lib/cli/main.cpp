@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   compute
       ->add_option("--memory-budget", c.memory_mb,
-                   "Working memory for the tiles in MB, besides the outputs (0: half the available RAM)")
+                   "Working memory for the tiles in MB, besides the outputs (0: half the available memory, within the "
+                   "cgroup limit); --method autograd: for its Jacobians and result (0: 90% of it)")
       ->check(integer_up_to(kMaxMemoryMB))
       ->capture_default_str();
 

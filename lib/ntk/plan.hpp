@@ -31,9 +31,15 @@ struct Plan {
   int64_t steps = 0;
 };
 
-/// Bytes of memory the system reports as available (MemAvailable), or all physical memory (in tensor.cpp,
+/// Bytes of memory available to this process: the system's MemAvailable (or all physical memory), and no more
+/// than its memory cgroups (v2 or v1, its own and each above it) leave below their limits (in tensor.cpp,
 /// whose allocations check it too).
 double available_bytes();
+
+/// What the memory cgroups leave below their limits, reclaimable page cache counted as available: `root`
+/// the cgroup file system (/sys/fs/cgroup; v1's memory controller under root/memory), `self_cgroup` the text of
+/// /proc/self/cgroup. +infinity when no group sets a limit.
+double cgroup_available_bytes(const std::string& root, const std::string& self_cgroup);
 
 /// The layout of Θ(X1, X2) for n × m samples (same: X2 omitted).
 template <class T>
