@@ -421,6 +421,12 @@ class CpuOps final : public Ops<T> {
 
   double add_bias(T* y, int64_t batch, int64_t channels, int64_t positions, T alpha, const T* bias) const override {
     parallel_for_work(batch, static_cast<double>(channels * positions), [&](int64_t b) {
+      if (positions == 1) {  // a Linear layer's: one loop over the features, which vectorises
+        T* __restrict row = y + b * channels;
+#pragma omp simd
+        for (int64_t c = 0; c < channels; ++c) row[c] += alpha * bias[c];
+        return;
+      }
       for (int64_t c = 0; c < channels; ++c) {
         const T v = alpha * bias[c];
         T* __restrict row = y + (b * channels + c) * positions;
