@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -345,6 +346,32 @@ TEST_CASE("xntk compute writes the kernel, the components and one stats line", "
   for (const auto& e : d.entries())
     if (e[0] == '.') left.insert(e);
   CHECK(left.empty());
+}
+
+TEST_CASE("xntk compute --progress logs plain lines on stderr, the last at 100%, and leaves stdout alone", "[cli]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-progress");
+  write_inputs(d);
+  const std::regex last(R"(xntk compute: (\d+) of (\d+) steps \(100%\), [0-9.]+ s elapsed, ~0\.0 s left)");
+  for (const std::string method : {"explicit", "autograd"}) {
+    INFO(method);
+    // --tile 2: 5 samples against themselves in tiles of 2 is 6 tile pairs, each a step per layer with parameters
+    const Run r =
+        run("compute model.json --x1 x.npy --weights w.safetensors -o k.npy --stats --progress --tile 2 "
+            "--method " +
+                method,
+            d);
+    REQUIRE(r.code == 0);
+    CHECK(lines(r.out) == 1);  // the stats line only
+    REQUIRE(!r.err.empty());
+    CHECK(r.err.find('\r') == std::string::npos);  // lines, not a bar
+    std::smatch m;
+    const std::string tail = r.err.substr(r.err.rfind("xntk compute:"));
+    REQUIRE(std::regex_search(tail, m, last));
+    CHECK(m[1] == m[2]);
+    CHECK((tail.find("GFLOP/s") != std::string::npos) == (method == "explicit"));
+    if (method == "explicit") CHECK(std::stoll(m[2]) % 6 == 0);
+  }
 }
 
 TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {

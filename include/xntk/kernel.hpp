@@ -44,6 +44,9 @@ struct KernelOptions {
   /// parameters of one tile pair (`ntk`), or the Jacobians of a few samples per thread or one component's
   /// contraction (`autograd_ntk`). An exception thrown from it stops the computation and propagates.
   std::function<void(int64_t, int64_t)> progress = nullptr;
+  /// As `progress`, with the FLOPs done so far as a third argument (`autograd_ntk`: 0); either, both or neither
+  /// may be set.
+  std::function<void(int64_t, int64_t, double)> progress_flops = nullptr;
 };
 
 /// The evaluation order one conv layer's weight component was computed in.

@@ -88,7 +88,9 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
                         static_cast<int64_t>(model.component_names().size());
   int64_t done = 0;
   auto step = [&] {
-    if (opt.progress) opt.progress(++done, steps);
+    ++done;
+    if (opt.progress) opt.progress(done, steps);
+    if (opt.progress_flops) opt.progress_flops(done, steps, 0.0);
   };
   const auto J1 = jacobians_in_chunks(model, x1, chunk, step);
   const auto J2 = x2 ? jacobians_in_chunks(model, *x2, chunk, step) : std::vector<Tensor<T>>{};

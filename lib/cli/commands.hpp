@@ -17,6 +17,7 @@ struct ComputeArgs {
   uint64_t seed = 0;
   std::string mode = "full", method = "explicit", dtype = "float64";
   bool stats = false;
+  bool progress = false;
   int threads = 0;
   int64_t tile = 0;
   int64_t memory_mb = 0;

@@ -66,6 +66,36 @@ class ProgressBar {
   double last_ = 0;
 };
 
+/// `--progress`: plain lines on stderr for logs, the first after 5 s, then at most every 5 s, and the last
+/// when the computation ends (so a short run prints one).
+class ProgressLog {
+ public:
+  explicit ProgressLog(double every = 5.0) : every_(every), start_(Clock::now()) {}
+
+  void update(int64_t done, int64_t total, double flops) {
+    if (total <= 0) return;
+    const double elapsed = seconds_since(start_);
+    if (done < total && elapsed - last_ < every_) return;
+    last_ = elapsed;
+    const double f = static_cast<double>(done) / static_cast<double>(total);
+    const double left = f > 0 ? elapsed * (1 - f) / f : 0;
+    std::string rate;
+    if (flops > 0 && elapsed > 0) {
+      char buf[48];
+      std::snprintf(buf, sizeof buf, ", %.1f GFLOP/s", flops / elapsed / 1e9);
+      rate = buf;
+    }
+    std::fprintf(stderr, "xntk compute: %lld of %lld steps (%.0f%%), %.1f s elapsed, ~%.1f s left%s\n",
+                 static_cast<long long>(done), static_cast<long long>(total), 100 * f, elapsed, left, rate.c_str());
+    std::fflush(stderr);
+  }
+
+ private:
+  double every_;
+  Clock::time_point start_;
+  double last_ = 0;
+};
+
 /// 16 hexadecimal digits, different for every run.
 std::string new_run_id() {
   std::random_device device;
@@ -146,7 +176,11 @@ void run(const ComputeArgs& args) {
                     .tile = std::min(args.tile, samples),
                     .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
                     .threads = args.threads};
-  opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
+  ProgressLog log;
+  if (args.progress)
+    opt.progress_flops = [&log](int64_t done, int64_t total, double flops) { log.update(done, total, flops); };
+  else
+    opt.progress = [&bar](int64_t done, int64_t total) { bar.update(done, total); };
   t0 = Clock::now();
   Kernel<T> k;
   if (streamed)

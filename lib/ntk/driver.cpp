@@ -101,7 +101,9 @@ class TilePass final : public nn::Visitor<T> {
         if (has_bias) sink_.put(2 + c, block_, bbuf_.data());
       }
     }
-    if (opt_.progress) opt_.progress(++done_, plan_.steps);
+    ++done_;
+    if (opt_.progress) opt_.progress(done_, plan_.steps);
+    if (opt_.progress_flops) opt_.progress_flops(done_, plan_.steps, cx_.flops());
     if (s.cx.scratch_bytes() > kKeepScratchBytes) s.cx.release_scratch();
   }
 
