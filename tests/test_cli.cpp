@@ -374,6 +374,43 @@ TEST_CASE("xntk compute --progress logs plain lines on stderr, the last at 100%,
   }
 }
 
+TEST_CASE("xntk compute --dry-run prints the plan and its FLOPs without writing anything", "[cli]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  test::TempDir d("cli-dry-run");
+  write_inputs(d);
+  const auto before = d.entries();
+  for (const std::string shape :
+       {"--tile 2", "--x2 x2.npy --mode trace", "--mode diagonal --components c.safetensors"}) {
+    INFO(shape);
+    const std::string common = "compute model.json --x1 x.npy --weights w.safetensors -o k.npy " + shape;
+    const auto before = d.entries();
+    const Run plan = run(common + " --dry-run", d);
+    REQUIRE(plan.code == 0);
+    CHECK(plan.err.empty());
+    CHECK(lines(plan.out) == 1);
+    CHECK(d.entries() == before);  // no output, no temporary
+    const auto p = nlohmann::json::parse(plan.out);
+    CHECK(p["dry_run"] == true);
+    for (const char* key : {"tile", "tile_pairs", "steps", "output_bytes", "components_bytes", "memory_budget_bytes",
+                            "flops_estimate", "calibration", "estimated_s"})
+      CHECK(p.contains(key));
+    // the run it plans: the same tile, and about the FLOPs it counts. The fit a·pairs + b·samples leaves out
+    // the few constant FLOPs per tile pair, which weigh here (about 1000 in all) and not in real runs (an MLP
+    // 784-1000-1000-10 on 3000 samples: 1.37645e12 estimated, 1.37730e12 counted)
+    const Run real = run(common + " --stats", d);
+    REQUIRE(real.code == 0);
+    const auto s = nlohmann::json::parse(real.out);
+    CHECK(p["tile"] == s["tile"]);
+    const double est = p["flops_estimate"].get<double>(), got = s["flops"].get<double>();
+    CHECK(std::abs(est - got) <= 0.25 * got);
+    const double bytes = p["output_bytes"].get<double>();
+    CHECK(bytes == static_cast<double>(read_npy<double>(d / "k.npy").size() * 8));
+  }
+  const Run autograd = run("compute model.json --x1 x.npy -o k.npy --method autograd --dry-run", d);
+  CHECK(autograd.code != 0);
+  CHECK_THAT(autograd.err, Contains("--dry-run") && Contains("explicit"));
+}
+
 TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   if (std::string(XNTK_CLI).empty()) return;
   test::TempDir d("cli-analyze");

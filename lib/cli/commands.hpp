@@ -18,6 +18,7 @@ struct ComputeArgs {
   std::string mode = "full", method = "explicit", dtype = "float64";
   bool stats = false;
   bool progress = false;
+  bool dry_run = false;
   int threads = 0;
   int64_t tile = 0;
   int64_t memory_mb = 0;

@@ -18,6 +18,7 @@
 #include "cli/inputs.hpp"
 #include "io/checksum.hpp"
 #include "io/file.hpp"
+#include "ntk/plan.hpp"
 #include "xntk/io.hpp"
 #include "xntk/kernel.hpp"
 #include "xntk/sink.hpp"
@@ -131,9 +132,96 @@ void write_kept(detail::AtomicFile& out, std::optional<detail::AtomicFile>& comp
   if (comp_out) comp_out->commit();
 }
 
+/// X's first `count` samples.
+template <class T>
+TensorRef<T> first_samples(const Tensor<T>& x, int64_t count) {
+  Shape shape = x.shape();
+  shape[0] = count;
+  return TensorRef<T>(x.data(), shape);
+}
+
+/// `--dry-run`: the explicit method's plan as one JSON line, and the FLOPs and time it will take estimated from
+/// two small calibration blocks Θ(X₁[:c], X₁[:c]) with X2 given (c and c/2 samples, c ≤ 256: the general,
+/// unmirrored path) fitted as a·(sample pairs) + b·(samples through the network) — the pairwise Gram
+/// products and each tile's forward and backward passes — and summed over the plan's tile pairs (a diagonal
+/// one computes its lower triangle and one pass). Touches no output.
+template <class T>
+void dry_run(const ComputeArgs& args, const Sequential<T>& model, const Tensor<T>& x1,
+             const std::optional<Tensor<T>>& x2, const KernelOptions& opt) {
+  if (args.method == "autograd") throw Error("--dry-run: plans the explicit method only; expected --method explicit");
+  const int64_t n = x1.dim(0), m = x2 ? x2->dim(0) : n;
+  const KernelLayout layout = engine::layout_of(model, n, m, !x2, opt);
+  const engine::Plan plan = engine::make_plan(model, layout, opt, 0.0);
+  double pairs = 0, passes = 0;
+  for (const engine::TilePair& p : plan.pairs) {
+    const double n1 = static_cast<double>(p.n1), n2 = static_cast<double>(p.n2);
+    pairs += p.diagonal ? n1 * (n1 + 1) / 2 : n1 * n2;
+    passes += p.diagonal ? n1 : n1 + n2;
+  }
+  const int64_t c = std::min<int64_t>({n, plan.tile, 256}), c2 = std::max<int64_t>(1, c / 2);
+  KernelOptions quiet = opt;
+  quiet.components = false;
+  quiet.tile = 0;
+  quiet.progress = nullptr;
+  quiet.progress_flops = nullptr;
+  const auto t0 = Clock::now();
+  const Kernel<T> k1 = ntk(model, first_samples(x1, c), first_samples(x1, c), quiet);
+  const double t1 = seconds_since(t0);
+  const Kernel<T> k2 = ntk(model, first_samples(x1, c2), first_samples(x1, c2), quiet);
+  // f(c) = a·c² + b·2c
+  const double dc = static_cast<double>(c), dc2 = static_cast<double>(c2);
+  double a = k1.flops / (dc * dc), b = 0;  // one sample: all of it counted per pair
+  if (c > c2) {
+    a = std::max(0.0, (k1.flops / dc - k2.flops / dc2) / (dc - dc2));
+    b = std::max(0.0, (k1.flops / dc - a * dc) / 2);
+  }
+  const double flops = a * pairs + b * passes, rate = t1 > 0 ? k1.flops / t1 : 0;
+  const double per = static_cast<double>(layout.per_pair()), values = static_cast<double>(n) * static_cast<double>(m);
+  const double budget =
+      opt.memory_budget > 0 ? static_cast<double>(opt.memory_budget) : 0.5 * engine::available_bytes();
+  nlohmann::ordered_json j;
+  j["dry_run"] = true;
+  j["method"] = args.method;
+  j["mode"] = args.mode;
+  j["dtype"] = args.dtype;
+  j["n"] = n;
+  j["m"] = m;
+  j["outputs"] = model.outputs();
+  j["parameters"] = model.num_parameters();
+  j["tile"] = plan.tile;
+  j["tile_pairs"] = plan.pairs.size();
+  j["steps"] = plan.steps;
+  j["output_bytes"] = values * per * sizeof(T);
+  j["components_bytes"] = args.components.empty()
+                              ? 0.0
+                              : values * per * sizeof(T) * static_cast<double>(model.component_names().size() + 1);
+  j["memory_budget_bytes"] = budget;
+  j["memory_available_bytes"] = engine::available_bytes();
+  j["flops_estimate"] = flops;
+  j["calibration"] = {{"samples", c}, {"seconds", t1}, {"gflops", rate / 1e9}};
+  j["estimated_s"] = rate > 0 ? flops / rate : 0.0;
+  std::cout << j.dump() << std::endl;
+}
+
 template <class T>
 void run(const ComputeArgs& args) {
   const Mode mode = parse_mode(args.mode);
+  if (args.dry_run) {
+    const Sequential<T> model = load_model<T>(args.model, args.weights, args.seed);
+    const Tensor<T> x1 = read_data<T>(args.x1, "--x1");
+    std::optional<Tensor<T>> x2;
+    if (!args.x2.empty()) x2 = read_data<T>(args.x2, "--x2");
+    const int64_t samples = std::max(x1.dim(0), x2 ? x2->dim(0) : int64_t{0});
+    const KernelOptions opt{.mode = mode,
+                            .components = !args.components.empty(),
+                            .tile = std::min(args.tile, samples),
+                            .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
+                            .threads = args.threads};
+    check_batch(model.input_shape(), x1.shape(), args.x1 + " (--x1)", "N");
+    if (x2) check_batch(model.input_shape(), x2->shape(), args.x2 + " (--x2)", "M");
+    dry_run(args, model, x1, x2, opt);
+    return;
+  }
   // Create the outputs first: an unwritable destination fails now, not after a long computation. The explicit
   // path streams its blocks into the files as they are computed (the kernel never has to fit in memory);
   // the autograd path forms the kernel in memory and writes it at the end.

@@ -113,6 +113,9 @@ int main(int argc, char** argv) {
       ->check(kFileName);
   compute->add_option("-o,--output", c.output, "Output kernel (.npy)")->required()->check(kFileName);
   compute->add_flag("--stats", c.stats, "Print one JSON line of timings, FLOPs and memory to stdout");
+  compute->add_flag("--dry-run", c.dry_run,
+                    "Print the plan as one JSON line (tiles, steps, output bytes, memory, FLOPs and time estimated "
+                    "from a short calibration on the first samples) and exit, writing nothing");
   compute->add_flag("--progress", c.progress,
                     "Progress lines on stderr (steps done, elapsed, time left, GFLOP/s) at most every 5 s and at the "
                     "end, also when stderr is not a terminal (batch and SLURM logs)");
