@@ -15,41 +15,47 @@
 namespace xntk::python {
 namespace {
 
-/// Sets every parameter from (name, array) pairs, with the rules of xntk::load_weights: every parameter present
-/// with its exact shape and finite values, no other name; on error the model is left unchanged. `source`
-/// names the pairs in messages ("state_dict").
+/// Sets every parameter, and any buffer given (BatchNorm's running statistics), from (name, array) pairs, with the
+/// rules of xntk::load_weights: every parameter present with its exact shape and finite values, buffers optional,
+/// no other name; on error the model is left unchanged. `source` names the pairs in messages ("state_dict").
 template <class T>
 void set_parameters(Sequential<T>& net, const std::vector<std::pair<std::string, py::array>>& values,
                     const std::string& source) {
-  const auto params = net.named_parameters();
-  std::string expected;
+  const auto params = net.named_parameters(), buffers = net.named_buffers();
+  std::string expected, expected_buffers;
   for (const auto& p : params) expected += (expected.empty() ? "" : ", ") + p.name;
+  for (const auto& p : buffers) expected_buffers += (expected_buffers.empty() ? "" : ", ") + p.name;
+  // parameters first, then buffers, in one index
+  std::vector<NamedParameter<T>> all = params;
+  all.insert(all.end(), buffers.begin(), buffers.end());
   std::map<std::string, size_t> index;
-  for (size_t i = 0; i < params.size(); ++i) index[params[i].name] = i;
-  std::vector<const py::array*> given(params.size(), nullptr);
+  for (size_t i = 0; i < all.size(); ++i) index[all[i].name] = i;
+  std::vector<const py::array*> given(all.size(), nullptr);
   for (const auto& [name, a] : values) {
     const auto it = index.find(name);
     if (it == index.end())
       throw Error(source + ": unexpected tensor \"" + name + "\"; the model's parameters are " +
-                  (expected.empty() ? "none" : expected));
+                  (expected.empty() ? "none" : expected) +
+                  (expected_buffers.empty() ? "" : " and its buffers " + expected_buffers));
     const TensorRef<T> v = view<T>(a, source + "[\"" + name + "\"]");
-    const Shape& want = params[it->second].tensor->shape();
+    const Shape& want = all[it->second].tensor->shape();
     if (v.shape() != want)
       throw Error(source + ": tensor \"" + name + "\" has shape " + to_string(v.shape()) + ", expected " +
                   to_string(want));
     for (int64_t e = 0; e < v.size(); ++e)
       if (!std::isfinite(static_cast<double>(v.data()[e])))
         throw Error(source + ": tensor \"" + name + "\" holds a non-finite value at flat index " + std::to_string(e) +
-                    "; expected finite weights");
+                    "; expected finite " + (it->second < params.size() ? "weights" : "values"));
     given[it->second] = &a;
   }
   for (size_t i = 0; i < params.size(); ++i)
     if (!given[i])
       throw Error(source + ": missing tensor \"" + params[i].name + "\" of shape " +
                   to_string(params[i].tensor->shape()) + " (the model's parameters are " + expected + ")");
-  for (size_t i = 0; i < params.size(); ++i) {
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!given[i]) continue;  // a buffer not given keeps its value
     const TensorRef<T> v = view<T>(*given[i], source);
-    std::copy(v.data(), v.data() + v.size(), params[i].tensor->data());
+    std::copy(v.data(), v.data() + v.size(), all[i].tensor->data());
   }
 }
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-from functorch import jacrev, make_functional, vmap  # noqa: E402  (Debian's torch 1.13 ships functorch)
+from functorch import jacrev, make_functional, make_functional_with_buffers, vmap  # noqa: E402  (Debian's torch 1.13 ships functorch)
 
 import xntk  # noqa: E402
 
@@ -28,8 +28,14 @@ def rel_error(a, b):
 
 def jacobians(module, x):
     """Per-parameter Jacobians (N, O, P) of the module's outputs at x, keyed by state_dict name."""
-    fnet, params = make_functional(module)
     names = [n for n, _ in module.named_parameters()]
+    if any(True for _ in module.buffers()):  # BatchNorm's running statistics: functorch's buffered form
+        fnet_b, params, buffers = make_functional_with_buffers(module)
+
+        def fnet(p, xb):
+            return fnet_b(p, buffers, xb)
+    else:
+        fnet, params = make_functional(module)
 
     def single(p, xi):  # one sample, as a batch of one (the tutorial's fnet_single)
         return fnet(p, xi.unsqueeze(0)).squeeze(0)

@@ -187,7 +187,10 @@ def test_from_torch_refuses_what_it_cannot_map():
 
     shared = nn.Linear(4, 4)
     cases = [
-        (Holder(), (3, 8, 8), r"^features\.3 \(BatchNorm2d\): not supported"),
+        (Holder(), (3, 8, 8), r"^features\.3 \(BatchNorm2d\): in training mode"),
+        (nn.Sequential(nn.BatchNorm2d(2, track_running_stats=False).eval()), (2, 3, 3),
+         r"^0 \(BatchNorm2d\): track_running_stats=False not supported"),
+        (nn.Sequential(nn.Conv2d(4, 4, 3), nn.LayerNorm([4, 2, 2])), (4, 4, 4), r"^1 \(LayerNorm\): not supported"),
         (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), (4, 6, 6), r"^0 \(Conv2d\): groups=2 not supported"),
         (nn.Sequential(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")), (2, 6, 6), r"padding_mode='reflect'"),
         (nn.Sequential(nn.Conv2d(2, 2, 2, padding="same")), (2, 6, 6), r"pads one side more than the other"),
@@ -195,12 +198,12 @@ def test_from_torch_refuses_what_it_cannot_map():
         (nn.Sequential(nn.AvgPool2d(2, count_include_pad=False)), (2, 4, 4), r"count_include_pad=False"),
         (nn.Sequential(nn.AdaptiveAvgPool2d(2)), (2, 4, 4), r"output_size=2 not supported"),
         (nn.Sequential(nn.Flatten(2)), (2, 4, 4), r"start_dim=2 not supported"),
-        (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout())), (4,), r"^1\.0 \(Dropout\): not supported"),
+        (nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Dropout())), (4,), r"^1\.0 \(Dropout\): in training mode"),
         (nn.Sequential(shared, nn.ReLU(), shared), (4,), r"^2 \(Linear\): the same module as 0"),
         (nn.Sequential(nn.Linear(4, 5), nn.Linear(6, 2)), (4,), r"^1 \(Linear\): in_features is 6"),
         (nn.Sequential(nn.Linear(4, 4), Skip()), (4,), r"^1 \(Skip\): its forward is not its children applied in "
                                                        r"order \(a → b\)"),
-        (nn.BatchNorm1d(4), (4,), r"^the model \(BatchNorm1d\): not supported"),
+        (nn.BatchNorm1d(4), (4,), r"^the model \(BatchNorm1d\): in training mode"),
     ]
     for module, shape, message in cases:
         with pytest.raises(xntk.Error, match=message):

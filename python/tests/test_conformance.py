@@ -33,6 +33,25 @@ class Net(nn.Module):
         return self.classifier(self.flatten(self.features(x)))
 
 
+def _batchnorm_cnn():
+    """BatchNorm2d (affine and not), BatchNorm1d (momentum None), Dropout2d and Dropout, in eval mode, with running
+    statistics and affine parameters away from their defaults."""
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.3),
+                      nn.Conv2d(4, 3, 3), nn.BatchNorm2d(3, affine=False, eps=1e-3), nn.Flatten(),
+                      nn.Linear(3 * 4 * 4, 5), nn.BatchNorm1d(5, momentum=None), nn.Tanh(), nn.Dropout(0.5),
+                      nn.Linear(5, 2))
+    with torch.no_grad():
+        for b in m.modules():
+            if isinstance(b, (nn.BatchNorm2d, nn.BatchNorm1d)):
+                b.running_mean.uniform_(-0.5, 0.5)
+                b.running_var.uniform_(0.5, 2.0)
+                b.num_batches_tracked.fill_(7)
+                if b.affine:
+                    b.weight.uniform_(0.5, 1.5)
+                    b.bias.uniform_(-0.3, 0.3)
+    return m.eval()
+
+
 def _models():
     """name -> (builder of the float64 module, per-sample input shape)."""
     return {
@@ -64,6 +83,7 @@ def _models():
             Residual([nn.Linear(6, 5), nn.ReLU()], nn.Linear(6, 5, bias=False)),
             nn.Sequential(nn.Sequential(nn.Linear(5, 3)))), (4,)),
         "class_based": (Net, (2, 8, 8)),
+        "cnn_batchnorm_dropout_eval": (_batchnorm_cnn, (2, 6, 6)),
     }
 
 

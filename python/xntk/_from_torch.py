@@ -156,6 +156,24 @@ class _Walker:
             ok = size == 1 or (isinstance(size, (tuple, list)) and tuple(size) == (1, 1))
             self.require(m, path, "output_size", ok, "output_size=1 or (1, 1): global average pooling")
             return {"type": "global_avgpool"}
+        if t in (nn.BatchNorm2d, nn.BatchNorm1d):
+            # xntk computes the eval-mode function: a module in training mode normalises by batch statistics
+            if m.training:
+                self.fail(path, m, "in training mode (batch statistics make each sample's output depend on the "
+                                   "others); call module.eval() first")
+            self.require(m, path, "track_running_stats", m.track_running_stats, "track_running_stats=True")
+            if m.affine:
+                self.parameters(m, path, xpath, True)
+            for b in ("running_mean", "running_var", "num_batches_tracked"):
+                self.names[f"{xpath}.{b}"] = _join(path, b)
+            return {"type": "batchnorm2d" if t is nn.BatchNorm2d else "batchnorm1d", "num_features": m.num_features,
+                    "eps": float(m.eps), "momentum": None if m.momentum is None else float(m.momentum),
+                    "affine": bool(m.affine)}
+        if t in (nn.Dropout, nn.Dropout2d):
+            # the identity in eval mode, as PyTorch's
+            if m.training and m.p > 0:
+                self.fail(path, m, "in training mode (random); call module.eval() first")
+            return {"type": "identity"}
         if t is nn.Flatten:
             self.require(m, path, "start_dim", m.start_dim == 1, "start_dim=1")
             self.require(m, path, "end_dim", m.end_dim == -1, "end_dim=-1")
