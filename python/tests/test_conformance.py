@@ -52,6 +52,24 @@ def _batchnorm_cnn():
     return m.eval()
 
 
+def _basic_blocks():
+    """torchvision's BasicBlock and Bottleneck (identity and downsampling shortcuts) between small convs, in eval
+    mode with BatchNorm statistics away from their defaults."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    down = nn.Sequential(nn.Conv2d(4, 6, 1, stride=2, bias=False), nn.BatchNorm2d(6))
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), BasicBlock(4, 4), BasicBlock(4, 6, stride=2, downsample=down),
+                      Bottleneck(6, 2, downsample=nn.Sequential(nn.Conv2d(6, 8, 1), nn.BatchNorm2d(8))),
+                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3))
+    with torch.no_grad():
+        for b in m.modules():
+            if isinstance(b, nn.BatchNorm2d):
+                b.running_mean.uniform_(-0.5, 0.5)
+                b.running_var.uniform_(0.5, 2.0)
+                b.weight.uniform_(0.5, 1.5)
+                b.bias.uniform_(-0.3, 0.3)
+    return m.eval()
+
+
 def _models():
     """name -> (builder of the float64 module, per-sample input shape)."""
     return {
@@ -84,6 +102,7 @@ def _models():
             nn.Sequential(nn.Sequential(nn.Linear(5, 3)))), (4,)),
         "class_based": (Net, (2, 8, 8)),
         "cnn_batchnorm_dropout_eval": (_batchnorm_cnn, (2, 6, 6)),
+        "torchvision_resnet_blocks": (_basic_blocks, (2, 6, 6)),
     }
 
 
@@ -170,3 +189,29 @@ def test_the_functorch_tutorial_cnn():
     got = xntk.ntk(net, x_train, x_test)
     assert got.shape == (20, 5, 10, 10)
     assert rel_error(got, want) <= 1e-10
+
+
+def test_a_torchvision_resnet_maps_onto_its_state_dict():
+    """resnet18's layout (ResNet's own forward, with flatten) and names: from_torch checks the outputs equal the
+    module's; the head's and the last BatchNorm's components against per-sample autograd gradients."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+    torch.manual_seed(4)
+    module = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=2).double().eval()
+    net = xntk.from_torch(module, (3, 16, 16))
+    assert net.torch_names["4.0.0.body.0.weight"] == "layer1.0.conv1.weight"
+    assert net.torch_names["5.0.0.shortcut.1.running_var"] == "layer2.0.downsample.1.running_var"
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    _, comps = xntk.ntk(net, x, mode="trace", components=True)
+    fc = {n: p for n, p in module.named_parameters() if n.startswith(("fc.", "layer4.0.bn2."))}
+    # the head and last BatchNorm through autograd: Θ_p = Σ_o J_p J_pᵀ per sample pair
+    out = module(x)
+    for name, p in fc.items():
+        rows = []
+        for i in range(2):
+            for o in range(2):
+                g, = torch.autograd.grad(out[i, o], p, retain_graph=True)
+                rows.append(g.reshape(-1))
+        J = torch.stack(rows).reshape(2, 2, -1)
+        theta = torch.einsum("iof,jof->ij", J, J).numpy()
+        back = {t: k for k, t in net.torch_names.items()}
+        assert rel_error(comps[back[name]], theta) <= TOLERANCE[torch.float64], name

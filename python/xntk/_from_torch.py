@@ -37,6 +37,12 @@ class _Walker:
         from .torch import Residual
 
         self.residual = Residual
+        try:  # torchvision's ResNet blocks, where torchvision is installed
+            from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+            self.blocks: Tuple[Any, ...] = (BasicBlock, Bottleneck)
+            self.resnet: Any = ResNet
+        except ImportError:
+            self.blocks, self.resnet = (), None
         self.names: Dict[str, str] = {}        # xntk parameter name -> state_dict key
         self.paths: Dict[str, Tuple[str, str]] = {}  # xntk layer path -> (module path, module type)
         self.chains: List[Tuple[Any, str]] = []  # class-based containers: (module, path)
@@ -77,6 +83,8 @@ class _Walker:
         self.seen[id(m)] = tpath or "the model"
         self.paths[xpath] = (tpath, type(m).__name__)
         t = type(m)
+        if t in self.blocks:
+            return self.resnet_block(m, tpath, xpath)
         if t is self.residual:
             self.own_state(m, tpath)
             if set(m._modules) != {"body", "shortcut"}:
@@ -93,6 +101,36 @@ class _Walker:
         if not (isinstance(m, nn.Sequential) and t.forward is nn.Sequential.forward):
             self.chains.append((m, tpath))
         return {"type": "sequential", "layers": self.layers(m, tpath, f"{xpath}.")}
+
+    def resnet_block(self, m: Any, tpath: str, xpath: str) -> Dict[str, Any]:
+        """torchvision's BasicBlock or Bottleneck: relu(bn2(conv2(relu(bn1(conv1(x))))) [...] + downsample(x)),
+        a residual block followed by a ReLU; its one ReLU module serves at each use."""
+        self.own_state(m, tpath)
+        names = ["conv1", "bn1", "relu", "conv2", "bn2"]
+        if type(m) is self.blocks[1]:
+            names += ["relu", "conv3", "bn3"]
+        body = []
+        for i, n in enumerate(names):
+            child = getattr(m, n)
+            if n == "relu":
+                if type(child) is not self.nn.ReLU:
+                    self.fail(_join(tpath, n), child, "expected torchvision's nn.ReLU")
+                body.append({"type": "relu"})
+            else:
+                body.append(self.layer(child, _join(tpath, n), f"{xpath}.0.body.{i}"))
+        shortcut = [] if m.downsample is None else \
+            self.layers(m.downsample, _join(tpath, "downsample"), f"{xpath}.0.shortcut.")
+        return {"type": "sequential", "layers": [{"type": "residual", "body": body, "shortcut": shortcut},
+                                                 {"type": "relu"}]}
+
+    def resnet_layers(self, m: Any) -> List[Dict[str, Any]]:
+        """torchvision's ResNet, as its forward applies it: conv1, bn1, relu, maxpool, layer1..4, avgpool,
+        flatten(x, 1), fc."""
+        self.own_state(m, "")
+        layers = [self.layer(getattr(m, n), n, str(i))
+                  for i, n in enumerate(["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
+                                         "avgpool"])]
+        return layers + [{"type": "flatten"}, self.layer(m.fc, "fc", "10")]
 
     def pair(self, m: Any, path: str, field: str, value: Any) -> List[int]:
         if isinstance(value, int):
@@ -288,7 +326,9 @@ def from_torch(module: Any, input_shape: Union[int, Sequence[int]], dtype: Optio
     shape = _input_shape(input_shape)
     walker = _Walker(torch)
     nn = torch.nn
-    if type(module) is walker.residual or not module._modules:
+    if walker.resnet is not None and type(module) is walker.resnet:
+        layers = walker.resnet_layers(module)
+    elif type(module) is walker.residual or type(module) in walker.blocks or not module._modules:
         layers = [walker.layer(module, "", "0")]  # one layer (or an error naming it)
     else:
         walker.own_state(module, "")
