@@ -66,11 +66,11 @@ Kernel<T> autograd_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
     double P = 0;
     for (const auto& p : params) P += static_cast<double>(p.tensor->size());
     const double dn = static_cast<double>(n), dm = static_cast<double>(m), dO = static_cast<double>(O);
-    const double per = opt.mode == Mode::full ? dO * dO : opt.mode == Mode::diagonal ? dO : 1.0;
+    const double values = static_cast<double>(numel(detail::kernel_shape(n, m, O, opt.mode)));
     const double kept = opt.components ? static_cast<double>(model.component_names().size()) : 0.0;
     const double bytes =
         static_cast<double>(sizeof(T)) *
-        ((dn + (x2 ? dm : 0)) * dO * P + (params.empty() ? 0 : dn * dO * dm * dO) + dn * dm * per * (2 + kept));
+        ((dn + (x2 ? dm : 0)) * dO * P + (params.empty() ? 0 : dn * dO * dm * dO) + values * (2 + kept));
     const double avail = engine::available_bytes(),
                  limit = opt.memory_budget > 0 ? static_cast<double>(opt.memory_budget) : 0.9 * avail;
     if (bytes > limit) {

@@ -206,22 +206,6 @@ void dry_run(const ComputeArgs& args, const Sequential<T>& model, const Tensor<T
 template <class T>
 void run(const ComputeArgs& args) {
   const Mode mode = parse_mode(args.mode);
-  if (args.dry_run) {
-    const Sequential<T> model = load_model<T>(args.model, args.weights, args.seed);
-    const Tensor<T> x1 = read_data<T>(args.x1, "--x1");
-    std::optional<Tensor<T>> x2;
-    if (!args.x2.empty()) x2 = read_data<T>(args.x2, "--x2");
-    const int64_t samples = std::max(x1.dim(0), x2 ? x2->dim(0) : int64_t{0});
-    const KernelOptions opt{.mode = mode,
-                            .components = !args.components.empty(),
-                            .tile = std::min(args.tile, samples),
-                            .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
-                            .threads = args.threads};
-    check_batch(model.input_shape(), x1.shape(), args.x1 + " (--x1)", "N");
-    if (x2) check_batch(model.input_shape(), x2->shape(), args.x2 + " (--x2)", "M");
-    dry_run(args, model, x1, x2, opt);
-    return;
-  }
   // Create the outputs first: an unwritable destination fails now, not after a long computation. The explicit
   // path streams its blocks into the files as they are computed (the kernel never has to fit in memory);
   // the autograd path forms the kernel in memory and writes it at the end.
@@ -229,7 +213,9 @@ void run(const ComputeArgs& args) {
   const std::string run_id = new_run_id();
   std::optional<FileSink<T>> sink;
   std::optional<detail::AtomicFile> out, comp_out;
-  if (streamed) {
+  if (args.dry_run) {
+    // plans only: no output is created
+  } else if (streamed) {
     sink.emplace(args.output, args.components,
                  std::vector<std::pair<std::string, std::string>>{
                      {"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}});
@@ -264,6 +250,10 @@ void run(const ComputeArgs& args) {
                     .tile = std::min(args.tile, samples),
                     .memory_budget = detail::checked_mul(args.memory_mb, 1000000, "--memory-budget in bytes"),
                     .threads = args.threads};
+  if (args.dry_run) {
+    dry_run(args, *model, x1, x2, opt);
+    return;
+  }
   ProgressLog log;
   if (args.progress)
     opt.progress_flops = [&log](int64_t done, int64_t total, double flops) { log.update(done, total, flops); };
