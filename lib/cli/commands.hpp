@@ -19,6 +19,8 @@ struct ComputeArgs {
   bool stats = false;
   bool progress = false;
   bool dry_run = false;
+  bool resume = false;
+  std::string rows, cols;  ///< "a:b" sample ranges of X1 and X2 (empty: all)
   int threads = 0;
   int64_t tile = 0;
   int64_t memory_mb = 0;

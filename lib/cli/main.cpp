@@ -119,6 +119,14 @@ int main(int argc, char** argv) {
   compute->add_flag("--progress", c.progress,
                     "Progress lines on stderr (steps done, elapsed, time left, GFLOP/s) at most every 5 s and at the "
                     "end, also when stderr is not a terminal (batch and SLURM logs)");
+  compute->add_option("--rows", c.rows,
+                      "Compute only rows a:b of the kernel (samples a to b-1 of X1, 0-based, as a Python slice; "
+                      "a or b may be left out): a block for schedulers that split the work themselves");
+  compute->add_option("--cols", c.cols,
+                      "Compute only columns c:d (samples c to d-1 of X2, or of X1 when --x2 is not given)");
+  compute->add_flag("--resume", c.resume,
+                    "Keep a journal of finished tiles beside the output (OUTPUT.xntk-partial, OUTPUT.xntk-journal) "
+                    "so that an interrupted run can continue; continue the run they record if they exist");
   compute->add_option("--threads", c.threads, "Threads (0: the OpenMP default)")
       ->check(integer_up_to(kMaxThreads))
       ->capture_default_str();

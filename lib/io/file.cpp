@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <limits>
 
+#include "io/block_file.hpp"
+
 namespace xntk::detail {
 
 namespace fs = std::filesystem;
@@ -265,6 +267,98 @@ void AtomicFile::commit() {
     unregister_pending(slot_);
   }
   done_ = true;
+}
+
+PartialFile::PartialFile(std::string path, std::string target, bool truncate)
+    : path_(std::move(path)), target_(std::move(target)) {
+  struct stat st {};
+  if (stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    throw Error(path_ + ": is not a regular file; expected the partial output of " + target_);
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : 0), 0644);
+  if (fd_ < 0) throw Error(target_ + ": cannot write " + path_ + ": " + system_reason());
+}
+
+PartialFile::~PartialFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+uint64_t PartialFile::size() const {
+  struct stat st {};
+  if (fstat(fd_, &st) != 0) throw Error(target_ + ": cannot read the size of " + path_ + ": " + system_reason());
+  return static_cast<uint64_t>(st.st_size);
+}
+
+void PartialFile::preallocate(uint64_t bytes) {
+  if (bytes == 0) return;
+  if (bytes > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
+    throw Error(target_ + ": the output needs more bytes than a file can hold");
+  int rc = posix_fallocate(fd_, 0, static_cast<off_t>(bytes));
+  if (rc == EOPNOTSUPP || rc == EINVAL)
+    rc = size() >= bytes || ftruncate(fd_, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+  if (rc != 0)
+    throw Error(target_ + ": cannot reserve " + std::to_string(bytes) + " bytes for the output: " + std::strerror(rc));
+}
+
+void PartialFile::write_at(uint64_t offset, const void* data, uint64_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, p, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) throw Error(target_ + ": write failed: " + (w < 0 ? system_reason() : std::string("no progress")));
+    p += w;
+    offset += static_cast<uint64_t>(w);
+    n -= static_cast<uint64_t>(w);
+  }
+}
+
+void PartialFile::sync() {
+  if (fdatasync(fd_) != 0) throw Error(target_ + ": cannot sync " + path_ + ": " + system_reason());
+}
+
+void PartialFile::close() {
+  if (fd_ < 0) return;
+  const int rc = ::close(fd_);
+  fd_ = -1;
+  if (rc != 0) throw Error(target_ + ": write failed: " + system_reason());
+}
+
+PendingName::PendingName(const std::string& path) : slot_(register_pending(path)) {}
+PendingName::~PendingName() { release(); }
+void PendingName::release() {
+  unregister_pending(slot_);
+  slot_ = -1;
+}
+
+void write_file_durably(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".tmp-" + std::to_string(getpid());
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error(path + ": cannot write: " + system_reason());
+  const char* p = text.data();
+  size_t n = text.size();
+  bool ok = true;
+  while (ok && n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) {
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+  ok = ok && fsync(fd) == 0;
+  const std::string why = ok ? std::string() : system_reason();
+  ::close(fd);
+  if (!ok || std::rename(temp.c_str(), path.c_str()) != 0) {
+    const std::string reason = ok ? system_reason() : why;
+    unlink(temp.c_str());
+    throw Error(path + ": cannot write: " + reason);
+  }
+  const fs::path parent = fs::path(path).has_parent_path() ? fs::path(path).parent_path() : fs::path(".");
+  const int dir = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir >= 0) {
+    fsync(dir);
+    ::close(dir);
+  }
 }
 
 }  // namespace xntk::detail

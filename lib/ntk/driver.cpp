@@ -39,8 +39,9 @@ constexpr double kKeepScratchBytes = 32.0 * 1024 * 1024;
 template <class T>
 class TilePass final : public nn::Visitor<T> {
  public:
-  TilePass(const Sequential<T>& model, const KernelOptions& opt, const Plan& plan, nn::Context<T>& cx, Sink<T>& sink)
-      : model_(model), opt_(opt), plan_(plan), cx_(cx), sink_(sink) {
+  TilePass(const Sequential<T>& model, const KernelOptions& opt, const Plan& plan, nn::Context<T>& cx, Sink<T>& sink,
+           int64_t steps)
+      : model_(model), opt_(opt), plan_(plan), cx_(cx), sink_(sink), steps_(steps) {
     // one pair covering everything writes straight into the result, where the sink offers it
     direct_ = plan.whole && sink.whole(0) && (plan.layout.components.empty() || sink.whole(1));
   }
@@ -102,8 +103,8 @@ class TilePass final : public nn::Visitor<T> {
       }
     }
     ++done_;
-    if (opt_.progress) opt_.progress(done_, plan_.steps);
-    if (opt_.progress_flops) opt_.progress_flops(done_, plan_.steps, cx_.flops());
+    if (opt_.progress) opt_.progress(done_, steps_);
+    if (opt_.progress_flops) opt_.progress_flops(done_, steps_, cx_.flops());
     if (s.cx.scratch_bytes() > kKeepScratchBytes) s.cx.release_scratch();
   }
 
@@ -117,7 +118,7 @@ class TilePass final : public nn::Visitor<T> {
   KernelBlock block_;
   T* total_ = nullptr;
   std::vector<T> acc_, wbuf_, bbuf_;
-  int64_t done_ = 0;
+  int64_t steps_ = 0, done_ = 0;
   bool direct_ = false;
 };
 
@@ -125,7 +126,7 @@ class TilePass final : public nn::Visitor<T> {
 
 template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2, const KernelOptions& opt,
-                          const backend::Backend& backend, Sink<T>& sink) {
+                          const backend::Backend& backend, Sink<T>& sink, PairControl* control) {
   detail::ThreadScope threads(opt.threads);
   const bool same = x2 == nullptr;
   const int64_t n = detail::check_batch(model, x1, "x1");
@@ -139,8 +140,19 @@ Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
   sink.begin(layout);
   nn::Context<T> cx(backend);
   if (!model.impl().owners.empty()) {
-    TilePass<T> pass(model, opt, plan, cx, sink);
-    for (const TilePair& pair : plan.pairs) pass.run(x1.data(), same ? x1.data() : x2->data(), pair);
+    std::vector<char> taken(plan.pairs.size(), 1);
+    int64_t steps = plan.steps;
+    if (control) {
+      int64_t count = 0;
+      for (size_t p = 0; p < plan.pairs.size(); ++p) count += taken[p] = control->take(p, plan.pairs[p]) ? 1 : 0;
+      steps = plan.pairs.empty() ? 0 : plan.steps / static_cast<int64_t>(plan.pairs.size()) * count;
+    }
+    TilePass<T> pass(model, opt, plan, cx, sink, steps);
+    for (size_t p = 0; p < plan.pairs.size(); ++p) {
+      if (!taken[p]) continue;
+      pass.run(x1.data(), same ? x1.data() : x2->data(), plan.pairs[p]);
+      if (control) control->finished(p);
+    }
   }
   sink.end();
   k.flops = cx.flops();
@@ -160,7 +172,7 @@ Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
 
 #define XNTK_INSTANTIATE(T)                                                                                         \
   template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
-                                     const backend::Backend&, Sink<T>&);                                            \
+                                     const backend::Backend&, Sink<T>&, PairControl*);                              \
   template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
                                      const backend::Backend&);
 XNTK_INSTANTIATE(float)

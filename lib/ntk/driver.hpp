@@ -2,6 +2,7 @@
 // The explicit driver's entry point on a given backend (tests run it on CPU backends with fast paths forced).
 
 #include "backend/backend.hpp"
+#include "ntk/plan.hpp"
 #include "xntk/kernel.hpp"
 #include "xntk/sink.hpp"
 
@@ -11,9 +12,21 @@ namespace xntk::engine {
 template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
                           const KernelOptions& options, const backend::Backend& backend);
-/// The same into a sink (the returned Kernel holds no tensors).
+/// Which of the plan's tile pairs this process computes, and what follows each one's blocks into the sink:
+/// a resumable run (the pairs a journal does not hold; record each as it completes) or one of several
+/// processes (its share).
+struct PairControl {
+  virtual ~PairControl() = default;
+  /// Whether to compute pair `index` of plan.pairs (asked once per pair, in order, before any is computed).
+  virtual bool take(size_t index, const TilePair& pair) = 0;
+  /// Pair `index`'s blocks have all gone to the sink.
+  virtual void finished(size_t index) = 0;
+};
+
+/// The same into a sink (the returned Kernel holds no tensors); with `control`, only the pairs it takes.
 template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
-                          const KernelOptions& options, const backend::Backend& backend, Sink<T>& sink);
+                          const KernelOptions& options, const backend::Backend& backend, Sink<T>& sink,
+                          PairControl* control = nullptr);
 
 }  // namespace xntk::engine
