@@ -30,6 +30,9 @@ struct AnalyzeArgs {
   std::string kernel, components;
   bool json = false;
   bool eigenvalues = false;
+  bool extremes = false;  ///< λmax and λmin by Lanczos iterations on the memory-mapped kernel
+  int64_t top = 0;        ///< the top-k eigenvalues likewise
+  std::string vectors;    ///< where --top writes its eigenvectors (.npy, (k, size))
 };
 
 struct TrainArgs {
@@ -64,6 +67,9 @@ void compute(const ComputeArgs& args);
 
 /// `xntk analyze`: prints the spectrum summary as text or one JSON object.
 void analyze(const AnalyzeArgs& args);
+
+/// `xntk analyze --extremes` / `--top k`: Lanczos iterations on the memory-mapped kernel.
+void analyze_large(const AnalyzeArgs& args);
 
 /// What `xntk analyze` reads: the kernel and, when named, its components, checked to belong together.
 struct AnalyzeInput {

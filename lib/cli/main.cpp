@@ -147,6 +147,13 @@ int main(int argc, char** argv) {
       ->check(kFileName);
   analyze->add_flag("--json", a.json, "Print one JSON object instead of text");
   analyze->add_flag("--eigenvalues", a.eigenvalues, "Also list the eigenvalues in the text output");
+  analyze->add_flag("--extremes", a.extremes,
+                    "Only lambda_max, lambda_min and the condition number, by Lanczos iterations on the memory-mapped "
+                    "kernel (for kernels too large for the dense eigensolver)");
+  analyze->add_option("--top", a.top, "Only the k largest eigenvalues, by Lanczos iterations likewise")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000}));
+  analyze->add_option("--vectors", a.vectors, "With --top: write their eigenvectors (.npy, (k, size))")
+      ->check(kFileName);
 
   xntk::cli::TrainArgs t;
   CLI::App* train =
@@ -281,7 +288,11 @@ int main(int argc, char** argv) {
       (void)ptime;
       xntk::cli::predict(p);
     } else {
-      xntk::cli::analyze(a);
+      if (!a.vectors.empty() && a.top == 0) throw CLI::ValidationError("--vectors needs --top k");
+      if (a.extremes || a.top > 0)
+        xntk::cli::analyze_large(a);
+      else
+        xntk::cli::analyze(a);
     }
   } catch (const CLI::ValidationError& e) {
     std::cerr << "xntk: " << one_line(e.what()) << "\n";

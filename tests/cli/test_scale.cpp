@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "../cli_run.hpp"
@@ -231,4 +232,73 @@ TEST_CASE("a damaged journal, a missing partial file and outputs that cannot be 
   e = test::run("compute model.json --x1 x.npy --resume -o dir.npy", d);
   CHECK(e.code == 1);
   CHECK_THAT(e.err, Contains("dir.npy: is a directory"));
+}
+
+TEST_CASE("xntk analyze --extremes and --top agree with the dense eigensolver", "[cli][scale][analysis]") {
+  if (skip()) return;
+  test::TempDir d("cli-lanczos");
+  write_inputs(d, 60);
+  REQUIRE(test::run("compute model.json --x1 x.npy -o k.npy", d).code == 0);  // a 180 x 180 matrix
+  REQUIRE(test::run("compute model.json --x1 x.npy --mode trace --dtype float32 -o t.npy", d).code == 0);
+  for (const std::string file : {"k.npy", "t.npy"}) {
+    CAPTURE(file);
+    const test::Run dense = test::run("analyze " + file + " --json", d);
+    REQUIRE(dense.code == 0);
+    const test::Run r = test::run("analyze " + file + " --extremes --top 3 --vectors v.npy --json", d);
+    if (r.code == 1 && r.err.find("without Spectra") != std::string::npos) {
+      WARN("built without Spectra: --extremes not tested");
+      return;
+    }
+    REQUIRE(r.code == 0);
+    const auto want = nlohmann::json::parse(dense.out), got = nlohmann::json::parse(r.out);
+    const std::vector<double> ev = want["eigenvalues"].get<std::vector<double>>();  // ascending
+    const double lmax = want["lambda_max"].get<double>();
+    // the iterations stop at a residual of 1e-10 relative to the eigenvalue
+    CHECK(std::abs(got["lambda_max"].get<double>() - lmax) <= 1e-9 * lmax);
+    CHECK(std::abs(got["lambda_min"].get<double>() - want["lambda_min"].get<double>()) <= 1e-9 * lmax);
+    CHECK(std::abs(got["condition"].get<double>() / want["condition"].get<double>() - 1) <= 1e-6);
+    CHECK(std::abs(got["trace"].get<double>() - want["trace"].get<double>()) <= 1e-12 * want["trace"].get<double>());
+    for (int i = 0; i < 3; ++i)
+      CHECK(std::abs(got["top"][i].get<double>() - ev[ev.size() - 1 - static_cast<size_t>(i)]) <= 1e-9 * lmax);
+    CHECK(got["eigensolver"].get<std::string>().rfind("lanczos", 0) == 0);
+    CHECK(got["effective_rank"].is_null());
+    // the eigenvectors: unit length, K v = λ v
+    const Tensor<double> v = read_npy<double>(d / "v.npy");
+    const int64_t size = static_cast<int64_t>(ev.size());
+    REQUIRE(v.shape() == Shape{3, size});
+    const Tensor<double> k = read_npy<double>(d / file);
+    const bool trace = k.rank() == 2;
+    for (int64_t c = 0; c < 3; ++c) {
+      double norm = 0, residual = 0;
+      for (int64_t a = 0; a < size; ++a) {
+        double kv = 0;
+        for (int64_t b = 0; b < size; ++b) {
+          // row a = n·O + o, column b = m·O + o' of the full kernel (N, N, O, O)
+          const double kab = trace ? k[a * size + b] : k[(((a / 3) * 60 + b / 3) * 3 + a % 3) * 3 + b % 3];
+          kv += kab * v[c * size + b];
+        }
+        norm += v[c * size + a] * v[c * size + a];
+        residual = std::max(residual, std::abs(kv - got["top"][c].get<double>() * v[c * size + a]));
+      }
+      CHECK(std::abs(norm - 1) <= 1e-10);
+      CHECK(residual <= 1e-8 * lmax);
+    }
+  }
+  // bad input: one line, exit 1 (2 for usage)
+  write_npy(d / "rect.npy", test::randn<double>({4, 5}, 1));
+  struct Bad {
+    std::string args, says;
+    int code;
+  };
+  for (const Bad& b : {Bad{"k.npy --extremes --components c.safetensors", "--components: not with --extremes", 1},
+                       Bad{"rect.npy --extremes", "expected Θ(X, X)", 1},
+                       Bad{"t.npy --top 60", "--top 60: expected fewer than the matrix's 60", 1},
+                       Bad{"t.npy --vectors v2.npy", "--vectors needs --top", 2}}) {
+    CAPTURE(b.args);
+    test::write_bytes(d / "c.safetensors", "");
+    const test::Run e = test::run("analyze " + b.args, d);
+    CHECK(e.code == b.code);
+    CHECK_THAT(e.err, Contains(b.says));
+    CHECK_FALSE(fs::exists(d / "v2.npy"));
+  }
 }
