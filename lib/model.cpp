@@ -20,6 +20,27 @@ const char* name(ConvMethod method) {
   return "?";
 }
 
+const char* name(ConvPadding padding) {
+  switch (padding) {
+    case ConvPadding::sizes: return "sizes";
+    case ConvPadding::valid: return "valid";
+    case ConvPadding::same: return "same";
+  }
+  return "?";
+}
+
+ConvPaddingSizes padding_sizes(const Conv2d& conv) {
+  switch (conv.padding_rule) {
+    case ConvPadding::valid: return {Size2(0), Size2(0)};
+    case ConvPadding::same: {
+      // PyTorch (_convolution_mode): the total d·(k − 1), its lower half before, the rest after
+      const int64_t th = conv.dilation.h * (conv.kernel_size.h - 1), tw = conv.dilation.w * (conv.kernel_size.w - 1);
+      return {Size2(th / 2, tw / 2), Size2(th - th / 2, tw - tw / 2)};
+    }
+    default: return {conv.padding, conv.padding};
+  }
+}
+
 const char* name(ActivationKind kind) {
   switch (kind) {
     case ActivationKind::relu: return "relu";

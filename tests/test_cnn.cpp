@@ -176,6 +176,62 @@ TEST_CASE("explicit = autograd where conv gradients skip the positions a ReLU ze
   test::compare_with_autograd(net, x1, x2, 1e-10);
 }
 
+TEST_CASE("explicit = autograd through grouped, depthwise and \"same\"-padded convs (float64, both orders)",
+          "[cnn][groups]") {
+  struct Case {
+    const char* what;
+    ModelSpec spec;
+  };
+  const auto p = GENERATE(Parameterization::standard, Parameterization::ntk);
+  INFO(name(p));
+  const std::vector<Case> cases = {
+      {"groups 2, then depthwise with a multiplier, then a pooled head",
+       {.input = {4, 7, 6},
+        .parameterization = p,
+        .layers = {Conv2d{.out_channels = 6, .kernel_size = 3, .padding = 1, .groups = 2, .b_std = 0.4}, ReLU(),
+                   Conv2d{.out_channels = 12, .kernel_size = {3, 2}, .stride = 2, .groups = 6, .w_std = 1.4}, Tanh(),
+                   GlobalAvgPool{}, Flatten{}, Linear{.out_features = 3}}}},
+      {"MobileNet-style: depthwise \"same\" then pointwise; even kernels pad after",
+       {.input = {3, 6, 6},
+        .parameterization = p,
+        .layers = {Conv2d{.out_channels = 3, .kernel_size = 2, .padding_rule = ConvPadding::same, .groups = 3}, GELU(),
+                   Conv2d{.out_channels = 4, .kernel_size = 1}, SiLU(),
+                   Conv2d{.out_channels = 4,
+                          .kernel_size = {4, 3},
+                          .padding_rule = ConvPadding::same,
+                          .dilation = {1, 2},
+                          .groups = 2,
+                          .bias = false},
+                   Flatten{}, Linear{.out_features = 2}}}},
+      {"a grouped conv as the output layer, \"valid\"",
+       {.input = {2, 5, 5},
+        .parameterization = p,
+        .layers = {Conv2d{.out_channels = 4, .kernel_size = 3, .padding_rule = ConvPadding::valid}, ReLU(),
+                   Conv2d{.out_channels = 4, .kernel_size = 3, .groups = 2}, Flatten{}}}},
+      {"depthwise as the output, through global pooling",
+       {.input = {3, 5, 5},
+        .parameterization = p,
+        .layers = {Conv2d{.out_channels = 3, .kernel_size = 3, .padding = 1, .groups = 3}, Sigmoid(),
+                   Conv2d{.out_channels = 3, .kernel_size = 2, .groups = 3}, GlobalAvgPool{}, Flatten{}}}},
+  };
+  for (const auto& c : cases) {
+    INFO(c.what);
+    for (const ConvMethod method : {ConvMethod::automatic, ConvMethod::gradients, ConvMethod::positions}) {
+      INFO("method " << name(method));
+      const Sequential<double> net(with_method(c.spec, method), 3);
+      Shape s1{3}, s2{2};
+      s1.insert(s1.end(), c.spec.input.begin(), c.spec.input.end());
+      s2.insert(s2.end(), c.spec.input.begin(), c.spec.input.end());
+      test::compare_with_autograd(net, test::randn<double>(s1, 5), test::randn<double>(s2, 6), 1e-10);
+    }
+    // the per-sample Jacobians (linearisation, training) through the grouped layers too
+    const auto [worst, scale] = test::jacobian_gap(
+        Sequential<double>(c.spec, 3), test::randn<double>({3, c.spec.input[0], c.spec.input[1], c.spec.input[2]}, 7));
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-13 * scale);
+  }
+}
+
 TEST_CASE("conv methods are reported per layer and the cost model picks positions for tiny maps", "[cnn]") {
   // a 5×5 image through a 5×5 kernel has one output position: the double sum is a single term
   const ModelSpec tiny{.input = {2, 5, 5},

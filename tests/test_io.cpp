@@ -421,8 +421,10 @@ TEST_CASE("model JSON: padding \"same\", pool strides and round trips", "[io][js
       {"type": "maxpool2d", "kernel_size": 3, "stride": 1, "padding": [1, 0], "dilation": 2},
       {"type": "global_avgpool"}, {"type": "flatten", "start_dim": 1}]})");
   const auto& same = std::get<Conv2d>(spec.layers[0]);
-  CHECK((same.padding.h == 1 && same.padding.w == 4 && same.dilation.w == 2 && same.method == ConvMethod::positions));
-  CHECK(std::get<Conv2d>(spec.layers[1]).padding.h == 0);
+  CHECK((same.padding_rule == ConvPadding::same && padding_sizes(same).before == Size2(1, 4) &&
+         padding_sizes(same).after == Size2(1, 4) && same.dilation.w == 2 && same.method == ConvMethod::positions));
+  CHECK(std::get<Conv2d>(spec.layers[1]).padding_rule == ConvPadding::valid);
+  CHECK(std::get<Conv2d>(spec.layers[1]).groups == 1);
   const auto& mp = std::get<MaxPool2d>(spec.layers[2]);
   CHECK((mp.kernel_size.h == 2 && mp.stride.h == 0 && mp.padding.h == 0 && mp.dilation.h == 1));
   const auto& ap = std::get<AvgPool2d>(spec.layers[3]);
@@ -433,6 +435,16 @@ TEST_CASE("model JSON: padding \"same\", pool strides and round trips", "[io][js
   // writing and reading back gives the same spec (compared through its JSON, which names every field)
   const std::string text = model_spec_to_json(spec);
   CHECK(model_spec_to_json(parse_model_spec(text)) == text);
+  // groups, and "same" of an even kernel (PyTorch pads the extra row and column after): kept as written
+  const auto grouped = parse_model_spec(R"({"input": [4, 5, 5], "layers": [
+      {"type": "Conv2d", "out_channels": 8, "kernel_size": [2, 3], "padding": "same", "groups": 4}]})");
+  const auto& g = std::get<Conv2d>(grouped.layers[0]);
+  CHECK((g.groups == 4 && g.padding_rule == ConvPadding::same && padding_sizes(g).before == Size2(0, 1) &&
+         padding_sizes(g).after == Size2(1, 1)));
+  const std::string grouped_text = model_spec_to_json(grouped);
+  CHECK_THAT(grouped_text, Contains("\"padding\":\"same\"") && Contains("\"groups\":4"));
+  CHECK(model_spec_to_json(parse_model_spec(grouped_text)) == grouped_text);
+  CHECK(Sequential<double>(grouped, 0).output_shape() == Shape{8, 5, 5});
   test::TempDir dir("json");
   const ModelSpec mlp{.input = {5},
                       .parameterization = Parameterization::ntk,
@@ -517,13 +529,24 @@ TEST_CASE("model JSON errors name the file, the layer and the field", "[io][json
              Contains("layer 1 (conv2d): field \"kernel_size\": expected a positive integer or [h, w]"));
   CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": -1}]})"),
              Contains("field \"padding\": expected a non-negative integer or [h, w]"));
-  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 2, "padding": "same"}]})"),
-             Contains("field \"padding\"") && Contains("symmetric"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": "full"}]})"),
+             Contains("layer 1 (conv2d): field \"padding\": expected one of \"valid\", \"same\", got \"full\""));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding": true}]})"),
+             Contains("layer 1 (conv2d): field \"padding\"") && Contains("\"same\""));
   CHECK_THAT(
       error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": "same"}]})"),
       Contains("field \"padding\"") && Contains("stride 1"));
-  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "groups": 2}]})"),
-             Contains("field \"groups\"") && Contains("groups = 1 only"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 3, "kernel_size": 3, "groups": 2}]})"),
+             Contains("layer 1 (conv2d): field \"groups\": expected a divisor of in_channels and out_channels (3)"));
+  CHECK_THAT(
+      error(head + R"({"type": "conv2d", "out_channels": 4, "in_channels": 3, "kernel_size": 3, "groups": 2}]})"),
+      Contains("field \"groups\": expected a divisor of in_channels and out_channels (3 and 4)"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 4, "kernel_size": 3, "groups": 0}]})"),
+             Contains("layer 1 (conv2d): field \"groups\": expected a positive integer"));
+  CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "padding_mode": "reflect"}]})"),
+             Contains("layer 1 (conv2d): field \"padding_mode\": expected \"zeros\"") && Contains("\"reflect\""));
+  CHECK_THAT(error(head + R"({"type": "avgpool2d", "kernel_size": 2, "ceil_mode": true}]})"),
+             Contains("layer 1 (avgpool2d): field \"ceil_mode\": expected false"));
   CHECK_THAT(error(head + R"({"type": "conv2d", "out_channels": 2, "kernel_size": 3, "method": "fast"}]})"),
              Contains("field \"method\"") && Contains("\"positions\""));
   CHECK_THAT(error(head + R"({"type": "maxpool2d", "kernel_size": 2, "ceil_mode": true}]})"),

@@ -43,19 +43,43 @@ enum class ConvMethod {
 /// "auto", "gradients" or "positions" (the model JSON's names).
 const char* name(ConvMethod method);
 
-/// `torch.nn.Conv2d` with groups = 1 on NCHW input: y = c_w W_mat im2col(a) + c_b b 1ᵀ.
-/// NTK: Θ_W[o,o'] = c_w² Σ_{p,q} ⟨δ_o[:,p], δ'_o'[:,q]⟩ ⟨U[:,p], U'[:,q]⟩,  Θ_b[o,o'] = c_b² ⟨δ_o 1, δ'_o' 1⟩.
+/// PyTorch's string paddings of `torch.nn.Conv2d`.
+enum class ConvPadding {
+  sizes,  ///< Conv2d::padding as given, on both sides (the default)
+  valid,  ///< "valid": no padding
+  same    ///< "same" (stride 1 only): dilation·(kernel_size − 1) in total per dimension, half of it (rounded
+          ///< down) at the top/left and the rest at the bottom/right, as PyTorch pads an odd total
+};
+
+/// `torch.nn.Conv2d` on NCHW input: y = c_w W_mat im2col(a) + c_b b 1ᵀ, W (C_out, C_in/groups, kh, kw). With
+/// groups > 1 the output channels of group g see only its input channels (depthwise: groups = C_in).
+/// NTK: Θ_W[o,o'] = c_w² Σ_g Σ_{p,q} ⟨δ_o[g,p], δ'_o'[g,q]⟩ ⟨U_g[:,p], U'_g[:,q]⟩ (δ[g,·], U_g: group g's output
+/// channels and patch rows),  Θ_b[o,o'] = c_b² ⟨δ_o 1, δ'_o' 1⟩.
 struct Conv2d {
   int64_t out_channels = 0;
   Size2 kernel_size = 1;
   Size2 stride = 1;
   Size2 padding = 0;
+  ConvPadding padding_rule = ConvPadding::sizes;  ///< "same" / "valid" replace `padding`
   Size2 dilation = 1;
+  int64_t groups = 1;  ///< must divide in_channels and out_channels
   bool bias = true;
   int64_t in_channels = 0;  ///< 0: taken from the input shape; otherwise checked against it
   double w_std = 1.0, b_std = 1.0;
   ConvMethod method = ConvMethod::automatic;
 };
+
+/// The zero padding a Conv2d applies before (top, left) and after (bottom, right) its input.
+struct ConvPaddingSizes {
+  Size2 before, after;
+};
+
+/// Conv2d::padding on both sides, none for "valid", PyTorch's split of the total for "same" (whatever the stride:
+/// the layer refuses "same" with a stride other than 1).
+ConvPaddingSizes padding_sizes(const Conv2d& conv);
+
+/// "sizes", "valid" or "same".
+const char* name(ConvPadding padding);
 
 /// `torch.nn.AvgPool2d` (stride defaults to the kernel size, count_include_pad = true, ceil_mode = false).
 struct AvgPool2d {

@@ -56,26 +56,36 @@ class Recorder {
   }
 
   int layer(const Conv2d& s, int v, Shape& shape) {
-    // The patch matrix as a gather from the sample's (C, H, W) values, −1 marking the zero padding.
+    // The patch matrix over all C input channels as a gather from the sample's (C, H, W) values, −1 marking the
+    // zero padding; with groups, the weight (C_out × K_g) spread into a block-diagonal C_out × C·kh·kw matrix
+    // (zeros outside each output channel's group) by a gather too, so that one product does every group.
     const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2), kh = s.kernel_size.h, kw = s.kernel_size.w;
-    const int64_t oh = (H + 2 * s.padding.h - s.dilation.h * (kh - 1) - 1) / s.stride.h + 1;
-    const int64_t ow = (W + 2 * s.padding.w - s.dilation.w * (kw - 1) - 1) / s.stride.w + 1;
-    const int64_t P = oh * ow, K = C * kh * kw;
+    const ConvPaddingSizes pad = padding_sizes(s);
+    const int64_t oh = (H + pad.before.h + pad.after.h - s.dilation.h * (kh - 1) - 1) / s.stride.h + 1;
+    const int64_t ow = (W + pad.before.w + pad.after.w - s.dilation.w * (kw - 1) - 1) / s.stride.w + 1;
+    const int64_t P = oh * ow, K = C * kh * kw, Kg = K / s.groups, Og = s.out_channels / s.groups;
     std::vector<int64_t> index(static_cast<size_t>(K * P));
     for (int64_t y = 0; y < oh; ++y)
       for (int64_t x = 0; x < ow; ++x)
         for (int64_t c = 0; c < C; ++c)
           for (int64_t i = 0; i < kh; ++i)
             for (int64_t j = 0; j < kw; ++j) {
-              const int64_t row = y * s.stride.h + i * s.dilation.h - s.padding.h;
-              const int64_t col = x * s.stride.w + j * s.dilation.w - s.padding.w;
+              const int64_t row = y * s.stride.h + i * s.dilation.h - pad.before.h;
+              const int64_t col = x * s.stride.w + j * s.dilation.w - pad.before.w;
               const bool inside = row >= 0 && row < H && col >= 0 && col < W;
               index[static_cast<size_t>(((c * kh + i) * kw + j) * P + y * ow + x)] =
                   inside ? (c * H + row) * W + col : -1;
             }
-    const double cw = ntk_ ? s.w_std / std::sqrt(static_cast<double>(K)) : 1.0, cb = ntk_ ? s.b_std : 1.0;
+    const double cw = ntk_ ? s.w_std / std::sqrt(static_cast<double>(Kg)) : 1.0, cb = ntk_ ? s.b_std : 1.0;
     const int cols = tape_.gather(v, std::move(index));
-    int y = scaled(tape_.matmul(parameter(), cols, s.out_channels, K, P), cw);
+    int weight = parameter();
+    if (s.groups != 1) {
+      std::vector<int64_t> spread(static_cast<size_t>(s.out_channels * K), -1);
+      for (int64_t co = 0; co < s.out_channels; ++co)
+        for (int64_t k = 0; k < Kg; ++k) spread[static_cast<size_t>(co * K + co / Og * Kg + k)] = co * Kg + k;
+      weight = tape_.gather(weight, std::move(spread));
+    }
+    int y = scaled(tape_.matmul(weight, cols, s.out_channels, K, P), cw);
     if (s.bias) y = tape_.add_bias(y, scaled(parameter(), cb), s.out_channels, P);
     shape = {s.out_channels, oh, ow};
     return y;

@@ -129,19 +129,18 @@ class Fields {
   std::string where_;
 };
 
-/// Conv2d padding: an integer, [h, w], or PyTorch's "valid" / "same" (the latter when it is symmetric).
-Size2 conv_padding(const Fields& f, const Conv2d& c) {
+/// Conv2d padding: an integer, [h, w], or PyTorch's "valid" / "same" (stride 1 only, as PyTorch requires).
+void conv_padding(const Fields& f, Conv2d& c) {
   if (f.has("padding") && f.at("padding").is_string()) {
     const std::string p = f.choice("padding", {"valid", "same"});
-    if (p == "valid") return {0, 0};
-    if (c.stride.h != 1 || c.stride.w != 1) f.fail("padding", "\"same\" only with stride 1, as in PyTorch");
-    const int64_t th = c.dilation.h * (c.kernel_size.h - 1), tw = c.dilation.w * (c.kernel_size.w - 1);
-    if (th % 2 || tw % 2)
-      f.fail("padding",
-             "\"same\" only where it is symmetric (an odd dilation·(kernel_size−1) needs one-sided padding)");
-    return {th / 2, tw / 2};
+    if (p == "same" && (c.stride.h != 1 || c.stride.w != 1))
+      f.fail("padding", "\"same\" only with stride 1, as in PyTorch");
+    c.padding_rule = p == "same" ? ConvPadding::same : ConvPadding::valid;
+    return;
   }
-  return f.pair("padding", 0, 0);
+  if (f.has("padding") && !f.at("padding").is_number() && !f.at("padding").is_array())
+    f.fail("padding", "a non-negative integer, [h, w], \"valid\" or \"same\"");
+  c.padding = f.pair("padding", 0, 0);
 }
 
 LayerSpec parse_layer(const json& j, const std::string& source, const std::string& path, bool training);
@@ -271,7 +270,6 @@ LayerSpec parse_layer_type(const json& j, const std::string& source, const std::
   if (type == "conv2d") {
     f.only({"out_channels", "kernel_size", "stride", "padding", "dilation", "bias", "in_channels", "w_std", "b_std",
             "method", "groups", "padding_mode"});
-    f.fixed("groups", 1, "xntk supports groups = 1 only");
     f.fixed("padding_mode", "zeros", "xntk supports zero padding only");
     Conv2d c;
     c.out_channels = f.integer("out_channels", 1, std::nullopt);
@@ -279,7 +277,12 @@ LayerSpec parse_layer_type(const json& j, const std::string& source, const std::
     c.kernel_size = f.pair("kernel_size", 1, std::nullopt);
     c.stride = f.pair("stride", 1, 1);
     c.dilation = f.pair("dilation", 1, 1);
-    c.padding = conv_padding(f, c);
+    conv_padding(f, c);
+    c.groups = f.integer("groups", 1, 1);
+    if (c.out_channels % c.groups != 0 || (c.in_channels != 0 && c.in_channels % c.groups != 0))
+      f.fail("groups", "a divisor of in_channels and out_channels (" +
+                           (c.in_channels != 0 ? std::to_string(c.in_channels) + " and " : std::string()) +
+                           std::to_string(c.out_channels) + ")");
     c.bias = f.boolean("bias", true);
     c.w_std = f.number("w_std", 1.0);
     c.b_std = f.number("b_std", 1.0);
@@ -462,8 +465,10 @@ ordered_json layer_json(const LayerSpec& layer) {
           if (s.in_channels > 0) j["in_channels"] = s.in_channels;
           j["kernel_size"] = pair_json(s.kernel_size);
           j["stride"] = pair_json(s.stride);
-          j["padding"] = pair_json(s.padding);
+          j["padding"] =
+              s.padding_rule == ConvPadding::sizes ? pair_json(s.padding) : ordered_json(name(s.padding_rule));
           j["dilation"] = pair_json(s.dilation);
+          j["groups"] = s.groups;
           j["bias"] = s.bias;
           j["w_std"] = s.w_std;
           j["b_std"] = s.b_std;

@@ -8,7 +8,7 @@ Shape pooled(const ConvGeometry& g) { return {g.channels, g.out_h(), g.out_w()};
 }  // namespace
 
 ConvGeometry window_geometry(const std::string& where, const Shape& in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                             int64_t ph, int64_t pw, int64_t dh, int64_t dw) {
+                             int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t eh, int64_t ew) {
   if (in.size() != 3)
     throw Error(where + ": expects a 3-D input (channels, height, width), got shape " + to_string(in));
   if (kh <= 0 || kw <= 0) throw Error(where + ": kernel_size must be positive, got " + hw(kh, kw));
@@ -24,12 +24,14 @@ ConvGeometry window_geometry(const std::string& where, const Shape& in, int64_t 
                        .pad_h = ph,
                        .pad_w = pw,
                        .dilation_h = dh,
-                       .dilation_w = dw};
+                       .dilation_w = dw,
+                       .extra_h = eh,
+                       .extra_w = ew};
   if (!g.fits())
     throw Error(where + ": kernel " + hw(kh, kw) + " with dilation " + hw(dh, dw) +
                 " is larger than its padded input; expected a padded input of at least " + hw(g.span_h(), g.span_w()) +
-                ", got " + hw(g.height + 2 * ph, g.width + 2 * pw) + " (input " + to_string(in) + ", padding " +
-                hw(ph, pw) + ")");
+                ", got " + hw(g.height + 2 * ph + eh, g.width + 2 * pw + ew) + " (input " + to_string(in) +
+                ", padding " + hw(ph, pw) + ")");
   return g;
 }
 

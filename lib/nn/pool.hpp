@@ -9,9 +9,10 @@ namespace xntk::nn {
 
 using backend::ConvGeometry;
 
-/// Checks a pooling or convolution window against a (C, H, W) input with PyTorch's rules.
+/// Checks a pooling or convolution window against a (C, H, W) input with PyTorch's rules; `eh`, `ew`: padding
+/// beyond ph at the bottom and beyond pw at the right (ConvGeometry::extra_h, extra_w).
 ConvGeometry window_geometry(const std::string& where, const Shape& in, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
-                             int64_t ph, int64_t pw, int64_t dh, int64_t dw);
+                             int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t eh = 0, int64_t ew = 0);
 
 /// AvgPool2d (count_include_pad = true, ceil_mode = false) or MaxPool2d (the gradient goes to the first
 /// maximum of each window in row-major order, as PyTorch's CPU kernel).

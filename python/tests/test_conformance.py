@@ -103,6 +103,11 @@ def _models():
         "class_based": (Net, (2, 8, 8)),
         "cnn_batchnorm_dropout_eval": (_batchnorm_cnn, (2, 6, 6)),
         "torchvision_resnet_blocks": (_basic_blocks, (2, 6, 6)),
+        "cnn_groups_depthwise_same": (lambda: nn.Sequential(
+            nn.Conv2d(4, 6, 3, padding="same", groups=2), nn.ReLU(),
+            nn.Conv2d(6, 6, 2, padding="same", groups=6), nn.Tanh(),
+            nn.Conv2d(6, 4, (3, 2), stride=2, groups=2, bias=False), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(4, 3)), (4, 7, 6)),
     }
 
 

@@ -157,24 +157,15 @@ class _Walker:
             return {"type": "linear", "in_features": m.in_features, "out_features": m.out_features,
                     "bias": m.bias is not None}
         if t is nn.Conv2d:
-            self.require(m, path, "groups", m.groups == 1, "groups=1")
             self.require(m, path, "padding_mode", m.padding_mode == "zeros", "padding_mode='zeros'")
             k = self.pair(m, path, "kernel_size", m.kernel_size)
             d = self.pair(m, path, "dilation", m.dilation)
-            if m.padding == "valid":
-                p = [0, 0]
-            elif m.padding == "same":
-                total = [d[0] * (k[0] - 1), d[1] * (k[1] - 1)]
-                if total[0] % 2 or total[1] % 2:
-                    self.fail(path, m, f"padding='same' with kernel_size {tuple(k)} and dilation {tuple(d)} pads "
-                                       "one side more than the other; xntk supports symmetric padding only")
-                p = [total[0] // 2, total[1] // 2]
-            else:
-                p = self.pair(m, path, "padding", m.padding)
+            # "valid" and "same" as written (xntk pads "same" as PyTorch: an odd total's extra at the bottom/right)
+            p = m.padding if m.padding in ("valid", "same") else self.pair(m, path, "padding", m.padding)
             self.parameters(m, path, xpath, m.bias is not None)
             return {"type": "conv2d", "in_channels": m.in_channels, "out_channels": m.out_channels,
                     "kernel_size": k, "stride": self.pair(m, path, "stride", m.stride), "padding": p,
-                    "dilation": d, "bias": m.bias is not None}
+                    "dilation": d, "groups": m.groups, "bias": m.bias is not None}
         if t is nn.AvgPool2d:
             self.require(m, path, "ceil_mode", not m.ceil_mode, "ceil_mode=False")
             self.require(m, path, "count_include_pad", m.count_include_pad, "count_include_pad=True")

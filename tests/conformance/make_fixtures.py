@@ -53,16 +53,16 @@ class NTKLinear(nn.Module):
 
 
 class NTKConv2d(nn.Module):
-    def __init__(self, cin, cout, kernel, stride, padding, dilation, bias, w_std, b_std):
+    def __init__(self, cin, cout, kernel, stride, padding, dilation, bias, w_std, b_std, groups=1):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(cout, cin, *kernel, dtype=torch.float64))
+        self.weight = nn.Parameter(torch.randn(cout, cin // groups, *kernel, dtype=torch.float64))
         self.bias = nn.Parameter(torch.randn(cout, dtype=torch.float64)) if bias else None
-        self.c_w, self.c_b = w_std / math.sqrt(cin * kernel[0] * kernel[1]), b_std
-        self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.c_w, self.c_b = w_std / math.sqrt(cin // groups * kernel[0] * kernel[1]), b_std
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def forward(self, x):
         b = None if self.bias is None else self.c_b * self.bias
-        return F.conv2d(x, self.c_w * self.weight, b, self.stride, self.padding, self.dilation)
+        return F.conv2d(x, self.c_w * self.weight, b, self.stride, self.padding, self.dilation, self.groups)
 
 
 class Erf(nn.Module):
@@ -114,13 +114,13 @@ def build_layers(layers, shape, ntk):
             d = pair(layer.get("dilation", 1))
             p = layer.get("padding", 0)
             p = p if isinstance(p, str) else pair(p)
+            groups = layer.get("groups", 1)
             if ntk:
-                if isinstance(p, str):  # "same" with stride 1, symmetric by construction of the fixtures
-                    p = (d[0] * (k[0] - 1) // 2, d[1] * (k[1] - 1) // 2) if p == "same" else (0, 0)
+                # F.conv2d takes "same" and "valid" as nn.Conv2d does (an odd total padded after)
                 m = NTKConv2d(shape[0], layer["out_channels"], k, s, p, d, layer.get("bias", True),
-                              layer.get("w_std", 1.0), layer.get("b_std", 1.0))
+                              layer.get("w_std", 1.0), layer.get("b_std", 1.0), groups)
             else:
-                m = nn.Conv2d(shape[0], layer["out_channels"], k, s, p, d, bias=layer.get("bias", True),
+                m = nn.Conv2d(shape[0], layer["out_channels"], k, s, p, d, groups=groups, bias=layer.get("bias", True),
                               dtype=torch.float64)
         elif t == "avgpool2d":
             m = nn.AvgPool2d(pair(layer["kernel_size"]), pair(layer.get("stride")), pair(layer.get("padding", 0)))
@@ -465,6 +465,27 @@ FIXTURES = {
     "resnet18_full_x2": dict(
         arch="resnet18", num_classes=10, input=[3, 32, 32], mode="full", n=3, m=2,
         description="torchvision's resnet18(num_classes=10) in eval mode, converted by export_torch.py"),
+    # ---- grouped convolutions and padding strings (appended: the fixtures above keep their seeds) ----
+    "cnn_groups_depthwise_same_full_x2": dict(
+        spec={"input": [4, 6, 6],
+              "layers": [C(8, 3, padding="same", groups=2), A("relu"), C(8, 2, padding="same", groups=8),
+                         A("tanh"), C(4, 1), A("flatten"), L(3)]},
+        mode="full", n=3, m=2,
+        description="groups 2, then a depthwise 2x2 \"same\" conv (its extra row and column padded after), "
+                    "then pointwise"),
+    "cnn_groups_ntk_trace": dict(
+        spec={"input": [3, 7, 6], "parameterization": "ntk",
+              "layers": [C(6, [3, 2], stride=2, padding=[1, 0], groups=3, b_std=0.5), A("gelu"),
+                         C(6, 3, padding="valid", groups=2, w_std=1.5, method="positions"), A("global_avgpool"),
+                         A("flatten"), L(2)]},
+        mode="trace", n=4,
+        description="depthwise with a channel multiplier (groups 3), then groups 2 in the positions order, ntk"),
+    "cnn_depthwise_same_dilated_diagonal_x2": dict(
+        spec={"input": [2, 5, 6], "parameterization": "ntk",
+              "layers": [C(4, [2, 4], padding="same", dilation=[2, 1], groups=2), A("silu"),
+                         C(4, 3, padding="same", groups=4, bias=False, method="gradients"), A("flatten"), L(3)]},
+        mode="diagonal", n=3, m=2,
+        description="\"same\" with dilation and odd totals (padded one more after), depthwise as gradients"),
 }
 
 
