@@ -488,26 +488,6 @@ TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
 
 namespace {
 
-/// Starts `xntk ARGS` in `cwd` without a shell, every signal at its default but `ignored` (0: none), as
-/// nohup or a shell's `trap '' HUP` would start it.
-pid_t spawn(const std::vector<std::string>& args, const test::TempDir& cwd, int ignored) {
-  const pid_t pid = fork();
-  if (pid != 0) return pid;
-  // the child: only async-signal-safe calls until exec
-  if (chdir(cwd.path().c_str()) != 0) _exit(127);
-  const int null = open("/dev/null", O_RDWR);
-  dup2(null, 0);
-  dup2(null, 1);
-  dup2(null, 2);
-  for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
-  if (ignored) signal(ignored, SIG_IGN);
-  std::vector<char*> argv = {const_cast<char*>(XNTK_CLI)};
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execv(XNTK_CLI, argv.data());
-  _exit(127);
-}
-
 /// Waits until the run has created its temporary kernel file (it is computing); false if it ended first.
 bool computing(pid_t pid, const test::TempDir& d) {
   const std::string temporary = ".k.npy.tmp-" + std::to_string(pid) + "-";
@@ -549,7 +529,7 @@ TEST_CASE("xntk: a run ended by a signal or a crash leaves no file, and an ignor
   const auto before = d.entries();
   for (int sig : {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE, SIGXFSZ, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) {
     INFO("signal " << sig << " (" << strsignal(sig) << ")");
-    const pid_t pid = spawn(args, d, 0);
+    const pid_t pid = test::spawn(args, d, 0);
     REQUIRE(computing(pid, d));
     kill(pid, sig);
     int status = 0;
@@ -563,7 +543,7 @@ TEST_CASE("xntk: a run ended by a signal or a crash leaves no file, and an ignor
     CHECK(d.entries() == before);  // the temporary files were removed, no output appeared
   }
   // under nohup, SIGHUP is ignored: the run goes on and writes its outputs
-  const pid_t pid = spawn(args, d, SIGHUP);
+  const pid_t pid = test::spawn(args, d, SIGHUP);
   REQUIRE(computing(pid, d));
   kill(pid, SIGHUP);
   int status = 0;
@@ -609,7 +589,7 @@ TEST_CASE("xntk compute stopped while it streams the kernel into its files leave
   const auto before = d.entries();
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     INFO("signal " << sig << " (" << strsignal(sig) << ")");
-    const pid_t pid = spawn(args, d, 0);
+    const pid_t pid = test::spawn(args, d, 0);
     REQUIRE(streaming(pid, d, kernel_bytes));
     usleep(20000);  // some blocks in
     kill(pid, sig);

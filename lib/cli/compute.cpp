@@ -495,12 +495,8 @@ void run(const ComputeArgs& args) {
       throw Error(args.components + ": the components would overwrite the kernel " + args.output +
                   "; expected another file");
     // the final names are checked as the file sink checks them (a directory, a FIFO …) before any work
-    for (const std::string& path : {args.output, args.components}) {
-      struct stat st {};
-      if (!path.empty() && stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-        throw Error(path + ": is " + (S_ISDIR(st.st_mode) ? "a directory" : "not a regular file") +
-                    "; expected a regular output file");
-    }
+    detail::check_output_target(args.output);
+    if (!args.components.empty()) detail::check_output_target(args.components);
   }
   std::optional<FileSink<T>> sink;
   std::optional<detail::AtomicFile> out, comp_out;

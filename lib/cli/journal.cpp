@@ -87,15 +87,8 @@ JournalState read_one(const std::string& path) {
 }
 
 void write_all(int fd, const std::string& text, const std::string& path) {
-  const char* p = text.data();
-  size_t n = text.size();
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw Error(path + ": cannot write the journal: " + detail::system_reason());
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
+  if (!detail::write_fully(fd, text.data(), text.size()))
+    throw Error(path + ": cannot write the journal: " + detail::system_reason());
   if (fdatasync(fd) != 0) throw Error(path + ": cannot sync the journal: " + detail::system_reason());
 }
 

@@ -163,22 +163,57 @@ bool same_output_file(const std::string& a, const std::string& b) {
          sa.st_ino == sb.st_ino;
 }
 
-AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
-  if (path_.empty()) throw Error("output file name is empty");
+bool check_output_target(const std::string& path) {
+  if (path.empty()) throw Error("output file name is empty");
   struct stat st {};
-  if (stat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    if (S_ISDIR(st.st_mode)) throw Error(path_ + ": is a directory; expected an output file name");
-    // opening a FIFO blocks until a reader comes, writing a device is rarely meant: only /dev/null is
-    if (!is_null_device(path_))
-      throw Error(path_ + ": is " +
-                  (S_ISFIFO(st.st_mode)   ? "a FIFO"
-                   : S_ISSOCK(st.st_mode) ? "a socket"
-                   : S_ISCHR(st.st_mode)  ? "a character device"
-                   : S_ISBLK(st.st_mode)  ? "a block device"
-                                          : "not a regular file") +
-                  "; expected a regular output file (or /dev/null)");
-    direct_ = true;
+  if (stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return false;
+  if (S_ISDIR(st.st_mode)) throw Error(path + ": is a directory; expected an output file name");
+  // opening a FIFO blocks until a reader comes, writing a device is rarely meant: only /dev/null is
+  if (!is_null_device(path))
+    throw Error(path + ": is " +
+                (S_ISFIFO(st.st_mode)   ? "a FIFO"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                 : S_ISCHR(st.st_mode)  ? "a character device"
+                 : S_ISBLK(st.st_mode)  ? "a block device"
+                                        : "not a regular file") +
+                "; expected a regular output file (or /dev/null)");
+  return true;
+}
+
+namespace {
+
+/// Reserves `bytes` for the open file fd (posix_fallocate, or its size where the file system cannot
+/// reserve; a larger file is not shrunk); 0 or the errno.
+int reserve(int fd, uint64_t bytes) {
+  int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
+  if (rc == EOPNOTSUPP || rc == EINVAL) {
+    struct stat st {};
+    const bool large = fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= bytes;
+    rc = large || ftruncate(fd, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
   }
+  return rc;
+}
+
+std::string reserve_failure(const std::string& target, uint64_t bytes, int rc) {
+  return target + ": cannot reserve " + std::to_string(bytes) + " bytes for the output: " + std::strerror(rc);
+}
+
+}  // namespace
+
+bool write_fully(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  direct_ = check_output_target(path_);
   if (direct_) {
     temp_ = path_;
   } else {
@@ -218,13 +253,11 @@ void AtomicFile::preallocate(uint64_t bytes) {
     throw Error(path_ + ": the output needs more bytes than a file can hold");
   const int fd = ::open(temp_.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path_ + ": cannot write: " + system_reason());
-  int rc = posix_fallocate(fd, 0, static_cast<off_t>(bytes));
-  if (rc == EOPNOTSUPP || rc == EINVAL) rc = ftruncate(fd, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
+  const int rc = reserve(fd, bytes);
   ::close(fd);
   if (rc != 0) {
-    const std::string why = std::strerror(rc);
     discard();
-    throw Error(path_ + ": cannot reserve " + std::to_string(bytes) + " bytes for the output: " + why);
+    throw Error(reserve_failure(path_, bytes, rc));
   }
 }
 
@@ -292,11 +325,8 @@ void PartialFile::preallocate(uint64_t bytes) {
   if (bytes == 0) return;
   if (bytes > static_cast<uint64_t>(std::numeric_limits<off_t>::max()))
     throw Error(target_ + ": the output needs more bytes than a file can hold");
-  int rc = posix_fallocate(fd_, 0, static_cast<off_t>(bytes));
-  if (rc == EOPNOTSUPP || rc == EINVAL)
-    rc = size() >= bytes || ftruncate(fd_, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
-  if (rc != 0)
-    throw Error(target_ + ": cannot reserve " + std::to_string(bytes) + " bytes for the output: " + std::strerror(rc));
+  const int rc = reserve(fd_, bytes);
+  if (rc != 0) throw Error(reserve_failure(target_, bytes, rc));
 }
 
 void PartialFile::write_at(uint64_t offset, const void* data, uint64_t n) {
@@ -333,19 +363,7 @@ void write_file_durably(const std::string& path, const std::string& text) {
   const std::string temp = path + ".tmp-" + std::to_string(getpid());
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(path + ": cannot write: " + system_reason());
-  const char* p = text.data();
-  size_t n = text.size();
-  bool ok = true;
-  while (ok && n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    ok = w > 0;
-    if (ok) {
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-  ok = ok && fsync(fd) == 0;
+  const bool ok = write_fully(fd, text.data(), text.size()) && fsync(fd) == 0;
   const std::string why = ok ? std::string() : system_reason();
   ::close(fd);
   if (!ok || std::rename(temp.c_str(), path.c_str()) != 0) {

@@ -74,6 +74,14 @@ class AtomicFile {
   bool direct_ = false, closed_ = false, done_ = false;
 };
 
+/// Whether the output `path` is the null device (written directly); xntk::Error naming it if it is empty, a
+/// directory or another file that is not regular (a FIFO would block, a socket, a device). What AtomicFile
+/// checks before creating its temporary file.
+bool check_output_target(const std::string& path);
+
+/// Writes n bytes to the file descriptor, retrying short writes and EINTR; false on an error (errno says it).
+bool write_fully(int fd, const void* data, size_t n);
+
 /// Removes every temporary file of an uncommitted AtomicFile. Async-signal-safe (unlink only).
 void remove_pending_files() noexcept;
 

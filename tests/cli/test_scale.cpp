@@ -35,22 +35,6 @@ void write_inputs(const test::TempDir& d, int64_t n) {
   write_npy(d / "x.npy", test::randn<double>({n, 16}, 7));
 }
 
-/// Starts `xntk ARGS` in `cwd` (output to /dev/null) and returns its pid.
-pid_t start(const std::vector<std::string>& args, const test::TempDir& cwd) {
-  const pid_t pid = fork();
-  if (pid != 0) return pid;
-  if (chdir(cwd.path().c_str()) != 0) _exit(127);
-  const int null = open("/dev/null", O_RDWR);
-  dup2(null, 0);
-  dup2(null, 1);
-  dup2(null, 2);
-  std::vector<char*> argv = {const_cast<char*>(XNTK_CLI)};
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  execv(XNTK_CLI, argv.data());
-  _exit(127);
-}
-
 /// Lines in a file (0 when it is absent).
 int lines(const std::string& path) {
   std::ifstream in(path);
@@ -62,7 +46,7 @@ int lines(const std::string& path) {
 /// Runs ARGS, killing it with SIGKILL once its journal holds `entries` finished tile pairs; true if it was
 /// killed so (false: it ended first).
 bool kill_after(const std::vector<std::string>& args, const test::TempDir& d, const std::string& journal, int entries) {
-  const pid_t pid = start(args, d);
+  const pid_t pid = test::spawn(args, d);
   for (int i = 0; i < 200000; ++i) {
     if (lines(d / journal) >= 1 + entries) {
       kill(pid, SIGKILL);
