@@ -127,6 +127,15 @@ class Ops {
   /// summed in increasing e (or r).
   virtual double weighted_sums(bool over_inner, int64_t batch, int64_t streams, int64_t outer, int64_t inner,
                                const T* d, bool shared, const T* x, T* y) const = 0;
+  /// Layer normalisation of `rows` groups of `size` values: xhat = (x − μ)·inv with μ and σ² the group's mean and
+  /// biased variance (two passes in increasing index, accumulated in double) and inv[r] = 1/√(σ² + eps).
+  virtual double normalize(const T* x, int64_t rows, int64_t size, double eps, T* xhat, T* inv) const = 0;
+  /// The normalisation's derivative ∂x̂/∂x = inv·(I − 11ᵀ/D − x̂x̂ᵀ/D), which is symmetric (so both the VJP and the
+  /// JVP), applied to `streams` rows per sample: for sample b < batch, stream s and group g < groups, with
+  /// u = d[((b·streams + s)·groups + g)·size + ·] and x̂, inv of group (b·groups + g),
+  ///   din[…] = inv · (u − mean(u) − x̂ · mean(u ⊙ x̂))   (means over the `size` values; din may be d).
+  virtual double normalize_derivative(const T* xhat, const T* inv, int64_t batch, int64_t streams, int64_t groups,
+                                      int64_t size, const T* d, T* din) const = 0;
   /// y[r] = alpha · Σ_p x[r·positions + p] (a reduction over positions, summed in increasing p).
   virtual double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const = 0;
   /// y[r·positions + p] = alpha · x[r] (the transpose of sum_positions).

@@ -361,6 +361,24 @@ std::vector<Case<T>> cases() {
                                                    with_x ? x.data() : nullptr, o.values.data());
                        return o;
                      }});
+  c.push_back({"normalize", [=](const Ops<T>& ops) {
+                 const int64_t rows = 7, size = 37;
+                 auto x = mat(rows * size, 62);
+                 for (int64_t i = 0; i < size; ++i) x[static_cast<size_t>(size + i)] = T(3);  // a constant group
+                 Output<T> o{std::vector<T>(static_cast<size_t>(rows * size + rows))};
+                 o.flops = ops.normalize(x.data(), rows, size, 1e-5, o.values.data(), o.values.data() + rows * size);
+                 return o;
+               }});
+  for (bool in_place : {false, true})
+    c.push_back({std::string("normalize_derivative") + (in_place ? " in place" : ""), [=](const Ops<T>& ops) {
+                   const int64_t batch = 3, streams = 2, groups = 4, size = 29;
+                   const auto xhat = mat(batch * groups * size, 63), inv = mat(batch * groups, 64);
+                   const auto d = mat(batch * streams * groups * size, 65);
+                   Output<T> o{in_place ? d : std::vector<T>(d.size())};
+                   o.flops = ops.normalize_derivative(xhat.data(), inv.data(), batch, streams, groups, size,
+                                                      in_place ? o.values.data() : d.data(), o.values.data());
+                   return o;
+                 }});
   c.push_back({"sum_positions, spread_positions, sum_rows", [=](const Ops<T>& ops) {
                  const auto x = mat(50 * 31, 41);
                  Output<T> o{std::vector<T>(50 + 50 * 31 + 300, T(0.25))};

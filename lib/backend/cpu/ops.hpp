@@ -489,6 +489,51 @@ class CpuOps final : public Ops<T> {
     return (x ? 2.0 : 1.0) * static_cast<double>(batch * streams * n);
   }
 
+  double normalize(const T* x, int64_t rows, int64_t size, double eps, T* xhat, T* inv) const override {
+    parallel_for_work(rows, 5.0 * static_cast<double>(size), [&](int64_t r) {
+      const T* __restrict v = x + r * size;
+      T* __restrict out = xhat + r * size;
+      double mean = 0, var = 0;
+#pragma omp simd reduction(+ : mean)
+      for (int64_t i = 0; i < size; ++i) mean += static_cast<double>(v[i]);
+      mean /= static_cast<double>(size);
+#pragma omp simd reduction(+ : var)
+      for (int64_t i = 0; i < size; ++i) {
+        const double c = static_cast<double>(v[i]) - mean;
+        var += c * c;
+      }
+      var /= static_cast<double>(size);
+      const double s = 1.0 / std::sqrt(var + eps);
+      inv[r] = T(s);
+#pragma omp simd
+      for (int64_t i = 0; i < size; ++i) out[i] = T((static_cast<double>(v[i]) - mean) * s);
+    });
+    return 5.0 * static_cast<double>(rows * size);
+  }
+
+  double normalize_derivative(const T* xhat, const T* inv, int64_t batch, int64_t streams, int64_t groups, int64_t size,
+                              const T* d, T* din) const override {
+    parallel_for_work(batch * streams * groups, 6.0 * static_cast<double>(size), [&](int64_t row) {
+      const int64_t g = row % groups, b = row / (streams * groups), grp = b * groups + g;
+      const T* u = d + row * size;  // din may be d: each element is read before it is written
+      const T* __restrict xh = xhat + grp * size;
+      T* out = din + row * size;
+      double m1 = 0, m2 = 0;
+#pragma omp simd reduction(+ : m1, m2)
+      for (int64_t i = 0; i < size; ++i) {
+        m1 += static_cast<double>(u[i]);
+        m2 += static_cast<double>(u[i]) * static_cast<double>(xh[i]);
+      }
+      m1 /= static_cast<double>(size);
+      m2 /= static_cast<double>(size);
+      const double s = static_cast<double>(inv[grp]);
+#pragma omp simd
+      for (int64_t i = 0; i < size; ++i)
+        out[i] = T(s * (static_cast<double>(u[i]) - m1 - static_cast<double>(xh[i]) * m2));
+    });
+    return 6.0 * static_cast<double>(batch * streams * groups * size);
+  }
+
   double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const override {
     parallel_for_work(rows, static_cast<double>(positions), [&](int64_t r) {
       const T* row = x + r * positions;

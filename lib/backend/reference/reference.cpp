@@ -310,6 +310,43 @@ class ReferenceOps final : public Ops<T> {
     return (x ? 2.0 : 1.0) * static_cast<double>(batch * streams * n);
   }
 
+  double normalize(const T* x, int64_t rows, int64_t size, double eps, T* xhat, T* inv) const override {
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* v = x + r * size;
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < size; ++i) mean += static_cast<double>(v[i]);
+      mean /= static_cast<double>(size);
+      for (int64_t i = 0; i < size; ++i) var += (static_cast<double>(v[i]) - mean) * (static_cast<double>(v[i]) - mean);
+      var /= static_cast<double>(size);
+      const double s = 1.0 / std::sqrt(var + eps);
+      inv[r] = T(s);
+      for (int64_t i = 0; i < size; ++i) xhat[r * size + i] = T((static_cast<double>(v[i]) - mean) * s);
+    }
+    return 5.0 * static_cast<double>(rows * size);
+  }
+
+  double normalize_derivative(const T* xhat, const T* inv, int64_t batch, int64_t streams, int64_t groups, int64_t size,
+                              const T* d, T* din) const override {
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t s = 0; s < streams; ++s)
+        for (int64_t g = 0; g < groups; ++g) {
+          const int64_t row = (b * streams + s) * groups + g, grp = b * groups + g;
+          const T* u = d + row * size;
+          const T* xh = xhat + grp * size;
+          double m1 = 0, m2 = 0;
+          for (int64_t i = 0; i < size; ++i) {
+            m1 += static_cast<double>(u[i]);
+            m2 += static_cast<double>(u[i]) * static_cast<double>(xh[i]);
+          }
+          m1 /= static_cast<double>(size);
+          m2 /= static_cast<double>(size);
+          for (int64_t i = 0; i < size; ++i)
+            din[row * size + i] =
+                T(static_cast<double>(inv[grp]) * (static_cast<double>(u[i]) - m1 - static_cast<double>(xh[i]) * m2));
+        }
+    return 6.0 * static_cast<double>(batch * streams * groups * size);
+  }
+
   double sum_positions(const T* x, int64_t rows, int64_t positions, T alpha, T* y) const override {
     for (int64_t r = 0; r < rows; ++r) {
       T s = 0;
