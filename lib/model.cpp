@@ -69,10 +69,12 @@ std::string type_name(const LayerSpec& layer) {
     std::string operator()(const AvgPool2d&) { return "avgpool2d"; }
     std::string operator()(const MaxPool2d&) { return "maxpool2d"; }
     std::string operator()(const GlobalAvgPool&) { return "global_avgpool"; }
+    std::string operator()(const AdaptiveAvgPool2d&) { return "adaptive_avgpool2d"; }
     std::string operator()(const Flatten&) { return "flatten"; }
     std::string operator()(const Activation& a) { return name(a.kind); }
     std::string operator()(const BatchNorm2d&) { return "batchnorm2d"; }
     std::string operator()(const BatchNorm1d&) { return "batchnorm1d"; }
+    std::string operator()(const LayerNorm&) { return "layernorm"; }
     std::string operator()(const Residual&) { return "residual"; }
     std::string operator()(const SequentialBlock&) { return "sequential"; }
   };

@@ -59,8 +59,10 @@ void compare_with_autograd(const Sequential<T>& net, const Tensor<T>& x1, const 
 
 /// Gives every normalisation layer's parameters and buffers random values (γ around 1, β around 0, running means
 /// around 0, running variances in [0.5, 1.5]), so that tests do not run at the special point γ = 1, β = 0.
+/// `norms`: more modules (with their trailing '.', e.g. "2.") whose parameters count as a normalisation's (LayerNorm,
+/// which has no buffers).
 template <class T>
-void randomize_norms(const Sequential<T>& net, uint64_t seed) {
+void randomize_norms(const Sequential<T>& net, uint64_t seed, const std::vector<std::string>& norms = {}) {
   std::mt19937_64 g(seed);
   std::uniform_real_distribution<double> u(-0.5, 0.5);
   for (const auto& b : net.named_buffers()) {
@@ -68,8 +70,8 @@ void randomize_norms(const Sequential<T>& net, uint64_t seed) {
     for (int64_t i = 0; i < b.tensor->size(); ++i)
       (*b.tensor)[i] = count ? T(7) : static_cast<T>(var ? 1.0 + u(g) : u(g));
   }
-  // the parameters of layers that have buffers or are called norms: γ near 1, β near 0
-  std::vector<std::string> owners;
+  // the parameters of layers that have buffers or are named in `norms`: γ near 1, β near 0
+  std::vector<std::string> owners = norms;
   for (const auto& b : net.named_buffers()) owners.push_back(b.name.substr(0, b.name.rfind('.') + 1));
   for (const auto& p : net.named_parameters()) {
     const std::string module = p.name.substr(0, p.name.rfind('.') + 1);

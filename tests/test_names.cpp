@@ -81,9 +81,51 @@ TEST_CASE("model JSON: a misspelt type gets the nearest name, and Dropout and Ad
              Contains("layer 0 (Dropout2d): field \"training\" (inherited from the model): expected false"));
   CHECK_THAT(error_of(head + R"({"type": "dropout", "p": 1.5}]})"),
              Contains("layer 0 (dropout): field \"p\": expected a probability in [0, 1], got 1.5"));
-  CHECK_THAT(error_of(head + R"({"type": "AdaptiveAvgPool2d", "output_size": 2}]})"),
-             Contains("layer 0 (AdaptiveAvgPool2d): field \"output_size\": expected 1 or [1, 1]"));
+  for (const char* bad : {"0", "-2", "[2]", "[2, 3, 4]", "\"2\"", "[2, 0]", "1.5"})
+    CHECK_THAT(error_of(head + R"({"type": "AdaptiveAvgPool2d", "output_size": )" + bad + "}]}"),
+               Contains("layer 0 (AdaptiveAvgPool2d): field \"output_size\": expected a positive integer or [h, w]"));
+  CHECK_THAT(error_of(head + R"({"type": "AdaptiveAvgPool2d", "output_size": 4294967296}]})"),
+             Contains("at most 2147483647"));
   CHECK_THAT(error_of(head + R"({"type": "AdaptiveAvgPool2d"}]})"), Contains("missing field \"output_size\""));
+  // output sizes parse as PyTorch's: an integer for both, null for the input's size; 1 is global pooling
+  const ModelSpec pools = parse_model_spec(head + R"({"type": "AdaptiveAvgPool2d", "output_size": [3, null]},
+      {"type": "adaptive_avgpool2d", "output_size": 2}, {"type": "AdaptiveAvgPool2d", "output_size": [1, 1]}]})");
+  CHECK(std::get<AdaptiveAvgPool2d>(pools.layers[0]).output_size == Size2(3, 0));
+  CHECK(std::get<AdaptiveAvgPool2d>(pools.layers[1]).output_size == Size2(2));
+  CHECK(std::holds_alternative<GlobalAvgPool>(pools.layers[2]));
+  CHECK(parse_model_spec(model_spec_to_json(pools)).layers.size() == 3);
+  CHECK(model_spec_to_json(parse_model_spec(model_spec_to_json(pools))) == model_spec_to_json(pools));
+}
+
+TEST_CASE("model JSON: LayerNorm's fields", "[io][names][errors][layernorm]") {
+  const std::string head = R"({"input": [2, 4, 4], "layers": [)";
+  const ModelSpec spec = parse_model_spec(head + R"({"type": "LayerNorm", "normalized_shape": [4, 4], "eps": 0.001},
+      {"type": "layernorm", "normalized_shape": 4, "elementwise_affine": false}, {"type": "LayerNorm",
+      "normalized_shape": [2, 4, 4], "bias": false}]})");
+  const auto& a = std::get<LayerNorm>(spec.layers[0]);
+  CHECK(a.normalized_shape == Shape{4, 4});
+  CHECK(a.eps == 0.001);
+  CHECK((a.elementwise_affine && a.bias));
+  CHECK(std::get<LayerNorm>(spec.layers[1]).normalized_shape == Shape{4});
+  CHECK(!std::get<LayerNorm>(spec.layers[1]).elementwise_affine);
+  CHECK(!std::get<LayerNorm>(spec.layers[2]).bias);
+  CHECK(model_spec_to_json(parse_model_spec(model_spec_to_json(spec))) == model_spec_to_json(spec));
+  std::vector<std::string> params;
+  for (const auto& q : Sequential<double>(spec, 0).named_parameters()) params.push_back(q.name);
+  CHECK(params == std::vector<std::string>{"0.weight", "0.bias", "2.weight"});
+
+  CHECK_THAT(error_of(head + R"({"type": "LayerNorm"}]})"),
+             Contains("layer 0 (LayerNorm): missing field \"normalized_shape\""));
+  for (const char* bad : {"[]", "0", "[4, -1]", "\"4\"", "[4, 4.5]"})
+    CHECK_THAT(error_of(head + R"({"type": "LayerNorm", "normalized_shape": )" + bad + "}]}"),
+               Contains("layer 0 (LayerNorm): field \"normalized_shape\": expected a positive integer or a non-empty "
+                        "array"));
+  CHECK_THAT(error_of(head + R"({"type": "LayerNorm", "normalized_shape": 4, "eps": 0}]})"),
+             Contains("field \"eps\": expected a positive number"));
+  CHECK_THAT(error_of(head + R"({"type": "LayerNorm", "normalized_shape": 4, "affine": true}]})"),
+             Contains("unknown field \"affine\""));
+  CHECK_THAT(error_of(head + R"({"type": "LayerNorm", "normalized_shape": [3, 4]}]})"),
+             Contains("layer 0 (layernorm): normalized_shape (3, 4) is not the trailing part of the input shape"));
 }
 
 TEST_CASE("Dropout in eval mode is the identity: the same kernel as without it", "[names][dropout]") {

@@ -99,6 +99,13 @@ struct MaxPool2d {
 /// `torch.nn.AdaptiveAvgPool2d(1)`: (C, H, W) -> (C, 1, 1).
 struct GlobalAvgPool {};
 
+/// `torch.nn.AdaptiveAvgPool2d(output_size)`: (C, H, W) -> (C, OH, OW), output (i, j) the mean over rows
+/// [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) and columns [⌊j·W/OW⌋, ⌈(j+1)·W/OW⌉) (windows of varying size that may overlap).
+/// NTK: no component; backward δ_a = Pᵀ δ_y with P that fixed averaging map.
+struct AdaptiveAvgPool2d {
+  Size2 output_size = 1;  ///< 0 in a dimension: the input's size there (PyTorch's None)
+};
+
 /// `torch.nn.Flatten()` / `x.flatten(1)`: C-order, no data movement.
 struct Flatten {};
 
@@ -127,6 +134,18 @@ struct BatchNorm1d {
   bool affine = true;
   bool track_running_stats = true;  ///< false is refused (batch statistics even in eval mode)
   bool training = false;            ///< true (model.train()) is refused
+};
+
+/// `torch.nn.LayerNorm` over the trailing `normalized_shape` of each sample: for each of the G leading positions,
+/// x̂ = (x − μ)/√(σ² + ε) with μ, σ² the mean and (biased) variance of its D = numel(normalized_shape) values, and
+/// y = γ ⊙ x̂ + β, γ (`weight`, starting at 1) and β (`bias`, at 0) of shape normalized_shape.
+/// NTK: Θ_γ[o,o'] = Σ_d (Σ_g δ_o[g,d] x̂[g,d]) (Σ_g δ'_o'[g,d] x̂'[g,d]),  Θ_β[o,o'] = Σ_d (Σ_g δ_o[g,d]) (Σ_g
+/// δ'_o'[g,d]).
+struct LayerNorm {
+  std::vector<int64_t> normalized_shape;  ///< the trailing dimensions of the sample (required)
+  double eps = 1e-5;
+  bool elementwise_affine = true;  ///< false: no γ, β
+  bool bias = true;                ///< false: γ only (PyTorch 2.1's bias=False)
 };
 
 /// The elementwise activations: y = φ(z), backward δ_z = φ'(z) ⊙ δ_y, no NTK component.
@@ -199,8 +218,8 @@ struct SequentialBlock {
   std::vector<LayerSpec> layers;
 };
 
-using LayerVariant = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, Flatten, Activation, BatchNorm2d,
-                                  BatchNorm1d, Residual, SequentialBlock>;
+using LayerVariant = std::variant<Linear, Conv2d, AvgPool2d, MaxPool2d, GlobalAvgPool, AdaptiveAvgPool2d, Flatten,
+                                  Activation, BatchNorm2d, BatchNorm1d, LayerNorm, Residual, SequentialBlock>;
 
 /// One layer of a model: a layer or a block of layers.
 struct LayerSpec : LayerVariant {

@@ -152,6 +152,59 @@ class Recorder {
     return tape_.sparse(v, C, std::move(entries));
   }
 
+  int layer(const AdaptiveAvgPool2d& s, int v, Shape& shape) {
+    // PyTorch's windows, rows [⌊i·H/OH⌋, ⌈(i+1)·H/OH⌉) and columns likewise, each averaged
+    const int64_t C = shape.at(0), H = shape.at(1), W = shape.at(2);
+    const int64_t oh = s.output_size.h == 0 ? H : s.output_size.h, ow = s.output_size.w == 0 ? W : s.output_size.w;
+    std::vector<SparseEntry<T>> entries;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          const int64_t r0 = i * H / oh, r1 = ((i + 1) * H + oh - 1) / oh;
+          const int64_t c0 = j * W / ow, c1 = ((j + 1) * W + ow - 1) / ow;
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t k = c0; k < c1; ++k)
+              entries.push_back({(c * oh + i) * ow + j, (c * H + r) * W + k, T(1) / T((r1 - r0) * (c1 - c0))});
+        }
+    shape = {C, oh, ow};
+    return tape_.sparse(v, C * oh * ow, std::move(entries));
+  }
+
+  int layer(const LayerNorm& s, int v, Shape& shape) {
+    // PyTorch's definition from primitives: per group of the D trailing values, μ = mean(x), c = x − μ,
+    // σ² = mean(c ⊙ c), x̂ = c / √(σ² + ε), then y = γ ⊙ x̂ + β broadcast over the groups by gathers
+    const int64_t n = numel(shape);
+    const size_t k = s.normalized_shape.size();
+    int64_t D = 1;
+    for (size_t i = shape.size() - k; i < shape.size(); ++i) D *= shape[i];
+    const int64_t G = n / D;
+    std::optional<int> weight, bias;
+    if (s.elementwise_affine) {
+      weight = parameter();
+      if (s.bias) bias = parameter();
+    }
+    std::vector<SparseEntry<T>> mean_of;
+    std::vector<int64_t> group(static_cast<size_t>(n)), element(static_cast<size_t>(n));
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t d = 0; d < D; ++d) {
+        mean_of.push_back({g, g * D + d, T(1) / T(D)});
+        group[static_cast<size_t>(g * D + d)] = g;
+        element[static_cast<size_t>(g * D + d)] = d;
+      }
+    const int mean = tape_.sparse(v, G, mean_of);
+    const int centred = tape_.add(v, tape_.scale(tape_.gather(mean, group), T(-1)));
+    const int var = tape_.sparse(tape_.mul(centred, centred), G, std::move(mean_of));
+    const T e = T(s.eps);
+    const int inv = tape_.map(var, [e](T x) {
+      const T y = T(1) / std::sqrt(x + e);
+      return std::pair<T, T>{y, T(-0.5) * y * y * y};
+    });
+    int y = tape_.mul(centred, tape_.gather(inv, std::move(group)));
+    if (weight) y = tape_.mul(y, tape_.gather(*weight, element));
+    if (bias) y = tape_.add(y, tape_.gather(*bias, std::move(element)));
+    return y;
+  }
+
   int layer(const BatchNorm2d& s, int v, Shape& shape) { return batch_norm(s.affine, s.eps, v, shape); }
   int layer(const BatchNorm1d& s, int v, Shape& shape) { return batch_norm(s.affine, s.eps, v, shape); }
 

@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 #include <array>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "nn/activation_fn.hpp"
@@ -109,6 +110,16 @@ class Tape {
       y[i] = r.v;
       dy[i] = r.d;
     }
+    const int v = push(Op::elementwise, {a}, std::move(y));
+    nodes_[v].aux = std::move(dy);
+    return v;
+  }
+
+  /// y = f(a) elementwise for f returning (f(x), f'(x)).
+  template <class F>
+  int map(int a, F f) {
+    std::vector<T> y(static_cast<size_t>(size(a))), dy(y.size());
+    for (int64_t i = 0; i < size(a); ++i) std::tie(y[i], dy[i]) = f(data(a)[i]);
     const int v = push(Op::elementwise, {a}, std::move(y));
     nodes_[v].aux = std::move(dy);
     return v;

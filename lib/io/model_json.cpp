@@ -191,6 +191,7 @@ const std::vector<std::pair<std::string, std::string>>& pytorch_names() {
                                                                          {"AdaptiveAvgPool2d", "adaptive_avgpool2d"},
                                                                          {"BatchNorm2d", "batchnorm2d"},
                                                                          {"BatchNorm1d", "batchnorm1d"},
+                                                                         {"LayerNorm", "layernorm"},
                                                                          {"Flatten", "flatten"},
                                                                          {"Dropout", "dropout"},
                                                                          {"Dropout2d", "dropout2d"},
@@ -211,8 +212,8 @@ const std::vector<std::pair<std::string, std::string>>& pytorch_names() {
 /// xntk's own type names.
 std::vector<std::string> type_names() {
   std::vector<std::string> types = {
-      "linear",      "conv2d",  "avgpool2d", "maxpool2d", "global_avgpool", "adaptive_avgpool2d", "batchnorm2d",
-      "batchnorm1d", "dropout", "dropout2d", "flatten",   "residual",       "sequential"};
+      "linear",      "conv2d",    "avgpool2d", "maxpool2d", "global_avgpool", "adaptive_avgpool2d", "batchnorm2d",
+      "batchnorm1d", "layernorm", "dropout",   "dropout2d", "flatten",        "residual",           "sequential"};
   for (ActivationKind kind : all_activation_kinds()) types.emplace_back(name(kind));
   return types;
 }
@@ -339,10 +340,48 @@ LayerSpec parse_layer_type(const json& j, const std::string& source, const std::
   }
   if (type == "adaptive_avgpool2d") {
     f.only({"output_size"});
-    if (!f.has("output_size")) f.missing("output_size", "1 or [1, 1]");
-    if (f.pair("output_size", 1, 1) != Size2(1))
-      f.fail("output_size", "1 or [1, 1] (xntk supports global average pooling only)");
-    return GlobalAvgPool{};
+    const std::string expected = "a positive integer or [h, w] of positive integers or null (the input's size)";
+    if (!f.has("output_size")) f.missing("output_size", expected);
+    const json& v = f.at("output_size");
+    auto size = [&](const json& e) -> int64_t {  // null: 0, the input's size
+      if (e.is_null()) return 0;
+      if (too_large(e)) f.fail("output_size", kMaxSizeText);
+      if (!size_in_range(e, 1)) f.fail("output_size", expected);
+      return e.get<int64_t>();
+    };
+    AdaptiveAvgPool2d a;
+    if (v.is_array()) {
+      if (v.size() != 2) f.fail("output_size", expected);
+      a.output_size = {size(v[0]), size(v[1])};
+    } else {
+      a.output_size = size(v);
+    }
+    if (a.output_size == Size2(1)) return GlobalAvgPool{};
+    return a;
+  }
+  if (type == "layernorm") {
+    f.only({"normalized_shape", "eps", "elementwise_affine", "bias"});
+    const std::string expected = "a positive integer or a non-empty array of positive integers (the trailing dims)";
+    if (!f.has("normalized_shape")) f.missing("normalized_shape", expected);
+    const json& v = f.at("normalized_shape");
+    LayerNorm l;
+    if (v.is_array()) {
+      if (v.empty() || v.size() > kMaxInputRank) f.fail("normalized_shape", expected);
+      for (const auto& e : v) {
+        if (too_large(e)) f.fail("normalized_shape", kMaxSizeText);
+        if (!size_in_range(e, 1)) f.fail("normalized_shape", expected);
+        l.normalized_shape.push_back(e.get<int64_t>());
+      }
+    } else {
+      if (too_large(v)) f.fail("normalized_shape", kMaxSizeText);
+      if (!size_in_range(v, 1)) f.fail("normalized_shape", expected);
+      l.normalized_shape = {v.get<int64_t>()};
+    }
+    l.eps = f.number("eps", 1e-5);
+    if (!(l.eps > 0)) f.fail("eps", "a positive number");
+    l.elementwise_affine = f.boolean("elementwise_affine", true);
+    l.bias = f.boolean("bias", true);
+    return l;
   }
   if (type == "dropout" || type == "dropout2d") {
     // eval mode: the identity, so that models with dropout load unchanged
@@ -489,6 +528,14 @@ ordered_json layer_json(const LayerSpec& layer) {
           j["affine"] = s.affine;
           j["track_running_stats"] = s.track_running_stats;
           if (s.training) j["training"] = true;
+        } else if constexpr (std::is_same_v<S, AdaptiveAvgPool2d>) {
+          auto size = [](int64_t v) { return v == 0 ? ordered_json(nullptr) : ordered_json(v); };
+          j["output_size"] = ordered_json::array({size(s.output_size.h), size(s.output_size.w)});
+        } else if constexpr (std::is_same_v<S, LayerNorm>) {
+          j["normalized_shape"] = s.normalized_shape;
+          j["eps"] = s.eps;
+          j["elementwise_affine"] = s.elementwise_affine;
+          if (!s.bias) j["bias"] = false;
         } else if constexpr (std::is_same_v<S, Activation>) {
           switch (s.kind) {
             case ActivationKind::leaky_relu: j["negative_slope"] = s.negative_slope; break;

@@ -7,6 +7,7 @@
 #include "nn/batchnorm.hpp"
 #include "nn/conv2d.hpp"
 #include "nn/flatten.hpp"
+#include "nn/layernorm.hpp"
 #include "nn/linear.hpp"
 #include "nn/pool.hpp"
 #include "nn/residual.hpp"
@@ -52,6 +53,20 @@ std::string child_path(const std::string& path, size_t i, const LayerSpec& spec)
   return join_path(path, spec.name ? *spec.name : std::to_string(i));
 }
 
+/// AdaptiveAvgPool2d: global average pooling for an output of 1 × 1, an AvgPool2d where the windows tile the
+/// input evenly (the same windows), the averaging map otherwise.
+template <class T>
+std::unique_ptr<Leaf<T>> adaptive_pool(const std::string& path, const Shape& in, const AdaptiveAvgPool2d& s) {
+  if (in.size() == 3) {
+    const int64_t oh = s.output_size.h == 0 ? in[1] : s.output_size.h;
+    const int64_t ow = s.output_size.w == 0 ? in[2] : s.output_size.w;
+    if (oh == 1 && ow == 1) return std::make_unique<GlobalAvgPoolLayer<T>>(path, in);
+    if (oh > 0 && ow > 0 && in[1] % oh == 0 && in[2] % ow == 0)
+      return std::make_unique<Pool2dLayer<T>>(path, in, AvgPool2d{.kernel_size = {in[1] / oh, in[2] / ow}});
+  }
+  return std::make_unique<AdaptiveAvgPoolLayer<T>>(path, in, s.output_size);
+}
+
 template <class T>
 std::unique_ptr<Layer<T>> build_node(const LayerSpec& spec, const std::string& path, const Shape& in,
                                      Parameterization p, detail::Rng& rng, int& next_id) {
@@ -86,8 +101,12 @@ std::unique_ptr<Layer<T>> build_node(const LayerSpec& spec, const std::string& p
               leaf = std::make_unique<Pool2dLayer<T>>(path, in, s);
             else if constexpr (std::is_same_v<S, GlobalAvgPool>)
               leaf = std::make_unique<GlobalAvgPoolLayer<T>>(path, in);
+            else if constexpr (std::is_same_v<S, AdaptiveAvgPool2d>)
+              leaf = adaptive_pool<T>(path, in, s);
             else if constexpr (std::is_same_v<S, BatchNorm2d> || std::is_same_v<S, BatchNorm1d>)
               leaf = std::make_unique<BatchNormLayer<T>>(path, in, s);
+            else if constexpr (std::is_same_v<S, LayerNorm>)
+              leaf = std::make_unique<LayerNormLayer<T>>(path, in, s);
             else if constexpr (std::is_same_v<S, Flatten>)
               leaf = std::make_unique<FlattenLayer<T>>(path, in);
             else

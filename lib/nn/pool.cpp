@@ -110,9 +110,64 @@ Delta<T> GlobalAvgPoolLayer<T>::backward(Context<T>& cx, const T*, const T*, int
   return r;
 }
 
+template <class T>
+AdaptiveAvgPoolLayer<T>::AdaptiveAvgPoolLayer(std::string path, const Shape& in, Size2 output_size)
+    : Leaf<T>(in, {}, std::move(path)) {
+  if (in.size() != 3)
+    throw Error("layer " + this->path_ +
+                " (adaptive_avgpool2d): expects a 3-D input (channels, height, width), got shape " + to_string(in));
+  const int64_t H = in[1], W = in[2];
+  const int64_t oh = output_size.h == 0 ? H : output_size.h, ow = output_size.w == 0 ? W : output_size.w;
+  if (oh < 0 || ow < 0)
+    throw Error("layer " + this->path_ + " (adaptive_avgpool2d): output_size must be positive, got " + hw(oh, ow));
+  this->out_ = {in[0], oh, ow};
+  positions_in_ = H * W;
+  positions_out_ = oh * ow;
+  constexpr int64_t limit = int64_t(1) << 26;  // 512 MB in double
+  if (positions_out_ > limit / std::max<int64_t>(positions_in_, 1))
+    throw Error("layer " + this->path_ + " (adaptive_avgpool2d): output " + hw(oh, ow) + " of input " + hw(H, W) +
+                " needs an averaging map of more than 2^26 entries; expected an output size that divides the input "
+                "size (an AvgPool2d) or a smaller input");
+  map_.assign(static_cast<size_t>(positions_out_ * positions_in_), T(0));
+  for (int64_t i = 0; i < oh; ++i) {
+    const auto [r0, r1] = adaptive_window(i, H, oh);
+    for (int64_t j = 0; j < ow; ++j) {
+      const auto [c0, c1] = adaptive_window(j, W, ow);
+      const T weight = T(1) / T((r1 - r0) * (c1 - c0));
+      T* row = map_.data() + (i * ow + j) * positions_in_;
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) row[r * W + c] = weight;
+    }
+  }
+}
+
+template <class T>
+void AdaptiveAvgPoolLayer<T>::compute(Context<T>& cx, const T* in, T* out, int64_t batch) const {
+  // all channels of all samples at once: Y (rows × OH·OW) = X (rows × H·W) Pᵀ
+  const int64_t rows = batch * this->in_[0];
+  cx.count(cx.ops().gemm(false, true, rows, positions_out_, positions_in_, T(1), in, positions_in_, map_.data(),
+                         positions_in_, T(0), out, positions_out_));
+}
+
+template <class T>
+Delta<T> AdaptiveAvgPoolLayer<T>::backward(Context<T>& cx, const T*, const T*, int64_t batch, int64_t streams,
+                                           Delta<T>&& d, const T*) const {
+  // a fixed linear map: shared deltas stay shared; δ_a (rows × H·W) = δ_y (rows × OH·OW) P
+  const bool shared = d.kind != DeltaKind::per_sample;
+  d = materialized(cx, std::move(d), streams);
+  const int64_t rows = (shared ? 1 : batch) * streams * this->in_[0];
+  Delta<T> r{d.kind, cx.buffer()};
+  r.rows.resize(rows * positions_in_);
+  cx.count(cx.ops().gemm(false, false, rows, positions_in_, positions_out_, T(1), d.data(), positions_out_, map_.data(),
+                         positions_in_, T(0), r.rows.data(), positions_in_));
+  return r;
+}
+
 template class Pool2dLayer<float>;
 template class Pool2dLayer<double>;
 template class GlobalAvgPoolLayer<float>;
 template class GlobalAvgPoolLayer<double>;
+template class AdaptiveAvgPoolLayer<float>;
+template class AdaptiveAvgPoolLayer<double>;
 
 }  // namespace xntk::nn

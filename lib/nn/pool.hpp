@@ -1,5 +1,5 @@
 #pragma once
-// Pooling layers on (C, H, W) samples, as torch.nn.AvgPool2d, MaxPool2d and AdaptiveAvgPool2d(1).
+// Pooling layers on (C, H, W) samples, as torch.nn.AvgPool2d, MaxPool2d and AdaptiveAvgPool2d.
 /// NTK: no component; backward δ_a = Pᵀ δ_y with P the pooling's (sparse, linear or argmax-selecting) map.
 
 #include "backend/geometry.hpp"
@@ -53,5 +53,31 @@ class GlobalAvgPoolLayer final : public Leaf<T> {
     cx.count(cx.ops().sum_positions(din, batch * C, HW, T(1) / T(HW), dout));
   }
 };
+
+/// AdaptiveAvgPool2d(OH, OW) whose windows do not tile the input evenly (an even tiling is an AvgPool2d and is
+/// built as one): y_c = P x_c for each channel, P (OH·OW × H·W) holding 1/(window size) on each output's window.
+template <class T>
+class AdaptiveAvgPoolLayer final : public Leaf<T> {
+ public:
+  AdaptiveAvgPoolLayer(std::string path, const Shape& in, Size2 output_size);
+
+  std::string type() const override { return "adaptive_avgpool2d"; }
+  void compute(Context<T>& cx, const T* in, T* out, int64_t batch) const override;
+  Delta<T> backward(Context<T>& cx, const T* in, const T* out, int64_t batch, int64_t streams, Delta<T>&& d,
+                    const T* gate) const override;
+  void jvp(Context<T>& cx, const T*, const T* din, const std::vector<const T*>&, const T*, T* dout,
+           int64_t batch) const override {
+    compute(cx, din, dout, batch);
+  }
+
+ private:
+  int64_t positions_in_ = 0, positions_out_ = 0;
+  std::vector<T> map_;  // P, row-major
+};
+
+/// The window [begin, end) of output index i of `out` along an axis of `in` values, as PyTorch's adaptive pooling.
+inline std::pair<int64_t, int64_t> adaptive_window(int64_t i, int64_t in, int64_t out) {
+  return {(i * in) / out, ((i + 1) * in + out - 1) / out};
+}
 
 }  // namespace xntk::nn

@@ -70,6 +70,21 @@ def _basic_blocks():
     return m.eval()
 
 
+def _layernorm_adaptive():
+    """LayerNorm over (C, H, W), over the last axis and without affine parameters, with γ and β away from their
+    defaults, and AdaptiveAvgPool2d of uneven, overlapping windows and of one axis kept (None)."""
+    m = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.LayerNorm([4, 7, 6]), nn.ReLU(),
+                      nn.AdaptiveAvgPool2d((4, None)), nn.Conv2d(4, 3, 2), nn.Tanh(), nn.LayerNorm(5, eps=1e-3),
+                      nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(), nn.Linear(18, 5),
+                      nn.LayerNorm(5, elementwise_affine=False), nn.Linear(5, 3), nn.LayerNorm([3]))
+    with torch.no_grad():
+        for b in m.modules():
+            if isinstance(b, nn.LayerNorm) and b.elementwise_affine:
+                b.weight.uniform_(0.5, 1.5)
+                b.bias.uniform_(-0.3, 0.3)
+    return m
+
+
 def _models():
     """name -> (builder of the float64 module, per-sample input shape)."""
     return {
@@ -103,6 +118,7 @@ def _models():
         "class_based": (Net, (2, 8, 8)),
         "cnn_batchnorm_dropout_eval": (_batchnorm_cnn, (2, 6, 6)),
         "torchvision_resnet_blocks": (_basic_blocks, (2, 6, 6)),
+        "cnn_layernorm_adaptive_pool": (_layernorm_adaptive, (2, 7, 6)),
         "cnn_groups_depthwise_same": (lambda: nn.Sequential(
             nn.Conv2d(4, 6, 3, padding="same", groups=2), nn.ReLU(),
             nn.Conv2d(6, 6, 2, padding="same", groups=6), nn.Tanh(),

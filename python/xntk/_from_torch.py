@@ -182,9 +182,16 @@ class _Walker:
                     "dilation": self.pair(m, path, "dilation", m.dilation)}
         if t is nn.AdaptiveAvgPool2d:
             size = m.output_size
-            ok = size == 1 or (isinstance(size, (tuple, list)) and tuple(size) == (1, 1))
-            self.require(m, path, "output_size", ok, "output_size=1 or (1, 1): global average pooling")
-            return {"type": "global_avgpool"}
+            size = list(size) if isinstance(size, (tuple, list)) else [size, size]  # None: the input's size there
+            if size == [1, 1]:
+                return {"type": "global_avgpool"}
+            return {"type": "adaptive_avgpool2d", "output_size": size}
+        if t is nn.LayerNorm:
+            bias = getattr(m, "bias", None) is not None  # LayerNorm(bias=False) since PyTorch 2.1
+            if m.elementwise_affine:
+                self.parameters(m, path, xpath, bias)
+            return {"type": "layernorm", "normalized_shape": list(m.normalized_shape), "eps": float(m.eps),
+                    "elementwise_affine": bool(m.elementwise_affine), "bias": bool(m.elementwise_affine and bias)}
         if t in (nn.BatchNorm2d, nn.BatchNorm1d):
             # xntk computes the eval-mode function: a module in training mode normalises by batch statistics
             if m.training:

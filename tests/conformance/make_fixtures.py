@@ -133,6 +133,12 @@ def build_layers(layers, shape, ntk):
                     affine=layer.get("affine", True), dtype=torch.float64)
         elif t == "global_avgpool":
             m = nn.AdaptiveAvgPool2d(1)
+        elif t in ("adaptive_avgpool2d", "AdaptiveAvgPool2d"):
+            m = nn.AdaptiveAvgPool2d(pair(layer["output_size"]))
+        elif t in ("layernorm", "LayerNorm"):
+            ns = layer["normalized_shape"]
+            m = nn.LayerNorm([ns] if isinstance(ns, int) else ns, eps=layer.get("eps", 1e-5),
+                             elementwise_affine=layer.get("elementwise_affine", True), dtype=torch.float64)
         elif t == "flatten":
             m = nn.Flatten()
         elif t == "relu":
@@ -486,6 +492,29 @@ FIXTURES = {
                          C(4, 3, padding="same", groups=4, bias=False, method="gradients"), A("flatten"), L(3)]},
         mode="diagonal", n=3, m=2,
         description="\"same\" with dilation and odd totals (padded one more after), depthwise as gradients"),
+    # ---- LayerNorm and adaptive average pooling (appended) ----
+    "mlp_layernorm_ntk_full_x2": dict(
+        spec={"input": [6], "parameterization": "ntk",
+              "layers": [L(8), A("layernorm", normalized_shape=8), A("tanh"), L(5),
+                         A("layernorm", normalized_shape=[5], elementwise_affine=False), A("relu"), L(3),
+                         A("LayerNorm", normalized_shape=[3], eps=1e-3)]},
+        mode="full", n=3, m=2,
+        description="LayerNorm after linear layers (one without affine), one as the model's output, ntk"),
+    "cnn_layernorm_adaptive_pool_trace": dict(
+        spec={"input": [2, 7, 7],
+              "layers": [C(4, 3, padding=1), A("layernorm", normalized_shape=[4, 7, 7]), A("relu"),
+                         A("adaptive_avgpool2d", output_size=[4, 3]), C(3, 2), A("gelu"),
+                         A("layernorm", normalized_shape=[3, 2]), A("AdaptiveAvgPool2d", output_size=[None, 1]),
+                         A("flatten"), L(2)]},
+        mode="trace", n=4,
+        description="LayerNorm over (C, H, W) and over (H, W); AdaptiveAvgPool2d of uneven windows and with None"),
+    "cnn_adaptive_avgpool_diagonal_x2": dict(
+        spec={"input": [3, 5, 7], "parameterization": "ntk",
+              "layers": [C(4, 2), A("tanh"), A("adaptive_avgpool2d", output_size=[3, None]), A("relu"),
+                         A("adaptive_avgpool2d", output_size=[3, 2]), C(3, 1), A("adaptive_avgpool2d", output_size=[5, 4]),
+                         A("flatten"), L(3)]},
+        mode="diagonal", n=3, m=2,
+        description="AdaptiveAvgPool2d shrinking unevenly, evenly (an AvgPool2d) and growing (3x2 -> 5x4)"),
 }
 
 
