@@ -11,8 +11,8 @@ or from the command line, for torchvision's ResNets (random weights from a seed)
     /usr/bin/python3 tests/conformance/export_torch.py resnet18 --num-classes 10 --input 3 32 32 \\
         --seed 0 -o model.json --weights weights.safetensors
 
-Converted: nn.Sequential (its children's names), torchvision's ResNet with BasicBlock or Bottleneck, and the
-leaf modules xntk has: Linear, Conv2d, BatchNorm1d/2d, LayerNorm, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d,
+Converted: nn.Sequential (its children's names), torchvision's ResNet with BasicBlock or Bottleneck, the
+WideResNet of architectures.py with its pre-activation WideBasicBlock, and the leaf modules xntk has: Linear, Conv2d, BatchNorm1d/2d, LayerNorm, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d,
 Flatten, Dropout, Dropout2d, Identity and the activations. The types are written as PyTorch's class names
 (xntk's model JSON accepts them as aliases). Anything else raises ValueError naming the module and its class.
 
@@ -24,6 +24,9 @@ A torchvision BasicBlock, relu(bn2(conv2(relu(bn1(conv1(x))))) + downsample(x)),
         {"type": "ReLU"}]}
 
 where "name": "" (and body_name "") add no level to the names, so the body's layers are "layer1.0.conv1" etc.
+A WideBasicBlock, body(relu1(bn1(x))) + shortcut, becomes a Residual whose body is all six layers (bn1, relu1,
+conv1, bn2, relu2, conv2) when the shortcut is the identity, and otherwise bn1, relu1 followed by a Residual of
+body conv1, bn2, relu2, conv2 and shortcut convShortcut: the 1x1 shortcut sees the pre-activated input.
 """
 
 import argparse
@@ -113,14 +116,38 @@ def _resnet_block(block):
              "shortcut": shortcut}, {"type": "ReLU"}]
 
 
+def _wide_block(block):
+    body = [_leaf(getattr(block, n), n) for n in ("conv1", "bn2", "relu2", "conv2")]
+    pre = [_leaf(block.bn1, "bn1"), _leaf(block.relu1, "relu1")]
+    if block.equal_in_out:
+        return [{"type": "Residual", "name": "", "body_name": "", "body": pre + body, "shortcut": []}]
+    return pre + [{"type": "Residual", "name": "", "body_name": "", "shortcut_name": "", "body": body,
+                   "shortcut": [_leaf(block.convShortcut, "convShortcut")]}]
+
+
+def _wide_classes():
+    """architectures.py's WideResNet and WideBasicBlock (beside this file), or () when it is not importable."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    try:
+        from architectures import WideBasicBlock, WideResNet
+    except ImportError:
+        return (), ()
+    finally:
+        sys.path.pop(0)
+    return WideBasicBlock, WideResNet
+
+
 def _module(m, name):
     """The JSON object of module m (a leaf or a block)."""
     try:
         from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
     except ImportError:
         BasicBlock = Bottleneck = ResNet = ()
+    WideBasicBlock, _ = _wide_classes()
     if isinstance(m, (BasicBlock, Bottleneck)):
         d = {"type": "Sequential", "layers": _resnet_block(m)}
+    elif isinstance(m, WideBasicBlock):
+        d = {"type": "Sequential", "layers": _wide_block(m)}
     elif type(m) is nn.Sequential:
         d = {"type": "Sequential", "layers": _sequential(m)}
     else:
@@ -137,11 +164,17 @@ def model_json(model, input_shape, parameterization="standard"):
         from torchvision.models.resnet import ResNet
     except ImportError:
         ResNet = ()
+    _, WideResNet = _wide_classes()
     if isinstance(model, ResNet):
         # ResNet._forward_impl: conv1, bn1, relu, maxpool, layer1..4, avgpool, flatten(x, 1), fc
         layers = [_module(getattr(model, n), n) for n in ("conv1", "bn1", "relu", "maxpool")]
         layers += [_module(getattr(model, n), n) for n in ("layer1", "layer2", "layer3", "layer4")]
         layers += [_module(model.avgpool, "avgpool"), {"type": "Flatten"}, _module(model.fc, "fc")]
+    elif isinstance(model, WideResNet):
+        # WideResNet.forward: conv1, block1..3, bn1, relu, avgpool, flatten(x, 1), fc
+        layers = [_module(getattr(model, n), n) for n in ("conv1", "block1", "block2", "block3", "bn1", "relu",
+                                                          "avgpool")]
+        layers += [{"type": "Flatten"}, _module(model.fc, "fc")]
     elif type(model) is nn.Sequential:
         layers = _sequential(model)
     else:

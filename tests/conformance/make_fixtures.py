@@ -19,6 +19,11 @@ state_dict order, reversed, weight before bias within each). It writes
     components.safetensors   every component under its state_dict name, then "total"
     meta.json                {"mode": ..., "dtype": dtype of the stored data, "x2": bool, "description": ...}
 
+Two kinds of fixtures start from a PyTorch module instead, converted to model.json by export_torch.py so that
+xntk's names are the module's own state_dict keys: torchvision's models ("arch", weights from a formula, not
+committed) and the architectures of examples/ in architectures.py ("module", weights committed; their meta.json
+names the constructor as "source").
+
 The `ntk` parameterisation is written as small modules that multiply weight and bias by
 c_w = w_std / sqrt(fan_in) and c_b = b_std, with N(0, 1) parameters.
 """
@@ -362,6 +367,88 @@ def make_torchvision(name, arch, num_classes, input, mode, n, m=None, seed=0, de
     print(f"{name}: {arch}, {mode}, {len(comps)} components, kernel {tuple(total.shape)}, {size} bytes")
 
 
+# ---- the architectures of examples/ (architectures.py), converted by export_torch.py ----
+# Small enough to commit their weights. Deep ReLU networks under PyTorch's initialisation (and BatchNorm statistics
+# unrelated to the data) lose their signal to the biases and switch whole channels off for every input, whose
+# weights then contribute nothing to the kernel; these are initialised so that every channel stays active
+# (calibrated_init).
+
+def calibrated_init(model, input):
+    """He initialisation (weights N(0, 2 / fan_in), biases N(0, 0.1^2)), then fitted to 64 random inputs, as a
+    data-dependent initialisation (LSUV) or a trained network would be. With BatchNorm: γ = 1 + 0.25 N(0, 1),
+    β = 0.1 N(0, 1), the running statistics those of the batch (one pass in training mode) moved off them
+    (mean + 0.1 σ N(0, 1), variance × U(0.75, 1.25)), so that eval mode is a nontrivial affine map that keeps the
+    activations near zero mean and unit variance. Without it (an nn.Sequential): each hidden Conv2d or Linear
+    rescaled and shifted so that its output channels have zero mean and unit variance on the batch, plus
+    biases of 0.1 N(0, 1)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    batch = torch.randn(64, *input, dtype=torch.float64)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.normal_(0, math.sqrt(2 / (m.weight.numel() // m.weight.shape[0])))
+                if m.bias is not None:
+                    m.bias.normal_(0, 0.1)
+        if not norms:
+            assert type(model) is nn.Sequential
+            h = batch
+            for m in list(model)[:-1]:
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    y = m(h)
+                    dims = [0, 2, 3] if y.dim() == 4 else [0]
+                    mean, std = y.mean(dims), y.std(dims)
+                    m.weight.div_(std.view(-1, *[1] * (m.weight.dim() - 1)))
+                    m.bias.copy_((m.bias - mean) / std + 0.1 * torch.randn_like(m.bias))
+                h = m(h)
+            return
+        for m in norms:
+            m.weight.copy_(1 + 0.25 * torch.randn_like(m.weight))
+            m.bias.copy_(0.1 * torch.randn_like(m.bias))
+            m.reset_running_stats()
+            m.momentum, m.saved_momentum = None, m.momentum  # one batch: its mean and (unbiased) variance
+        model.train()
+        model(batch)
+        model.eval()
+        for m in norms:
+            m.momentum = m.saved_momentum
+            del m.saved_momentum
+            m.running_mean.add_(0.1 * m.running_var.sqrt() * torch.randn_like(m.running_mean))
+            m.running_var.mul_(0.75 + 0.5 * torch.rand_like(m.running_var))
+            m.num_batches_tracked.fill_(7)
+
+
+def make_module(name, module, input, mode, n, m=None, seed=0, description=""):
+    """module: (constructor in architectures.py, its keyword arguments)."""
+    sys.path.insert(0, HERE)
+    import architectures
+    import export_torch
+    constructor, kwargs = module
+    torch.manual_seed(seed)
+    model = getattr(architectures, constructor)(**kwargs).double().eval()
+    calibrated_init(model, input)
+    x1 = torch.randn(n, *input, dtype=torch.float64)
+    x2 = torch.randn(m, *input, dtype=torch.float64) if m else None
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    export_torch.export(model, input, os.path.join(d, "model.json"), os.path.join(d, "weights.safetensors"))
+    comps = reference(model, x1, x1 if x2 is None else x2, mode)
+    total = sum(c for _, c in comps)
+    save_npy(os.path.join(d, "x1.npy"), x1, "float64")
+    if x2 is not None:
+        save_npy(os.path.join(d, "x2.npy"), x2, "float64")
+    save_npy(os.path.join(d, "expected.npy"), total, "float64")
+    write_safetensors(os.path.join(d, "components.safetensors"), comps + [("total", total)], "float64")
+    source = f"architectures.{constructor}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+    with open(os.path.join(d, "meta.json"), "w") as f:
+        json.dump({"mode": mode, "dtype": "float64", "x2": x2 is not None, "source": source,
+                   "description": description}, f, indent=1)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    print(f"{name}: {source}, {mode}, {len(comps)} components, kernel {tuple(total.shape)}, {size} bytes")
+
+
 def L(out, **kw):
     return {"type": "linear", "out_features": out, **kw}
 
@@ -492,6 +579,15 @@ FIXTURES = {
                          C(4, 3, padding="same", groups=4, bias=False, method="gradients"), A("flatten"), L(3)]},
         mode="diagonal", n=3, m=2,
         description="\"same\" with dilation and odd totals (padded one more after), depthwise as gradients"),
+    # ---- the architectures of examples/myrtle5.cpp and examples/wide_resnet.cpp (make_module) ----
+    "myrtle5_full_x2": dict(
+        module=("myrtle", dict(depth=5, width=8)), input=[3, 32, 32], mode="full", n=2, m=2,
+        description="Myrtle-5 (Shankar et al. 2020) of width 8 on 3x32x32, calibrated He initialisation"),
+    "wide_resnet_diagonal_x2": dict(
+        module=("WideResNet", dict(depth=10, widen_factor=2, base=4, num_classes=10)), input=[3, 16, 16],
+        mode="diagonal", n=3, m=2,
+        description="WRN-10-2 with base width 4 (pre-activation blocks, 1x1 shortcuts, eval-mode BatchNorm with "
+                    "random statistics) on 3x16x16"),
     # ---- LayerNorm and adaptive average pooling (appended) ----
     "mlp_layernorm_ntk_full_x2": dict(
         spec={"input": [6], "parameterization": "ntk",
@@ -511,8 +607,8 @@ FIXTURES = {
     "cnn_adaptive_avgpool_diagonal_x2": dict(
         spec={"input": [3, 5, 7], "parameterization": "ntk",
               "layers": [C(4, 2), A("tanh"), A("adaptive_avgpool2d", output_size=[3, None]), A("relu"),
-                         A("adaptive_avgpool2d", output_size=[3, 2]), C(3, 1), A("adaptive_avgpool2d", output_size=[5, 4]),
-                         A("flatten"), L(3)]},
+                         A("adaptive_avgpool2d", output_size=[3, 2]), C(3, 1),
+                         A("adaptive_avgpool2d", output_size=[5, 4]), A("flatten"), L(3)]},
         mode="diagonal", n=3, m=2,
         description="AdaptiveAvgPool2d shrinking unevenly, evenly (an AvgPool2d) and growing (3x2 -> 5x4)"),
 }
@@ -520,9 +616,13 @@ FIXTURES = {
 
 def main():
     names = sys.argv[1:] or list(FIXTURES)
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        sys.exit(f"make_fixtures.py: no fixture {', '.join(unknown)}")
     for i, name in enumerate(FIXTURES):
         if name in names:
-            (make_torchvision if "arch" in FIXTURES[name] else make)(name, seed=i, **FIXTURES[name])
+            f = FIXTURES[name]
+            (make_torchvision if "arch" in f else make_module if "module" in f else make)(name, seed=i, **f)
 
 
 if __name__ == "__main__":
