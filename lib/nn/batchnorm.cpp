@@ -170,7 +170,7 @@ std::vector<NamedParameter<T>> BatchNormLayer<T>::buffers() const {
 }
 
 template <class T>
-double BatchNormLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
+double BatchNormLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode) const {
   // x̂ and the per-channel sums of each side, and the full-mode Gram of the sums
   const double n = static_cast<double>(n1), m = static_cast<double>(n2), O = static_cast<double>(outputs);
   const double C = static_cast<double>(channels_), P = static_cast<double>(positions_);

@@ -30,7 +30,7 @@ class BatchNormLayer final : public Leaf<T> {
     return affine_ ? std::pair<double, double>{1.0, 1.0} : std::pair<double, double>{0.0, 0.0};
   }
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
-  double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
+  double component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode mode) const override;
 
  private:
   /// The checks and shapes common to both kinds.

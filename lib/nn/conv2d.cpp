@@ -255,7 +255,7 @@ int64_t Conv2dLayer<T>::gradient_chunk(int64_t outputs) const {
 }
 
 template <class T>
-double Conv2dLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
+double Conv2dLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode) const {
   const double O = static_cast<double>(outputs), C = static_cast<double>(out_channels_),
                K = static_cast<double>(g_.rows()), P = static_cast<double>(g_.positions());
   const double n = static_cast<double>(n1), m = static_cast<double>(n2);

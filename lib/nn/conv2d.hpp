@@ -31,7 +31,7 @@ class Conv2dLayer final : public Leaf<T> {
   std::vector<NamedParameter<T>> parameters() const override;
   std::pair<double, double> multipliers() const override { return {cw_, cb_}; }
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
-  double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
+  double component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode mode) const override;
   void notes(int64_t n1, int64_t n2, int64_t outputs, std::vector<MethodNote>& out) const override;
   void jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>& dparams, const T* out, T* dout,
            int64_t batch) const override;

@@ -331,8 +331,8 @@ class Leaf : public Layer<T> {
                         const std::vector<T*>& /*out*/) const {}
   /// Adds this layer's weight and bias components for sides a (rows) and b (columns).
   virtual void components(Context<T>&, const Side<T>&, const Side<T>&, const ComponentTarget<T>&) const {}
-  /// Extra working memory of components() for batches n1, n2 with O outputs, in bytes.
-  virtual double component_bytes(int64_t, int64_t, int64_t) const { return 0; }
+  /// Extra working memory of components() for batches n1, n2 with O outputs in `mode`, in bytes.
+  virtual double component_bytes(int64_t, int64_t, int64_t, Mode) const { return 0; }
   /// Notes on how components() computes n1 × n2 samples (a conv layer's evaluation order).
   virtual void notes(int64_t, int64_t, int64_t, std::vector<MethodNote>&) const {}
   /// The forward-mode derivative: dout = ∂f/∂a · din + Σ_θ ∂f/∂θ · dθ for `batch` samples with forward

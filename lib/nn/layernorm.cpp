@@ -130,7 +130,7 @@ std::vector<NamedParameter<T>> LayerNormLayer<T>::parameters() const {
 }
 
 template <class T>
-double LayerNormLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
+double LayerNormLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode) const {
   // x̂ and the per-element sums of each side, and the full-mode Gram of the sums
   const double n = static_cast<double>(n1), m = static_cast<double>(n2), O = static_cast<double>(outputs);
   const double G = static_cast<double>(groups_), D = static_cast<double>(size_);

@@ -28,7 +28,7 @@ class LayerNormLayer final : public Leaf<T> {
     return {affine_ ? 1.0 : 0.0, affine_ && bias_on_ ? 1.0 : 0.0};
   }
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
-  double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
+  double component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode mode) const override;
 
  private:
   /// x̂ of `batch` samples (batch·G groups of D values) and 1/√(σ² + ε) of each group.

@@ -104,11 +104,13 @@ std::vector<NamedParameter<T>> LinearLayer<T>::parameters() const {
 }
 
 template <class T>
-double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs) const {
-  // the inputs Gram and the deltas Gram (full mode is the largest), and, where the backend may sum the deltas
-  // Gram over shared units, its transposed deltas (at most 16 lanes per unit and sample) and column masks
-  const double grams = static_cast<double>(n1 * n2) * static_cast<double>(1 + outputs * outputs);
-  const bool masked = outputs >= 4 && outputs <= 12;
+double LinearLayer<T>::component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode mode) const {
+  // the inputs Gram and the deltas Gram (full mode: of all (i, o) × (j, o') rows; trace and diagonal: one
+  // n1 × n2 Gram at a time), and, where the backend may sum the full-mode deltas Gram over shared units, its
+  // transposed deltas (at most 16 lanes per unit and sample) and column masks
+  const bool full = mode == Mode::full && outputs > 1;
+  const double grams = static_cast<double>(n1 * n2) * static_cast<double>(1 + (full ? outputs * outputs : 1));
+  const bool masked = full && outputs >= 4 && outputs <= 12;
   const double transposed = masked ? static_cast<double>((n1 + n2) * out_features_) * 16.0 : 0.0;
   const double masks = masked ? static_cast<double>((n1 + n2) * ((out_features_ + 63) / 64)) * 8.0 : 0.0;
   return static_cast<double>(sizeof(T)) * (grams + transposed) + masks;

@@ -24,7 +24,7 @@ class LinearLayer final : public Leaf<T> {
   void components(Context<T>& cx, const Side<T>& a, const Side<T>& b, const ComponentTarget<T>& t) const override;
   void jvp(Context<T>& cx, const T* in, const T* din, const std::vector<const T*>& dparams, const T* out, T* dout,
            int64_t batch) const override;
-  double component_bytes(int64_t n1, int64_t n2, int64_t outputs) const override;
+  double component_bytes(int64_t n1, int64_t n2, int64_t outputs, Mode mode) const override;
 
  private:
   int64_t in_features_, out_features_;
