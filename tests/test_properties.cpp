@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "helpers.hpp"
+#include "ntk/plan.hpp"
 
 using namespace xntk;
 
@@ -157,4 +158,27 @@ TEST_CASE("a memory budget makes the driver tile, with the same result", "[prope
   }
   // a budget too small for even one sample is refused with a message, not ignored
   CHECK_THROWS_WITH(ntk(net, x, {.memory_budget = 16}), Catch::Matchers::Contains("memory budget"));
+}
+
+TEST_CASE("the tile plan takes the fewest tiles that fit the budget, as even as possible", "[properties][memory]") {
+  const Sequential<float> net(
+      ModelSpec{.input = {300}, .layers = {Linear{.out_features = 200}, ReLU(), Linear{.out_features = 10}}}, 0);
+  const int64_t n = 5000, m = 3001;
+  for (Mode mode : {Mode::trace, Mode::full})
+    for (const bool components : {false, true})
+      for (const double budget : {3e6, 2e7, 1.1e8}) {
+        CAPTURE(name(mode), components, budget);
+        const KernelOptions opt{.mode = mode, .components = components, .memory_budget = int64_t(budget)};
+        const auto layout = engine::layout_of(net, n, m, false, opt);
+        const engine::Plan p = engine::make_plan(net, layout, opt, 0.0);
+        auto fits = [&](int64_t t) {
+          return engine::tile_bytes(net, std::min(t, n), std::min(t, m), mode, components) <= budget;
+        };
+        const int64_t t = p.tile, tiles = (n + t - 1) / t;
+        CHECK(fits(t));
+        CHECK(t < n);                                                // these budgets are below the whole batch
+        if (tiles > 1) CHECK(!fits((n + tiles - 2) / (tiles - 1)));  // one tile fewer does not fit
+        CHECK(t == (n + tiles - 1) / tiles);                         // even: the tiles differ by at most one sample
+        CHECK(static_cast<int64_t>(p.pairs.size()) == tiles * ((m + t - 1) / t));
+      }
 }

@@ -7,11 +7,8 @@
 
 namespace xntk::engine {
 
-namespace {
-
-/// Working bytes of one tile pair of n1 × n2 samples: each side's forward values and two delta buffers of
-/// the widest layer, the blocks (total, and a component's weight and bias), and the largest of the layers'
-/// own scratch.
+/// Each side's forward values and two delta buffers of the widest layer, the blocks (total, and a component's
+/// weight and bias), and the largest of the layers' own scratch.
 template <class T>
 double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components) {
   const int64_t O = model.outputs();
@@ -27,8 +24,6 @@ double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode,
                         (components ? 3.0 : 1.0);
   return side * static_cast<double>(n1 + n2) + blocks + layer_extra;
 }
-
-}  // namespace
 
 template <class T>
 KernelLayout layout_of(const Sequential<T>& model, int64_t n, int64_t m, bool same, const KernelOptions& options) {
@@ -86,7 +81,8 @@ Plan make_plan(const Sequential<T>& model, const KernelLayout& layout, const Ker
 
 #define XNTK_INSTANTIATE(T)                                                                            \
   template KernelLayout layout_of(const Sequential<T>&, int64_t, int64_t, bool, const KernelOptions&); \
-  template Plan make_plan(const Sequential<T>&, const KernelLayout&, const KernelOptions&, double);
+  template Plan make_plan(const Sequential<T>&, const KernelLayout&, const KernelOptions&, double);    \
+  template double tile_bytes(const Sequential<T>&, int64_t, int64_t, Mode, bool);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
 #undef XNTK_INSTANTIATE

@@ -45,9 +45,13 @@ double cgroup_available_bytes(const std::string& root, const std::string& self_c
 template <class T>
 KernelLayout layout_of(const Sequential<T>& model, int64_t n, int64_t m, bool same, const KernelOptions& options);
 
-/// The plan for a layout whose sink holds `resident` bytes: the largest tile (halving from the batch) whose
-/// working memory fits the budget (KernelOptions::memory_budget, default half of what is available besides
-/// the sink's), unless KernelOptions::tile sets it. xntk::Error if not even one sample fits.
+/// Working bytes of one tile pair of n1 × n2 samples in `mode` (with its components or not).
+template <class T>
+double tile_bytes(const Sequential<T>& model, int64_t n1, int64_t n2, Mode mode, bool components);
+
+/// The plan for a layout whose sink holds `resident` bytes: the fewest tiles whose working memory (tile_bytes)
+/// fits the budget (KernelOptions::memory_budget, default half of what is available besides the sink's), each
+/// as even as possible, unless KernelOptions::tile sets it. xntk::Error if not even one sample fits.
 template <class T>
 Plan make_plan(const Sequential<T>& model, const KernelLayout& layout, const KernelOptions& options, double resident);
 
