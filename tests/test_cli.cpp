@@ -630,13 +630,21 @@ TEST_CASE("xntk compute on a disk without room for its outputs fails at once and
     WARN("no tmpfs could be mounted (not root?): the full-disk case ran under a file size limit only");
     return;
   }
-  const Run r = run("compute model.json --x1 x.npy --mode full -o '" + (full / "k.npy") + "' --components '" +
-                        (full / "c.safetensors") + "'",
-                    d);
+  const std::string outputs = "compute model.json --x1 x.npy --mode full -o '" + (full / "k.npy") + "' --components '" +
+                              (full / "c.safetensors") + "'";
+  const Run r = run(outputs, d);
   const auto left = full.entries();
+  // a resumable run too: its partial files and journal were made, but it could not reserve them, so there is
+  // nothing to continue and they go
+  const Run resumable = run(outputs + " --resume", d);
+  const auto left_resumable = full.entries();
   umount(full.path().c_str());
   CHECK(r.code == 1);
   CHECK_THAT(r.err, Contains("k.npy: cannot reserve") && Contains("No space left on device"));
   CHECK(lines(r.err) == 1);
   CHECK(left.empty());
+  CHECK(resumable.code == 1);
+  CHECK_THAT(resumable.err, Contains("k.npy: cannot reserve") && Contains("No space left on device"));
+  CHECK(lines(resumable.err) == 1);
+  CHECK(left_resumable.empty());
 }

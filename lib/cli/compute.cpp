@@ -425,32 +425,49 @@ Kernel<T> run_shared(const ComputeArgs& args, const Sequential<T>& model, Tensor
     pending_kernel.emplace(kernel_file);
     if (!comp_file.empty()) pending_comp.emplace(comp_file);
   }
-  std::unique_ptr<detail::BlockFile> kf = R.open(kernel_file, args.output, fresh);
-  std::unique_ptr<detail::BlockFile> cf = comp_file.empty() ? nullptr : R.open(comp_file, args.components, fresh);
+  std::unique_ptr<detail::BlockFile> kf, cf;
   std::optional<JournalWriter> journal;
-  if (args.resume)
-    journal.emplace(root ? journal_path : journal_path + "." + std::to_string(R.rank()),
-                    decision["header"].get<std::string>(), !root);
-  engine::BlockWriter<T> writer(args.output, args.components,
-                                {{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}}, kf.get(), cf.get());
+  std::optional<engine::BlockWriter<T>> writer;
+  try {
+    kf = R.open(kernel_file, args.output, fresh);
+    if (!comp_file.empty()) cf = R.open(comp_file, args.components, fresh);
+    if (args.resume)
+      journal.emplace(root ? journal_path : journal_path + "." + std::to_string(R.rank()),
+                      decision["header"].get<std::string>(), !root);
+    writer.emplace(args.output, args.components,
+                   std::map<std::string, std::string>{{"mode", args.mode}, {"dtype", args.dtype}, {"run_id", run_id}},
+                   kf.get(), cf.get());
+    // rank 0 writes the headers and preallocates before any rank writes a block (an MPI-IO preallocation may
+    // rewrite what is there)
+    writer->begin(layout, root);
+  } catch (const Error&) {
+    // a fresh resumable run that could not even reserve its files (a full disk) has nothing worth continuing:
+    // its partial files and journal go, as a run without --resume leaves nothing
+    writer.reset();
+    journal.reset();
+    kf.reset();
+    cf.reset();
+    if (root && args.resume && fresh) {
+      for (const std::string& f : {partial, comp_partial, journal_path})
+        if (!f.empty()) std::remove(f.c_str());
+    }
+    throw;
+  }
   std::vector<detail::BlockFile*> files = {kf.get()};
   if (cf) files.push_back(cf.get());
-  // rank 0 writes the headers and preallocates before any rank writes a block (an MPI-IO preallocation may
-  // rewrite what is there)
-  writer.begin(layout, root);
   R.barrier();
-  SharedSink<T> sink(writer, files, done, journal ? &*journal : nullptr, R);
+  SharedSink<T> sink(*writer, files, done, journal ? &*journal : nullptr, R);
   Kernel<T> k = engine::explicit_kernel(model, a, b ? &*b : nullptr, opt, backend::get(opt.backend), sink, &sink);
   R.barrier();  // rank 0's headers are in before anyone's blocks end the files
 
-  std::vector<uint64_t> totals = {writer.checksum(), static_cast<uint64_t>(writer.written()),
+  std::vector<uint64_t> totals = {writer->checksum(), static_cast<uint64_t>(writer->written()),
                                   static_cast<uint64_t>(std::llround(k.flops))};
   R.sum(totals);
   k.flops = static_cast<double>(totals[2]);
   if (root) {
     const uint64_t checksum = totals[0] + decision["checksum"].get<uint64_t>();
     const int64_t values = static_cast<int64_t>(totals[1]) + decision["values"].get<int64_t>();
-    writer.finish(checksum, values, true);
+    writer->finish(checksum, values, true);
   }
   for (detail::BlockFile* f : files) f->sync();
   kf->close();
