@@ -13,6 +13,7 @@
 
 #include "batch.hpp"
 #include "checked.hpp"
+#include "nn/model.hpp"
 #include "xntk/analysis.hpp"
 
 namespace xntk {
@@ -196,15 +197,34 @@ template <class T>
 double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   State& s = *s_;
   detail::check_finite(x, "training: x");
-  const Tensor<T> out = outputs(x);
-  LossValue<T> l = loss(s.opt.loss, out, y);
-  if (s.opt.stop_on_nonfinite && !std::isfinite(l.value))
-    throw Error("training: the loss is " + std::to_string(l.value) + " at step " + std::to_string(s.steps + 1) +
-                "; stopped (lower the learning rate?)");
-  // the objective is L(α·f, y)/α²; the cotangent of f (or f_lin) is α·∂L/∂(αf)/α² = ∂L/∂(αf)/α
-  const T scale = T(1.0 / s.opt.transform.alpha);
-  for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;
-  auto grads = gradient(s.opt.linearized ? s.initial : *s.model, x, l.grad);
+  LossValue<T> l;
+  // the cotangent of f (or f_lin) from the outputs: the objective is L(α·f, y)/α², so it is
+  // α·∂L/∂(αf)/α² = ∂L/∂(αf)/α
+  auto cotangent = [&](const Tensor<T>& out) {
+    l = loss(s.opt.loss, out, y);
+    if (s.opt.stop_on_nonfinite && !std::isfinite(l.value))
+      throw Error("training: the loss is " + std::to_string(l.value) + " at step " + std::to_string(s.steps + 1) +
+                  "; stopped (lower the learning rate?)");
+    const T scale = T(1.0 / s.opt.transform.alpha);
+    for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;
+    return l.grad;
+  };
+  std::vector<NamedTensor<T>> grads;
+  if (s.opt.linearized) {  // f_lin is a JVP at θ₀; its gradient a VJP there
+    cotangent(outputs(x));
+    grads = gradient(s.initial, x, l.grad);
+  } else {  // the forward pass of the gradient gives f(x), then centred and scaled as State::outputs does
+    grads = detail::value_and_gradient<T>(*s.model, x, [&](Tensor<T>& f) {
+      if (s.opt.transform.center) {
+        const Tensor<T> f0 = s.initial.forward(x);
+        for (int64_t i = 0; i < f.size(); ++i) f[i] -= f0[i];
+      }
+      const T alpha = T(s.opt.transform.alpha);
+      if (alpha != T(1))
+        for (int64_t i = 0; i < f.size(); ++i) f[i] *= alpha;
+      return cotangent(f);
+    });
+  }
   if (s.opt.stop_on_nonfinite)
     for (const auto& g : grads)
       if (!finite(g.tensor))

@@ -38,6 +38,19 @@ std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x,
   if (cotangent.shape() != expected)
     throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
                 to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
+  return detail::value_and_gradient<T>(model, x, [&](Tensor<T>&) {
+    Tensor<T> c(cotangent.shape());
+    std::copy(cotangent.data(), cotangent.data() + cotangent.size(), c.data());
+    return c;
+  });
+}
+
+template <class T>
+std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
+                                                       const std::function<Tensor<T>(Tensor<T>&)>& cotangent_of) {
+  const int64_t n = detail::check_batch(model, x, "gradient: x");
+  Shape expected{n};
+  expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
   const auto& impl = model.impl();
   std::vector<NamedTensor<T>> out;
   std::map<const nn::Leaf<T>*, std::vector<T*>> grads;
@@ -46,11 +59,17 @@ std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x,
   size_t k = 0;
   for (const auto* leaf : impl.owners)
     for (size_t q = 0; q < leaf->parameters().size(); ++q) grads[leaf].push_back(out[k++].tensor.data());
-  if (impl.owners.empty()) return out;
 
   nn::Context<T> cx(backend::get("cpu"));
   nn::Values<T> values(cx, impl.nodes);
-  impl.root->forward(cx, values, x.data(), n);
+  const T* y = impl.root->forward(cx, values, x.data(), n);
+  Tensor<T> f(expected);
+  std::copy(y, y + f.size(), f.data());
+  const Tensor<T> cotangent = cotangent_of(f);
+  if (cotangent.shape() != expected)
+    throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
+                to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
+  if (impl.owners.empty()) return out;
   GradientVisitor<T> visitor(std::move(grads));
   nn::Sweep<T> sweep(cx, 1, 1, visitor);
   sweep.lanes[0].values = &values;
@@ -113,6 +132,10 @@ Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<Name
   return out;
 }
 
+template std::vector<NamedTensor<float>> detail::value_and_gradient(
+    const Sequential<float>&, TensorArg<float>, const std::function<Tensor<float>(Tensor<float>&)>&);
+template std::vector<NamedTensor<double>> detail::value_and_gradient(
+    const Sequential<double>&, TensorArg<double>, const std::function<Tensor<double>(Tensor<double>&)>&);
 template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
 template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
 template Tensor<float> jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&);
