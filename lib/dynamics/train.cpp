@@ -207,7 +207,7 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
                   "; stopped (lower the learning rate?)");
     const T scale = T(1.0 / s.opt.transform.alpha);
     for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;
-    return l.grad;
+    return TensorRef<T>(l.grad);  // l outlives the gradient's use of it
   };
   std::vector<NamedTensor<T>> grads;
   if (s.opt.linearized) {  // f_lin is a JVP at θ₀; its gradient a VJP there

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "nn/affine_components.hpp"
+
 namespace xntk::nn {
 
 template <class T>
@@ -182,39 +184,8 @@ void BatchNormLayer<T>::components(Context<T>& cx, const Side<T>& a, const Side<
                                    const ComponentTarget<T>& t) const {
   // u_o[c] = Σ_p δ_o[c,p] x̂[c,p] per sample and output (γ) and v_o[c] = Σ_p δ_o[c,p] (β): Θ_γ and Θ_β are
   // the Grams of these rows (C wide), formed as every feature Gram is
-  const int64_t O = t.outputs, C = channels_, P = positions_;
-  Delta<T> identity;
-  const Delta<T>* da = a.delta;
-  if (da->kind == DeltaKind::identity) {  // a BatchNorm at the model's output: δ_o = e_o written out
-    identity = materialized(cx, Delta<T>{}, O);
-    da = &identity;
-  }
-  const Delta<T>* db = b.delta->kind == DeltaKind::identity ? da : b.delta;
-  auto sums = [&](const Side<T>& s, const Delta<T>& d, bool weighted) {
-    Buffer<T> r = cx.buffer();
-    r.resize(s.batch * O * C);
-    const bool shared = d.kind != DeltaKind::per_sample;
-    if (weighted) {
-      const Buffer<T> xhat = normalized(cx, s.in, s.batch);
-      cx.count(cx.ops().weighted_sums(true, s.batch, O, C, P, d.data(), shared, xhat.data(), r.data()));
-    } else if (shared) {  // the same sums for every sample: formed once
-      Buffer<T> one = cx.buffer();
-      one.resize(O * C);
-      cx.count(cx.ops().weighted_sums(true, 1, O, C, P, d.data(), true, nullptr, one.data()));
-      cx.ops().repeat(one.data(), O * C, s.batch, r.data());
-    } else {
-      cx.count(cx.ops().weighted_sums(true, s.batch, O, C, P, d.data(), false, nullptr, r.data()));
-    }
-    return r;
-  };
-  for (const bool weighted : {true, false}) {
-    T* dst = weighted ? t.weight : t.bias;
-    if (!dst) continue;
-    const Buffer<T> ua = sums(a, *da, weighted);
-    const Buffer<T> ub = t.same ? Buffer<T>() : sums(b, *db, weighted);
-    cx.count(cx.ops().feature_gram(t.mode, O, ua.data(), 0, a.batch, t.same ? ua.data() : ub.data(), 0, b.batch, C,
-                                   T(1), t.same, b.batch, dst));
-  }
+  affine_components<T>(cx, a, b, t, true, channels_, positions_, true,
+                       [&](const Side<T>& s) { return normalized(cx, s.in, s.batch); });
 }
 
 template class BatchNormLayer<float>;

@@ -32,22 +32,12 @@ class GradientVisitor final : public nn::Visitor<T> {
 
 template <class T>
 std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x, TensorArg<T> cotangent) {
-  const int64_t n = detail::check_batch(model, x, "gradient: x");
-  Shape expected{n};
-  expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
-  if (cotangent.shape() != expected)
-    throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
-                to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
-  return detail::value_and_gradient<T>(model, x, [&](Tensor<T>&) {
-    Tensor<T> c(cotangent.shape());
-    std::copy(cotangent.data(), cotangent.data() + cotangent.size(), c.data());
-    return c;
-  });
+  return detail::value_and_gradient<T>(model, x, [&](Tensor<T>&) { return cotangent; });
 }
 
 template <class T>
 std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
-                                                       const std::function<Tensor<T>(Tensor<T>&)>& cotangent_of) {
+                                                       const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of) {
   const int64_t n = detail::check_batch(model, x, "gradient: x");
   Shape expected{n};
   expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
@@ -65,7 +55,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
   const T* y = impl.root->forward(cx, values, x.data(), n);
   Tensor<T> f(expected);
   std::copy(y, y + f.size(), f.data());
-  const Tensor<T> cotangent = cotangent_of(f);
+  const TensorRef<T> cotangent = cotangent_of(f);  // valid until this returns
   if (cotangent.shape() != expected)
     throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
                 to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
@@ -133,9 +123,9 @@ Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<Name
 }
 
 template std::vector<NamedTensor<float>> detail::value_and_gradient(
-    const Sequential<float>&, TensorArg<float>, const std::function<Tensor<float>(Tensor<float>&)>&);
+    const Sequential<float>&, TensorArg<float>, const std::function<TensorRef<float>(Tensor<float>&)>&);
 template std::vector<NamedTensor<double>> detail::value_and_gradient(
-    const Sequential<double>&, TensorArg<double>, const std::function<Tensor<double>(Tensor<double>&)>&);
+    const Sequential<double>&, TensorArg<double>, const std::function<TensorRef<double>(Tensor<double>&)>&);
 template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
 template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
 template Tensor<float> jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&);

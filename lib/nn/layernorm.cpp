@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nn/affine_components.hpp"
+
 namespace xntk::nn {
 
 template <class T>
@@ -141,41 +143,12 @@ template <class T>
 void LayerNormLayer<T>::components(Context<T>& cx, const Side<T>& a, const Side<T>& b,
                                    const ComponentTarget<T>& t) const {
   // u_o[d] = Σ_g δ_o[g,d] x̂[g,d] per sample and output (γ) and v_o[d] = Σ_g δ_o[g,d] (β): Θ_γ and Θ_β are the
-  // Grams of these rows (D wide)
-  const int64_t O = t.outputs, G = groups_, D = size_;
-  Delta<T> identity;
-  const Delta<T>* da = a.delta;
-  if (da->kind == DeltaKind::identity) {  // a LayerNorm at the model's output: δ_o = e_o written out
-    identity = materialized(cx, Delta<T>{}, O);
-    da = &identity;
-  }
-  const Delta<T>* db = b.delta->kind == DeltaKind::identity ? da : b.delta;
-  auto sums = [&](const Side<T>& s, const Delta<T>& d, bool weighted) {
-    Buffer<T> r = cx.buffer();
-    r.resize(s.batch * O * D);
-    const bool shared = d.kind != DeltaKind::per_sample;
-    if (weighted) {
-      Buffer<T> xhat = cx.buffer(), inv = cx.buffer();
-      normalized(cx, s.in, s.batch, xhat, inv);
-      cx.count(cx.ops().weighted_sums(false, s.batch, O, G, D, d.data(), shared, xhat.data(), r.data()));
-    } else if (shared) {  // the same sums for every sample: formed once
-      Buffer<T> one = cx.buffer();
-      one.resize(O * D);
-      cx.count(cx.ops().weighted_sums(false, 1, O, G, D, d.data(), true, nullptr, one.data()));
-      cx.ops().repeat(one.data(), O * D, s.batch, r.data());
-    } else {
-      cx.count(cx.ops().weighted_sums(false, s.batch, O, G, D, d.data(), false, nullptr, r.data()));
-    }
-    return r;
-  };
-  for (const bool weighted : {true, false}) {
-    T* dst = weighted ? t.weight : bias_on_ ? t.bias : nullptr;  // t.bias is t.weight for the total alone
-    if (!dst) continue;
-    const Buffer<T> ua = sums(a, *da, weighted);
-    const Buffer<T> ub = t.same ? Buffer<T>() : sums(b, *db, weighted);
-    cx.count(cx.ops().feature_gram(t.mode, O, ua.data(), 0, a.batch, t.same ? ua.data() : ub.data(), 0, b.batch, D,
-                                   T(1), t.same, b.batch, dst));
-  }
+  // Grams of these rows (D wide); t.bias is t.weight for the total alone, so β's is skipped without a bias
+  affine_components<T>(cx, a, b, t, false, groups_, size_, bias_on_, [&](const Side<T>& s) {
+    Buffer<T> xhat = cx.buffer(), inv = cx.buffer();
+    normalized(cx, s.in, s.batch, xhat, inv);
+    return xhat;
+  });
 }
 
 template class LayerNormLayer<float>;

@@ -44,11 +44,11 @@ const Leaf<T>& top_leaf(const Sequential<T>& model, int i) {
 namespace detail {
 
 /// xntk::gradient from the forward pass it runs anyway: `cotangent_of` receives the outputs f(x) (n × the output
-/// shape; it may change them) and returns ∂L/∂f, of that shape, whose parameter cotangent is returned. A training
-/// step's loss needs f(x) and its gradient one forward pass, not two.
+/// shape; it may change them) and returns a view of ∂L/∂f, of that shape and valid until this returns, whose
+/// parameter cotangent is returned. A training step's loss needs f(x) and its gradient one forward pass, not two.
 template <class T>
 std::vector<NamedTensor<T>> value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
-                                               const std::function<Tensor<T>(Tensor<T>&)>& cotangent_of);
+                                               const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of);
 
 }  // namespace detail
 }  // namespace xntk

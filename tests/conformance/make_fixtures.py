@@ -198,6 +198,15 @@ def write_safetensors(path, named, dtype):
             f.write(b)
 
 
+def empty_fixture_dir(name):
+    """fixtures/<name>, created or emptied."""
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        os.remove(os.path.join(d, f))
+    return d
+
+
 def save_npy(path, t, dtype):
     np.save(path, t.detach().numpy().astype(np.float32 if dtype == "float32" else np.float64))
 
@@ -259,10 +268,7 @@ def make(name, spec, mode, n, m=None, dtype="float64", seed=0, description=""):
     comps = reference(model, x1, x1 if x2 is None else x2, mode)
     total = sum(c for _, c in comps)
 
-    d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    for f in os.listdir(d):
-        os.remove(os.path.join(d, f))
+    d = empty_fixture_dir(name)
     with open(os.path.join(d, "model.json"), "w") as f:
         json.dump(spec, f, indent=1)
         f.write("\n")
@@ -336,10 +342,7 @@ def make_torchvision(name, arch, num_classes, input, mode, n, m=None, seed=0, de
             t.copy_(torch.from_numpy(formula_value(k, tuple(t.shape))).to(t.dtype))
     x1 = torch.randn(n, *input, dtype=torch.float64)
     x2 = torch.randn(m, *input, dtype=torch.float64) if m else None
-    d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    for f in os.listdir(d):
-        os.remove(os.path.join(d, f))
+    d = empty_fixture_dir(name)
     # the exporter's files; the weights are checked against the formula and then not kept
     export_torch.export(model, input, os.path.join(d, "model.json"), os.path.join(d, "weights.safetensors"))
     with open(os.path.join(d, "weights.safetensors"), "rb") as f:
@@ -428,10 +431,7 @@ def make_module(name, module, input, mode, n, m=None, seed=0, description=""):
     calibrated_init(model, input)
     x1 = torch.randn(n, *input, dtype=torch.float64)
     x2 = torch.randn(m, *input, dtype=torch.float64) if m else None
-    d = os.path.join(OUT, name)
-    os.makedirs(d, exist_ok=True)
-    for f in os.listdir(d):
-        os.remove(os.path.join(d, f))
+    d = empty_fixture_dir(name)
     export_torch.export(model, input, os.path.join(d, "model.json"), os.path.join(d, "weights.safetensors"))
     comps = reference(model, x1, x1 if x2 is None else x2, mode)
     total = sum(c for _, c in comps)

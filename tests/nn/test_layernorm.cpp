@@ -88,7 +88,15 @@ TEST_CASE("explicit = autograd through LayerNorm (float64, every mode)", "[nn][l
     Shape s1{4}, s2{3};
     s1.insert(s1.end(), c.spec.input.begin(), c.spec.input.end());
     s2.insert(s2.end(), c.spec.input.begin(), c.spec.input.end());
-    test::compare_with_autograd(net, test::randn<double>(s1, 5), test::randn<double>(s2, 6), 1e-10);
+    const auto x1 = test::randn<double>(s1, 5), x2 = test::randn<double>(s2, 6);
+    test::compare_with_autograd(net, x1, x2, 1e-10);
+    // the total alone, without components: there a layer adds its weight and bias terms into one block, and a
+    // LayerNorm without bias must add no β term
+    for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal}) {
+      INFO("total alone, mode " << name(mode));
+      CHECK(test::rel_error(ntk(net, x1, x2, {.mode = mode}).total, autograd_ntk(net, x1, x2, {.mode = mode}).total) <=
+            1e-10);
+    }
   }
 }
 
