@@ -381,9 +381,10 @@ class CpuOps final : public Ops<T> {
       }
     }
     if (a.kind == ActivationKind::relu || a.kind == ActivationKind::leaky_relu) {
-      // A branch-free loop that vectorises: the per-element switch below mispredicted on about every
-      // other sign. The same expression as activation_value (slope 0 for ReLU, so NaN stays NaN), so the
-      // explicit and autograd paths still agree bit for bit.
+      // A branch-free loop that vectorises (given -fno-trapping-math, CMakeLists.txt: under GCC's default the
+      // selection stays a scalar branch): the per-element switch below mispredicted on about every other sign. The same
+      // expression as activation_value (slope 0 for ReLU, so NaN stays NaN), so the explicit and autograd paths still
+      // agree bit for bit.
       const T slope = a.kind == ActivationKind::relu ? T(0) : T(a.negative_slope);
       parallel_for_work(batch, 2.0 * static_cast<double>(n), [&](int64_t b) {
         const T* __restrict src = z + b * n;
