@@ -185,30 +185,37 @@ class CpuOps final : public Ops<T> {
     // build): the tutorial CNN's 784 positions (K = 288), 20 × 5 images: 97.8–119 ms against 105–111,
     // 100 images: 0.48–0.53 s against 0.49–0.56; at 64 positions (workload 6's second conv, K = 144) it
     // was slower, 3.26–3.76 s against 2.69–2.90 for the workload, so it needs 256 positions, and most
-    // of K in whole register strips (the rest of the columns are summed one by one).
+    // of K in whole register strips (the rest of the columns are summed one by one). And more than one stream:
+    // a training gradient's single stream (C rows) saves too little to pay for im2row's scattered stores, and
+    // im2col with the GEMM reading it transposed is faster: the tutorial CNN's SGD step (batch 32, farm-bench,
+    // 10 alternating runs) 0.88× the wall time of the im2row path with masking, which was 0.98×.
     const int64_t strip = 2 * kLanes<T>, whole = K / strip * strip;
-    const bool masked =
-        !shared && masked_product_fits(C, streams, P) &&
-        take(p_.masked_product, kMaskedProduct && P >= 256 && whole >= 2 * strip && 4 * (K - whole) <= K);
+    const bool masked = !shared && masked_product_fits(C, streams, P) &&
+                        take(p_.masked_product,
+                             kMaskedProduct && streams > 1 && P >= 256 && whole >= 2 * strip && 4 * (K - whole) <= K);
     const bool dense_check = p_.masked_product != Choice::on;
     std::vector<double> done(static_cast<size_t>(n), 0.0);
     std::vector<char> skipped(static_cast<size_t>(n), 0);
     parallel_for_work(n, static_cast<double>(rows * K * P), [&](int64_t i) {
       Buffer<T> U;
       U.resize(P * K);
-      im2row(x + i * n_in, g, U.data());
       const T* d = shared ? delta : delta + i * rows * P;
       T* gi = G + i * rows * K;
-      if (masked) {
-        const double f = masked_product_strided(C, streams, P, K, T(1), d, P, C * P, U.data(), gi, K, C * K,
-                                                static_cast<const T*>(nullptr), 0, dense_check, false, nullptr);
-        if (f >= 0) {
-          done[static_cast<size_t>(i)] = f;
-          skipped[static_cast<size_t>(i)] = 1;
-          return;
-        }
+      if (!masked) {  // U = im2col (K × P, written row by row), G_s = δ_s Uᵀ
+        im2col(x + i * n_in, g, U.data());
+        cpu::gemm(false, true, rows, K, P, T(1), d, P, U.data(), P, T(0), gi, K);
+        done[static_cast<size_t>(i)] = mnk(rows, K, P);
+        return;
       }
-      // a sample's O·C_out delta rows (each over the P positions) are contiguous: one GEMM per sample
+      im2row(x + i * n_in, g, U.data());
+      const double f = masked_product_strided(C, streams, P, K, T(1), d, P, C * P, U.data(), gi, K, C * K,
+                                              static_cast<const T*>(nullptr), 0, dense_check, false, nullptr);
+      if (f >= 0) {
+        done[static_cast<size_t>(i)] = f;
+        skipped[static_cast<size_t>(i)] = 1;
+        return;
+      }
+      // dense deltas after all: a sample's O·C_out delta rows (each over the P positions) times its im2row rows
       cpu::gemm(false, false, rows, K, P, T(1), d, P, U.data(), K, T(0), gi, K);
       done[static_cast<size_t>(i)] = mnk(rows, K, P);
     });
