@@ -52,10 +52,19 @@ set -e
 [ ! -e k.npy ] || fail "a final k.npy exists after the killed run"
 [ -e k.npy.xntk-partial ] || fail "the partial file is gone after the killed run"
 [ -e k.npy.xntk-journal ] || fail "rank 0's journal is gone after the killed run"
-done_before=$(cat k.npy.xntk-journal* | wc -l)
+# the finished pairs: every journal line but each journal's header
+journals=$(ls k.npy.xntk-journal* | wc -l)
+done_before=$(($(cat k.npy.xntk-journal* | wc -l) - journals))
 
-"$mpiexec" --oversubscribe -np 2 "${compute[@]}" -o k.npy --resume >run.log 2>&1 || fail "the resumed run failed"
+"$mpiexec" --oversubscribe -np 2 "${compute[@]}" -o k.npy --resume --progress >run.log 2>&1 || fail "the resumed run failed"
 cmp -s one.npy k.npy || fail "the resumed kernel differs from the one-process run's"
+# it computed only the pairs no journal held (2 steps a pair: its kernel block and the mirrored one)
+steps=0
+for n in $(grep -oE 'of [0-9]+ steps \(100%\)' run.log | grep -oE '[0-9]+ steps' | grep -oE '[0-9]+'); do
+  steps=$((steps + n))
+done
+[ "$steps" -eq $((2 * (5050 - done_before))) ] ||
+  fail "the resumed ranks took $steps steps, not the $((2 * (5050 - done_before))) of the unjournaled pairs"
 left=$(ls -d ./*xntk-* 2>/dev/null || true)
 [ -z "$left" ] || fail "left behind: $left"
-echo "rank 1 killed (mpirun exit $rc, $done_before journal lines kept); resumed on 2 ranks: equal to one process"
+echo "rank 1 killed (mpirun exit $rc, $done_before pairs journaled); resumed on 2 ranks ($steps steps): equal to one process"
