@@ -44,15 +44,17 @@ Layout layout(const Shape& s, const std::string& what) {
 
 /// Row-major (size × size) matrix of one block: all of the kernel in full and trace mode, output `block`'s
 /// (N × N) slice in diagonal mode.
-std::vector<double> matrix(const Tensor<double>& k, const Layout& l, int64_t block) {
+template <class T>
+std::vector<double> matrix(const T* k, const Layout& l, int64_t block) {
   const int64_t n = l.n, o = l.o;
   if (l.mode == Mode::diagonal) {
     std::vector<double> m(static_cast<size_t>(n * n));
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j) m[static_cast<size_t>(i * n + j)] = k[(i * n + j) * o + block];
+      for (int64_t j = 0; j < n; ++j)
+        m[static_cast<size_t>(i * n + j)] = static_cast<double>(k[(i * n + j) * o + block]);
     return m;
   }
-  if (l.mode == Mode::trace) return std::vector<double>(k.data(), k.data() + k.size());
+  if (l.mode == Mode::trace) return std::vector<double>(k, k + n * n);
   // (n, n, o, o) -> rows n·O + o, columns m·O + o'
   const int64_t size = n * o;
   std::vector<double> m(static_cast<size_t>(size * size));
@@ -60,7 +62,8 @@ std::vector<double> matrix(const Tensor<double>& k, const Layout& l, int64_t blo
     for (int64_t j = 0; j < n; ++j)
       for (int64_t a = 0; a < o; ++a)
         for (int64_t b = 0; b < o; ++b)
-          m[static_cast<size_t>((i * o + a) * size + j * o + b)] = k[((i * n + j) * o + a) * o + b];
+          m[static_cast<size_t>((i * o + a) * size + j * o + b)] =
+              static_cast<double>(k[((i * n + j) * o + a) * o + b]);
   return m;
 }
 
@@ -125,8 +128,12 @@ struct Analysed {
   double asymmetry = 0;
 };
 
-Analysed analyse_one(const Tensor<double>& k, const Layout& l, const std::string& what, const AnalysisOptions& opt) {
-  for (int64_t e = 0; e < k.size(); ++e)
+template <class T>
+Analysed analyse_one(const T* k, const Layout& l, const std::string& what, const AnalysisOptions& opt) {
+  const int64_t count = l.mode == Mode::trace      ? l.n * l.n
+                        : l.mode == Mode::diagonal ? l.n * l.n * l.o
+                                                   : l.n * l.n * l.o * l.o;
+  for (int64_t e = 0; e < count; ++e)
     if (!std::isfinite(k[e]))
       throw Error(what + " holds " + (std::isnan(k[e]) ? "NaN" : "Inf") + " at flat index " + std::to_string(e) +
                   "; expected finite values");
@@ -169,14 +176,17 @@ Spectrum spectrum(const std::vector<double>& m, int64_t n, double epsilon) {
   if (n <= 0 || static_cast<int64_t>(m.size()) != n * n)
     throw Error("spectrum: expected a non-empty " + std::to_string(n) + " × " + std::to_string(n) + " matrix, got " +
                 std::to_string(m.size()) + " values");
-  const Tensor<double> k({n, n}, m);
-  return analyse_one(k, {Mode::trace, n, 1}, "matrix", {.epsilon = epsilon, .symmetry_tolerance = INFINITY}).whole;
+  return analyse_one(m.data(), {Mode::trace, n, 1}, "matrix", {.epsilon = epsilon, .symmetry_tolerance = INFINITY})
+      .whole;
 }
 
-Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<double>>& components,
-                 const AnalysisOptions& given) {
+namespace {
+
+template <class T>
+Analysis analyze_view(TensorRef<T> kernel, const std::vector<NamedTensor<double>>& components,
+                      const AnalysisOptions& given) {
   AnalysisOptions options = given;
-  if (options.epsilon == 0) options.epsilon = std::numeric_limits<double>::epsilon();
+  if (options.epsilon == 0) options.epsilon = std::numeric_limits<T>::epsilon();
   if (!(options.epsilon > 0) || !std::isfinite(options.epsilon))
     throw Error("analyze: epsilon " + std::to_string(given.epsilon) + ", expected a positive machine epsilon");
   const Layout l = layout(kernel.shape(), "kernel");
@@ -184,7 +194,7 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
   a.mode = l.mode;
   a.samples = l.n;
   a.outputs = l.o;
-  Analysed whole = analyse_one(kernel, l, "kernel", options);
+  Analysed whole = analyse_one(kernel.data(), l, "kernel", options);
   a.spectrum = std::move(whole.whole);
   a.per_output = std::move(whole.blocks);
   a.asymmetry = whole.asymmetry;
@@ -196,7 +206,7 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
                   to_string(kernel.shape()));
     ComponentSummary s;
     s.name = c.name;
-    s.spectrum = analyse_one(c.tensor, l, what, options).whole;
+    s.spectrum = analyse_one(c.tensor.data(), l, what, options).whole;
     s.trace = s.spectrum.trace;
     s.share = a.spectrum.trace != 0 ? s.trace / a.spectrum.trace : std::numeric_limits<double>::quiet_NaN();
     a.components.push_back(std::move(s));
@@ -204,14 +214,29 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
   return a;
 }
 
+}  // namespace
+
+Analysis analyze(TensorRef<double> kernel, const std::vector<NamedTensor<double>>& components,
+                 const AnalysisOptions& options) {
+  return analyze_view(kernel, components, options);
+}
+
+Analysis analyze(TensorRef<float> kernel, const std::vector<NamedTensor<double>>& components,
+                 const AnalysisOptions& options) {
+  return analyze_view(kernel, components, options);
+}
+
+Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<double>>& components,
+                 const AnalysisOptions& options) {
+  return analyze_view(TensorRef<double>(kernel), components, options);
+}
+
 Analysis analyze(const Tensor<float>& kernel, const std::vector<NamedTensor<float>>& components,
-                 const AnalysisOptions& given) {
-  AnalysisOptions options = given;
-  if (options.epsilon == 0) options.epsilon = std::numeric_limits<float>::epsilon();
+                 const AnalysisOptions& options) {
   std::vector<NamedTensor<double>> wide;
   wide.reserve(components.size());
   for (const auto& c : components) wide.push_back({c.name, c.tensor.cast<double>()});
-  return analyze(kernel.cast<double>(), wide, options);
+  return analyze_view(TensorRef<float>(kernel), wide, options);
 }
 
 }  // namespace xntk

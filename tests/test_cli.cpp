@@ -411,6 +411,73 @@ TEST_CASE("xntk compute --dry-run prints the plan and its FLOPs without writing 
   CHECK_THAT(autograd.err, Contains("--dry-run") && Contains("explicit"));
 }
 
+TEST_CASE("xntk analyze reads a kernel in place and one in another byte or memory order alike", "[cli]") {
+  if (std::string(XNTK_CLI).empty()) return;
+  // xntk's own files (host byte order, C order) are read through a memory map; big-endian and
+  // Fortran-ordered ones are converted first. Both must give the same analysis, bit for bit: the same
+  // double matrix reaches the same eigensolver.
+  test::TempDir d("cli-analyze-mapped");
+  write_inputs(d);
+  REQUIRE(run("compute model.json --x1 x.npy --components c.safetensors -o k.npy", d).code == 0);
+  REQUIRE(run("compute model.json --x1 x.npy --mode diagonal --dtype float32 -o kd.npy", d).code == 0);
+  const auto copies = [&](const std::string& name, int itemsize) {
+    const Tensor<double> k = read_npy<double>(d / (name + ".npy"));
+    const Shape& s = k.shape();
+    std::string big, fortran(static_cast<size_t>(k.size()) * itemsize, '\0');
+    for (int64_t e = 0; e < k.size(); ++e) {
+      std::string bytes = itemsize == 4 ? test::le(static_cast<float>(k[e])) : test::le(k[e]);
+      // position of C-order element e in Fortran order
+      int64_t rest = e, f = 0, stride = 1;
+      std::vector<int64_t> idx(s.size());
+      for (size_t a = s.size(); a-- > 0;) {
+        idx[a] = rest % s[a];
+        rest /= s[a];
+      }
+      for (size_t a = 0; a < s.size(); ++a) {
+        f += idx[a] * stride;
+        stride *= s[a];
+      }
+      std::memcpy(fortran.data() + f * itemsize, bytes.data(), static_cast<size_t>(itemsize));
+      std::reverse(bytes.begin(), bytes.end());
+      big += bytes;
+    }
+    std::string shape;
+    for (int64_t v : s) shape += std::to_string(v) + ", ";
+    const std::string t = itemsize == 4 ? "f4" : "f8";
+    test::write_bytes(
+        d / (name + "_be.npy"),
+        test::npy_bytes("{'descr': '>" + t + "', 'fortran_order': False, 'shape': (" + shape + "), }", big));
+    test::write_bytes(
+        d / (name + "_f.npy"),
+        test::npy_bytes("{'descr': '<" + t + "', 'fortran_order': True, 'shape': (" + shape + "), }", fortran));
+  };
+  copies("k", 8);
+  copies("kd", 4);
+  for (const std::string& extra : {std::string(" --components c.safetensors"), std::string()}) {
+    for (const std::string name : {"k", "kd"}) {
+      if (name == "kd" && !extra.empty()) continue;
+      CAPTURE(name, extra);
+      const Run mapped = run("analyze " + name + ".npy --json" + extra, d);
+      REQUIRE(mapped.code == 0);
+      auto want = nlohmann::json::parse(mapped.out);
+      want.erase("file");
+      for (const std::string& other : {name + "_be.npy", name + "_f.npy"}) {
+        CAPTURE(other);
+        const Run r = run("analyze " + other + " --json" + extra, d);
+        REQUIRE(r.code == 0);
+        auto got = nlohmann::json::parse(r.out);
+        got.erase("file");
+        CHECK(got == want);
+      }
+    }
+  }
+  // the kernel's checksum is checked on the mapped values too: components of another kernel are refused
+  REQUIRE(run("compute model.json --x1 x.npy --seed 3 --components c3.safetensors -o k3.npy", d).code == 0);
+  const Run other = run("analyze k.npy --components c3.safetensors", d);
+  CHECK(other.code == 1);
+  CHECK_THAT(other.err, Contains("written for another kernel"));
+}
+
 TEST_CASE("xntk analyze prints the spectrum as text and JSON", "[cli]") {
   if (std::string(XNTK_CLI).empty()) return;
   test::TempDir d("cli-analyze");

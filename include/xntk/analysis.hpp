@@ -78,6 +78,14 @@ Analysis analyze(const Tensor<double>& kernel, const std::vector<NamedTensor<dou
 Analysis analyze(const Tensor<float>& kernel, const std::vector<NamedTensor<float>>& components = {},
                  const AnalysisOptions& options = {});
 
+/// As above for a kernel held elsewhere (a memory-mapped file, a NumPy array): nothing of its size is copied
+/// but the one (size × size) double matrix the eigensolver overwrites. A float32 kernel gets float32's epsilon
+/// (unless `options` sets one); the components are given in double.
+Analysis analyze(TensorRef<double> kernel, const std::vector<NamedTensor<double>>& components = {},
+                 const AnalysisOptions& options = {});
+Analysis analyze(TensorRef<float> kernel, const std::vector<NamedTensor<double>>& components = {},
+                 const AnalysisOptions& options = {});
+
 /// The kernel `ntk` returned and, when it holds them, its components (in component order).
 template <class T>
 Analysis analyze(const Kernel<T>& kernel, const AnalysisOptions& options = {}) {

@@ -22,6 +22,8 @@ struct NpyInfo {
   Shape shape;
   int itemsize = 0;            ///< 4 (float32) or 8 (float64)
   bool fortran_order = false;  ///< column-major data
+  bool swapped = false;        ///< data in the other byte order than the host's
+  uint64_t data_offset = 0;    ///< where the data starts in the file (after the header)
 };
 
 /// Reads and validates a `.npy` header without reading the data (xntk::Error as read_npy).

@@ -4,27 +4,43 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "io/checksum.hpp"
+#include "io/mapped.hpp"
 #include "quote.hpp"
 
 namespace xntk::cli {
 
+const unsigned char* AnalyzeInput::mapped_data() const { return mapped->data() + info.data_offset; }
+
 AnalyzeInput read_analyze_input(const AnalyzeArgs& args) {
-  AnalyzeInput in{read_npy_info(args.kernel), read_npy<double>(args.kernel), {}};
+  AnalyzeInput in;
+  in.info = read_npy_info(args.kernel);
+  const uint64_t bytes = static_cast<uint64_t>(numel(in.info.shape)) * static_cast<uint64_t>(in.info.itemsize);
+  if (!in.info.fortran_order && !in.info.swapped &&
+      in.info.data_offset % static_cast<uint64_t>(in.info.itemsize) == 0) {
+    in.mapped = std::make_shared<const detail::MappedFile>(args.kernel);
+    if (in.mapped->size() != in.info.data_offset + bytes)
+      throw Error(args.kernel + ": changed while it was read (" + std::to_string(in.mapped->size()) +
+                  " bytes, the header says " + std::to_string(in.info.data_offset + bytes) + ")");
+  } else {
+    in.kernel = read_npy<double>(args.kernel);
+  }
   if (args.components.empty()) return in;
   std::map<std::string, std::string> metadata;
   in.components = read_safetensors<double>(args.components, &metadata);
   for (const auto& c : in.components)
-    if (c.tensor.shape() != in.kernel.shape())
+    if (c.tensor.shape() != in.info.shape)
       throw Error(args.components + ": component " + detail::quote(c.name) + " has shape " +
-                  to_string(c.tensor.shape()) + ", expected the shape " + to_string(in.kernel.shape()) + " of " +
+                  to_string(c.tensor.shape()) + ", expected the shape " + to_string(in.info.shape) + " of " +
                   args.kernel);
   // xntk compute records which kernel its components belong to: two runs writing the same outputs at once
   // may leave the kernel of one and the components of the other
   if (const auto it = metadata.find("kernel_checksum"); it != metadata.end()) {
-    const std::string have = detail::kernel_checksum(in.kernel, in.info.itemsize);
+    const std::string have =
+        in.visit([&](auto k) { return detail::kernel_checksum(k.data(), k.size(), in.info.itemsize); });
     if (it->second != have) {
       const auto run = metadata.find("run_id");
       throw Error(args.components + ": written for another kernel than " + args.kernel + " (its kernel_checksum " +
@@ -35,11 +51,15 @@ AnalyzeInput read_analyze_input(const AnalyzeArgs& args) {
   // files without the checksum (written by other tools) still hold the total
   for (const auto& c : in.components) {
     if (c.name != "total") continue;
-    double diff = 0, scale = 0;
-    for (int64_t e = 0; e < in.kernel.size(); ++e) {
-      diff = std::max(diff, std::abs(c.tensor[e] - in.kernel[e]));
-      scale = std::max(scale, std::abs(in.kernel[e]));
-    }
+    const auto [diff, scale] = in.visit([&](auto k) {
+      double d = 0, s = 0;
+      for (int64_t e = 0; e < k.size(); ++e) {
+        const double v = static_cast<double>(k.data()[e]);
+        d = std::max(d, std::abs(c.tensor[e] - v));
+        s = std::max(s, std::abs(v));
+      }
+      return std::pair{d, s};
+    });
     if (!(diff <= 1e-6 * scale))
       throw Error(args.components + ": its \"total\" differs from " + args.kernel + " (max difference " +
                   std::to_string(diff) + "); expected the components of the same kernel");
@@ -49,8 +69,9 @@ AnalyzeInput read_analyze_input(const AnalyzeArgs& args) {
 
 Analysis analyze_input(const AnalyzeInput& in, const AnalyzeArgs& args) {
   try {
-    return xntk::analyze(in.kernel, in.components,
-                         {.epsilon = in.info.itemsize == 4 ? double{std::numeric_limits<float>::epsilon()} : 0.0});
+    const AnalysisOptions options{.epsilon = in.info.itemsize == 4 ? double{std::numeric_limits<float>::epsilon()}
+                                                                   : double{std::numeric_limits<double>::epsilon()}};
+    return in.visit([&](auto k) { return xntk::analyze(k, in.components, options); });
   } catch (const Error& e) {
     const std::string what = e.what();
     throw Error((what.rfind("component", 0) == 0 ? args.components : args.kernel) + ": " + what);

@@ -3,12 +3,17 @@
 // are thrown as xntk::Error (exit code 1); usage problems are CLI11's (exit code 2).
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "xntk/analysis.hpp"
 #include "xntk/io.hpp"
+
+namespace xntk::detail {
+class MappedFile;
+}
 
 namespace xntk::cli {
 
@@ -72,10 +77,24 @@ void analyze(const AnalyzeArgs& args);
 void analyze_large(const AnalyzeArgs& args);
 
 /// What `xntk analyze` reads: the kernel and, when named, its components, checked to belong together.
+/// A kernel in the host's byte order and C order (as xntk writes it) is read in place through a memory
+/// map; any other is converted into `kernel`.
 struct AnalyzeInput {
   NpyInfo info;
-  Tensor<double> kernel;
+  std::shared_ptr<const detail::MappedFile> mapped;  ///< the file, when the kernel is read in place
+  Tensor<double> kernel;                             ///< the kernel, when it is not
   std::vector<NamedTensor<double>> components;
+  /// f(TensorRef<float>) or f(TensorRef<double>) on the kernel's values, wherever they are.
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    if (!mapped) return f(TensorRef<double>(kernel));
+    const unsigned char* at = mapped_data();
+    if (info.itemsize == 4) return f(TensorRef<float>(reinterpret_cast<const float*>(at), info.shape));
+    return f(TensorRef<double>(reinterpret_cast<const double*>(at), info.shape));
+  }
+
+ private:
+  const unsigned char* mapped_data() const;
 };
 
 /// Reads the kernel and the components of `args`. xntk::Error naming the components file if a component is

@@ -40,11 +40,15 @@ inline std::string format_checksum(uint64_t h) {
 /// The checksum of a kernel as its file stores it (`itemsize` 4: float32, 8: float64), as written in the
 /// components' metadata: the sum mod 2^64 of checksum_term(i, bits of value i) over the values in C order.
 template <class T>
-std::string kernel_checksum(const Tensor<T>& kernel, int itemsize) {
+std::string kernel_checksum(const T* values, int64_t count, int itemsize) {
   uint64_t h = 0;
-  for (int64_t i = 0; i < kernel.size(); ++i)
-    h += checksum_term(static_cast<uint64_t>(i), stored_bits(kernel[i], itemsize));
+  for (int64_t i = 0; i < count; ++i) h += checksum_term(static_cast<uint64_t>(i), stored_bits(values[i], itemsize));
   return format_checksum(h);
+}
+
+template <class T>
+std::string kernel_checksum(const Tensor<T>& kernel, int itemsize) {
+  return kernel_checksum(kernel.data(), kernel.size(), itemsize);
 }
 
 }  // namespace xntk::detail

@@ -328,7 +328,7 @@ std::string npy_header(const Shape& shape, int itemsize) {
 NpyInfo read_npy_info(const std::string& path) {
   detail::InputFile f(path);
   const NpyHeader h = open_npy(f);
-  return {h.shape, h.itemsize, h.fortran};
+  return {h.shape, h.itemsize, h.fortran, h.swap, f.position()};
 }
 
 namespace {
