@@ -286,3 +286,36 @@ TEST_CASE("xntk analyze --extremes and --top agree with the dense eigensolver", 
     CHECK_FALSE(fs::exists(d / "v2.npy"));
   }
 }
+
+TEST_CASE("xntk analyze --extremes stops at a Rayleigh quotient below the singularity tolerance",
+          "[cli][scale][analysis]") {
+  if (skip()) return;
+  // 400 samples of a 2-64-1 tanh MLP (257 parameters): the kernel's rank is at most 257, and in float32 all
+  // but 16 eigenvalues sit in a cluster under the tolerance 400 · ε · λmax. Resolving λmin inside that
+  // cluster would take up to 400 products; a Ritz vector whose Rayleigh quotient is under the tolerance
+  // already proves the matrix singular to working precision, which is what the dense solver says too.
+  test::TempDir d("cli-lanczos-singular");
+  test::write_bytes(d / "model.json", R"({"input": [2], "layers": [{"type": "linear", "out_features": 64},
+    {"type": "tanh"}, {"type": "linear", "out_features": 1}]})");
+  write_npy(d / "x.npy", test::randn<double>({400, 2}, 3));
+  REQUIRE(test::run("compute model.json --x1 x.npy --mode trace --dtype float32 -o t.npy", d).code == 0);
+  const test::Run dense = test::run("analyze t.npy --json", d);
+  REQUIRE(dense.code == 0);
+  const auto want = nlohmann::json::parse(dense.out);
+  REQUIRE_FALSE(want["positive_definite"].get<bool>());
+  const test::Run r = test::run("analyze t.npy --extremes --json", d);
+  if (r.code == 1 && r.err.find("without Spectra") != std::string::npos) {
+    WARN("built without Spectra: --extremes not tested");
+    return;
+  }
+  REQUIRE(r.code == 0);
+  const auto got = nlohmann::json::parse(r.out);
+  CHECK_FALSE(got["positive_definite"].get<bool>());
+  CHECK(got["condition"].is_null());
+  const double bound = got["lambda_min_upper_bound"].get<double>(), tolerance = got["tolerance"].get<double>();
+  CHECK(bound <= tolerance);
+  CHECK(want["lambda_min"].get<double>() <= bound);  // an upper bound indeed
+  CHECK(std::abs(tolerance / want["tolerance"].get<double>() - 1) <= 1e-9);
+  CHECK(got["lambda_min_products"].get<int64_t>() <= 20);
+  CHECK_THAT(got["note"].get<std::string>(), Contains("singular to working precision"));
+}
