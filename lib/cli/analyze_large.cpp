@@ -231,7 +231,7 @@ struct Smallest {
 /// end is a cluster that takes thousands of products to resolve, but a Rayleigh quotient below the
 /// singularity tolerance already proves that the matrix is singular to working precision.
 template <class Op>
-Smallest smallest(Op& op, double lambda_max, double threshold, int64_t basis, int64_t max_products) {
+Smallest smallest(Op& op, double lambda_max, double threshold, double floor, int64_t basis, int64_t max_products) {
   const int64_t n = op.rows();
   basis = std::clamp<int64_t>(basis, 2, n);
   Eigen::MatrixXd V(n, basis);
@@ -241,7 +241,7 @@ Smallest smallest(Op& op, double lambda_max, double threshold, int64_t basis, in
   for (int64_t i = 0; i < n; ++i) y[i] = rng.uniform(-0.5, 0.5);
   y.normalize();
   const auto good = [&](double rho, double residual) {
-    return residual <= std::max(1e-10 * std::abs(rho), 1e-13 * std::abs(lambda_max));
+    return residual <= std::max(1e-10 * std::abs(rho), floor * std::abs(lambda_max));
   };
   Smallest best;
   int64_t products = 0;
@@ -304,7 +304,10 @@ void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const det
   if (args.extremes) {
     // a basis of at most 512 MB (and 2000 vectors), then restarts; at most 20,000 products
     const int64_t basis = std::clamp<int64_t>((int64_t{512} << 20) / (8 * size), 64, 2000);
-    bottom = smallest(op, lambda_max, tolerance, basis, 20000);
+    // --resolve-min: no stop at the singularity proof, and converged at a residual of ε·λmax, the size of
+    // the stored values' own rounding (‖E‖₂ ≤ ‖E‖_F ≤ ε/2·‖Θ‖_F for a rounding E of each value)
+    bottom = args.resolve_min ? smallest(op, lambda_max, -INFINITY, std::max(epsilon, 1e-13), basis, 20000)
+                              : smallest(op, lambda_max, tolerance, 1e-13, basis, 20000);
   }
   nlohmann::ordered_json j;
   j["file"] = args.kernel;
@@ -322,27 +325,31 @@ void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const det
   if (args.extremes) {
     using nlohmann::ordered_json;
     const double rho = bottom.value;
-    const bool pd = bottom.converged && !bottom.below;
+    // λmin ≤ ρ always: ρ ≤ tolerance proves the kernel singular to working precision, converged or not
+    const bool singular = rho <= tolerance, pd = bottom.converged && !singular;
     j["lambda_min"] = bottom.converged ? ordered_json(rho) : ordered_json(nullptr);
     j["lambda_min_converged"] = bottom.converged;
     j["lambda_min_upper_bound"] = rho;
     j["lambda_min_residual"] = bottom.residual;
     j["lambda_min_products"] = bottom.iterations;
     j["condition"] = pd ? ordered_json(lambda_max / rho) : ordered_json(nullptr);
-    // λmin ≤ ρ and the reported λmax ≤ the true one, so the condition number is at least their ratio
+    // and the reported λmax ≤ the true one, so the condition number is at least their ratio
     j["condition_lower_bound"] = rho > 0 ? ordered_json(lambda_max / rho) : ordered_json(nullptr);
     j["condition_method"] = "lanczos";
-    j["positive_definite"] = bottom.below ? ordered_json(false) : pd ? ordered_json(true) : ordered_json(nullptr);
+    j["positive_definite"] = singular ? ordered_json(false) : pd ? ordered_json(true) : ordered_json(nullptr);
     j["tolerance"] = tolerance;
     const auto g = [](double v) {
       char b[32];
       std::snprintf(b, sizeof b, "%.6g", v);
       return std::string(b);
     };
-    if (bottom.below)
+    if (singular && bottom.converged)
+      j["note"] = "λmin = " + g(rho) + " ≤ tolerance " + g(tolerance) +
+                  " (size · ε · λmax): singular to working precision, so the condition number is infinite (null)";
+    else if (singular)
       j["note"] = "a Ritz vector's Rayleigh quotient " + g(rho) + " ≤ tolerance " + g(tolerance) +
                   " (size · ε · λmax) proves λmin ≤ it: singular to working precision, so the condition number "
-                  "is infinite (null); λmin itself was not resolved further";
+                  "is infinite (null); λmin itself was not resolved further (--resolve-min does)";
     else if (!bottom.converged)
       j["note"] = "λmin did not converge within " + std::to_string(bottom.iterations) +
                   " products (the small end of an NTK's spectrum is clustered): λmin ≤ lambda_min_upper_bound; "

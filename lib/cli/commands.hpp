@@ -35,9 +35,10 @@ struct AnalyzeArgs {
   std::string kernel, components;
   bool json = false;
   bool eigenvalues = false;
-  bool extremes = false;  ///< λmax and λmin by Lanczos iterations on the memory-mapped kernel
-  int64_t top = 0;        ///< the top-k eigenvalues likewise
-  std::string vectors;    ///< where --top writes its eigenvectors (.npy, (k, size))
+  bool extremes = false;     ///< λmax and λmin by Lanczos iterations on the memory-mapped kernel
+  bool resolve_min = false;  ///< with extremes: no stop at the singularity proof; converge to the file's ε
+  int64_t top = 0;           ///< the top-k eigenvalues likewise
+  std::string vectors;       ///< where --top writes its eigenvectors (.npy, (k, size))
 };
 
 struct TrainArgs {

@@ -150,6 +150,9 @@ int main(int argc, char** argv) {
   analyze->add_flag("--extremes", a.extremes,
                     "Only lambda_max, lambda_min and the condition number, by Lanczos iterations on the memory-mapped "
                     "kernel (for kernels too large for the dense eigensolver)");
+  analyze->add_flag("--resolve-min", a.resolve_min,
+                    "With --extremes: iterate past the proof that the kernel is singular to working precision until "
+                    "lambda_min converges to the file's precision");
   analyze->add_option("--top", a.top, "Only the k largest eigenvalues, by Lanczos iterations likewise")
       ->check(CLI::Range(int64_t{1}, int64_t{100000}));
   analyze->add_option("--vectors", a.vectors, "With --top: write their eigenvectors (.npy, (k, size))")
@@ -289,6 +292,7 @@ int main(int argc, char** argv) {
       xntk::cli::predict(p);
     } else {
       if (!a.vectors.empty() && a.top == 0) throw CLI::ValidationError("--vectors needs --top k");
+      if (a.resolve_min && !a.extremes) throw CLI::ValidationError("--resolve-min needs --extremes");
       if (a.extremes || a.top > 0)
         xntk::cli::analyze_large(a);
       else

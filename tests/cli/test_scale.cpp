@@ -318,4 +318,18 @@ TEST_CASE("xntk analyze --extremes stops at a Rayleigh quotient below the singul
   CHECK(std::abs(tolerance / want["tolerance"].get<double>() - 1) <= 1e-9);
   CHECK(got["lambda_min_products"].get<int64_t>() <= 20);
   CHECK_THAT(got["note"].get<std::string>(), Contains("singular to working precision"));
+  // --resolve-min iterates on until λmin is known to the file's precision, ε·λmax (its residual)
+  const test::Run resolved = test::run("analyze t.npy --extremes --resolve-min --json", d);
+  REQUIRE(resolved.code == 0);
+  const auto res = nlohmann::json::parse(resolved.out);
+  REQUIRE(res["lambda_min_converged"].get<bool>());
+  const double lmax = want["lambda_max"].get<double>(), eps = 1.1920928955078125e-07;
+  CHECK(res["lambda_min_residual"].get<double>() <= eps * lmax);
+  CHECK(std::abs(res["lambda_min"].get<double>() - want["lambda_min"].get<double>()) <= eps * lmax);
+  CHECK_FALSE(res["positive_definite"].get<bool>());
+  CHECK(res["condition"].is_null());
+  CHECK(res["lambda_min_products"].get<int64_t>() > got["lambda_min_products"].get<int64_t>());
+  const test::Run alone = test::run("analyze t.npy --resolve-min", d);
+  CHECK(alone.code == 2);
+  CHECK_THAT(alone.err, Contains("--resolve-min needs --extremes"));
 }
