@@ -9,6 +9,7 @@
 #include <new>
 #include <vector>
 
+#include "ntk/plan.hpp"
 #include "xntk/kernel.hpp"
 
 namespace xntk {
@@ -80,6 +81,15 @@ Cache& cache() {
 
 }  // namespace
 
+size_t cached_limit() {
+  static const size_t limit = [] {
+    const double sixteenth = engine::available_bytes() / 16;
+    if (!(sixteenth > static_cast<double>(kMinCachedBytes))) return kMinCachedBytes;
+    return std::min(kMaxCachedBytes, static_cast<size_t>(sixteenth) / 4096 * 4096);
+  }();
+  return limit;
+}
+
 void* acquire_block(size_t& bytes) {
   bytes = std::max<size_t>((bytes + 63) / 64 * 64, 64);
   if (bytes < kMapBytes) return allocate(bytes);  // malloc serves small blocks well: not cached
@@ -103,7 +113,8 @@ void* acquire_block(size_t& bytes) {
     // none fits: a new block, which the cache must be able to take back within its limit, so idle
     // blocks make room for it now (a request above the limit empties the cache: a computation that
     // large gets no idle blocks stacked on top of its peak)
-    c.drop_until(kCachedBytes > bytes ? kCachedBytes - bytes : 0);
+    const size_t limit = cached_limit();
+    c.drop_until(limit > bytes ? limit - bytes : 0);
   }
   return allocate(bytes);
 }
