@@ -218,7 +218,7 @@ std::vector<double> tridiagonal_vector(const std::vector<double>& a, const std::
 struct Smallest {
   double value = NAN;      ///< the Rayleigh quotient ρ = yᵀΘy of the last unit Ritz vector y: λmin ≤ ρ always
   double residual = NAN;   ///< ‖Θy − ρy‖: some eigenvalue lies within it of ρ
-  bool converged = false;  ///< residual ≤ max(1e-10·|ρ|, 1e-13·λmax)
+  bool converged = false;  ///< residual ≤ max(1e-10·|ρ|, floor·λmax)
   bool below = false;      ///< stopped because ρ ≤ the threshold (then λmin ≤ ρ ≤ threshold, whatever else)
   int64_t iterations = 0;
 };
@@ -257,6 +257,7 @@ Smallest smallest(Op& op, double lambda_max, double threshold, double floor, int
         w.noalias() -= V.leftCols(j + 1) * h;
       }
       b[j] = w.norm();
+      if (!std::isfinite(a[j]) || !std::isfinite(b[j])) return best;  // not converged (the caller checks values)
       const double theta = tridiagonal_smallest(a, b, j + 1);
       const std::vector<double> s = tridiagonal_vector(a, b, j + 1, theta);
       const double estimate = b[j] * std::abs(s[static_cast<size_t>(j)]);
@@ -297,6 +298,17 @@ void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const det
   if (k >= size)
     throw Error("--top " + std::to_string(args.top) + ": expected fewer than the matrix's " + std::to_string(size) +
                 " eigenvalues (analyze it without --top for all of them)");
+  {
+    // one product with zeros is NaN in every row holding a NaN or an infinity (0 · ∞ = NaN): the check the
+    // dense solver makes, before iterations that a NaN would keep from converging for 20,000 products
+    const std::vector<double> zeros(static_cast<size_t>(size), 0.0);
+    std::vector<double> y(static_cast<size_t>(size));
+    op.perform_op(zeros.data(), y.data());
+    for (int64_t r = 0; r < size; ++r)
+      if (!(y[static_cast<size_t>(r)] == 0))
+        throw Error(args.kernel + ": row " + std::to_string(r) + " of the " + std::to_string(size) + " x " +
+                    std::to_string(size) + " matrix holds NaN or Inf; expected finite values");
+  }
   const Found top = lanczos(op, k, Spectra::SortRule::LargestAlge, std::max<int64_t>(2 * k + 1, 20), 1e-10);
   const double lambda_max = top.values.empty() ? 0 : top.values.front();
   const double tolerance = static_cast<double>(size) * epsilon * std::abs(lambda_max);

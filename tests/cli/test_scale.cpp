@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -270,6 +271,13 @@ TEST_CASE("xntk analyze --extremes and --top agree with the dense eigensolver", 
   }
   // bad input: one line, exit 1 (2 for usage)
   write_npy(d / "rect.npy", test::randn<double>({4, 5}, 1));
+  {
+    Tensor<float> t = read_npy<float>(d / "t.npy"), u = t;
+    t[7 * 60 + 3] = std::numeric_limits<float>::quiet_NaN();
+    u[59 * 60 + 59] = std::numeric_limits<float>::infinity();
+    write_npy(d / "nan.npy", t);
+    write_npy(d / "inf.npy", u);
+  }
   struct Bad {
     std::string args, says;
     int code;
@@ -277,7 +285,9 @@ TEST_CASE("xntk analyze --extremes and --top agree with the dense eigensolver", 
   for (const Bad& b : {Bad{"k.npy --extremes --components c.safetensors", "--components: not with --extremes", 1},
                        Bad{"rect.npy --extremes", "expected Θ(X, X)", 1},
                        Bad{"t.npy --top 60", "--top 60: expected fewer than the matrix's 60", 1},
-                       Bad{"t.npy --vectors v2.npy", "--vectors needs --top", 2}}) {
+                       Bad{"t.npy --vectors v2.npy", "--vectors needs --top", 2},
+                       Bad{"nan.npy --extremes", "nan.npy: row 7 of the 60 x 60 matrix holds NaN or Inf", 1},
+                       Bad{"inf.npy --top 2 --vectors v2.npy", "inf.npy: row 59 of the 60 x 60 matrix holds NaN", 1}}) {
     CAPTURE(b.args);
     test::write_bytes(d / "c.safetensors", "");
     const test::Run e = test::run("analyze " + b.args, d);
