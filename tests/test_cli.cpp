@@ -19,6 +19,7 @@
 #include "files.hpp"
 #include "helpers.hpp"
 #include "io/checksum.hpp"
+#include "io/mapped.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -453,6 +454,11 @@ TEST_CASE("xntk analyze reads a kernel in place and one in another byte or memor
   };
   copies("k", 8);
   copies("kd", 4);
+  // which files are read in place (the rest are converted)
+  CHECK(detail::readable_in_place(read_npy_info(d / "k.npy")));
+  CHECK(detail::readable_in_place(read_npy_info(d / "kd.npy")));
+  CHECK_FALSE(detail::readable_in_place(read_npy_info(d / "k_be.npy")));
+  CHECK_FALSE(detail::readable_in_place(read_npy_info(d / "kd_f.npy")));
   for (const std::string& extra : {std::string(" --components c.safetensors"), std::string()}) {
     for (const std::string name : {"k", "kd"}) {
       if (name == "kd" && !extra.empty()) continue;

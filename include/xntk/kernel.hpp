@@ -92,7 +92,8 @@ template <class T>
 Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x, const KernelOptions& options = {});
 
 /// Frees the scratch memory that `ntk` keeps cached between calls so that repeated calls reuse pages
-/// they already touched (at most a sixteenth of the memory available at the first call, within 128 MB – 2 GB, of idle blocks stay cached). Safe to call at any time.
+/// they already touched (idle blocks up to a sixteenth of the memory available at the first call, within
+/// 128 MB – 2 GB, stay cached). Safe to call at any time.
 void release_cached_memory();
 
 /// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:

@@ -18,16 +18,10 @@ const unsigned char* AnalyzeInput::mapped_data() const { return mapped->data() +
 AnalyzeInput read_analyze_input(const AnalyzeArgs& args) {
   AnalyzeInput in;
   in.info = read_npy_info(args.kernel);
-  const uint64_t bytes = static_cast<uint64_t>(numel(in.info.shape)) * static_cast<uint64_t>(in.info.itemsize);
-  if (!in.info.fortran_order && !in.info.swapped &&
-      in.info.data_offset % static_cast<uint64_t>(in.info.itemsize) == 0) {
-    in.mapped = std::make_shared<const detail::MappedFile>(args.kernel);
-    if (in.mapped->size() != in.info.data_offset + bytes)
-      throw Error(args.kernel + ": changed while it was read (" + std::to_string(in.mapped->size()) +
-                  " bytes, the header says " + std::to_string(in.info.data_offset + bytes) + ")");
-  } else {
+  if (detail::readable_in_place(in.info))
+    in.mapped = detail::map_npy(args.kernel, in.info);
+  else
     in.kernel = read_npy<double>(args.kernel);
-  }
   if (args.components.empty()) return in;
   std::map<std::string, std::string> metadata;
   in.components = read_safetensors<double>(args.components, &metadata);

@@ -220,7 +220,7 @@ struct Smallest {
   double residual = NAN;   ///< ‖Θy − ρy‖: some eigenvalue lies within it of ρ
   bool converged = false;  ///< residual ≤ max(1e-10·|ρ|, floor·λmax)
   bool below = false;      ///< stopped because ρ ≤ the threshold (then λmin ≤ ρ ≤ threshold, whatever else)
-  int64_t iterations = 0;
+  int64_t products = 0;    ///< Lanczos steps and Ritz-vector confirmations
 };
 
 /// λmin of the operator by Lanczos iterations with full reorthogonalisation (two classical Gram–Schmidt
@@ -244,13 +244,12 @@ Smallest smallest(Op& op, double lambda_max, double threshold, double floor, int
     return residual <= std::max(1e-10 * std::abs(rho), floor * std::abs(lambda_max));
   };
   Smallest best;
-  int64_t products = 0;
+  int64_t& products = best.products;
   while (true) {
     V.col(0) = y;
     for (int64_t j = 0; j < basis; ++j) {
       op.perform_op(V.col(j).data(), w.data());
       ++products;
-      ++best.iterations;
       a[j] = V.col(j).dot(w);
       for (int pass = 0; pass < 2; ++pass) {
         const Eigen::VectorXd h = V.leftCols(j + 1).transpose() * w;
@@ -283,12 +282,11 @@ Smallest smallest(Op& op, double lambda_max, double threshold, double floor, int
 }
 
 template <class T>
-void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const detail::MappedFile& file,
-                         uint64_t offset) {
+void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const detail::MappedFile& file) {
   const Shape& s = info.shape;
   const int64_t N = s[0], O = s.size() == 2 ? 1 : s[2];
   const Mode mode = s.size() == 2 ? Mode::trace : s.size() == 3 ? Mode::diagonal : Mode::full;
-  KernelOp<T> op(reinterpret_cast<const T*>(file.data() + offset), N, O, mode);
+  KernelOp<T> op(reinterpret_cast<const T*>(file.data() + info.data_offset), N, O, mode);
   const int64_t size = op.rows();
   if (size < 3)
     throw Error(args.kernel + ": a " + std::to_string(size) + " x " + std::to_string(size) +
@@ -343,7 +341,7 @@ void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const det
     j["lambda_min_converged"] = bottom.converged;
     j["lambda_min_upper_bound"] = rho;
     j["lambda_min_residual"] = bottom.residual;
-    j["lambda_min_products"] = bottom.iterations;
+    j["lambda_min_products"] = bottom.products;
     j["condition"] = pd ? ordered_json(lambda_max / rho) : ordered_json(nullptr);
     // and the reported λmax ≤ the true one, so the condition number is at least their ratio
     j["condition_lower_bound"] = rho > 0 ? ordered_json(lambda_max / rho) : ordered_json(nullptr);
@@ -363,7 +361,7 @@ void analyze_large_typed(const AnalyzeArgs& args, const NpyInfo& info, const det
                   " (size · ε · λmax) proves λmin ≤ it: singular to working precision, so the condition number "
                   "is infinite (null); λmin itself was not resolved further (--resolve-min does)";
     else if (!bottom.converged)
-      j["note"] = "λmin did not converge within " + std::to_string(bottom.iterations) +
+      j["note"] = "λmin did not converge within " + std::to_string(bottom.products) +
                   " products (the small end of an NTK's spectrum is clustered): λmin ≤ lambda_min_upper_bound; "
                   "the condition number needs the dense solver (xntk analyze without --extremes)";
   }
@@ -415,17 +413,14 @@ void analyze_large(const AnalyzeArgs& args) {
     throw Error(args.kernel +
                 ": data in the other byte order; --extremes and --top read it in place (rewrite it "
                 "in the host's order, e.g. numpy's astype('=f8'))");
-  const detail::MappedFile file(args.kernel);
-  const uint64_t bytes = static_cast<uint64_t>(numel(s)) * static_cast<uint64_t>(info.itemsize);
-  if (file.size() != info.data_offset + bytes) throw Error(args.kernel + ": changed while it was read");
-  const uint64_t offset = info.data_offset;
-  if (offset % static_cast<uint64_t>(info.itemsize) != 0)
-    throw Error(args.kernel + ": its data starts at byte " + std::to_string(offset) +
+  if (!detail::readable_in_place(info))
+    throw Error(args.kernel + ": its data starts at byte " + std::to_string(info.data_offset) +
                 ", not a multiple of its value size; --extremes and --top read it in place");
+  const auto file = detail::map_npy(args.kernel, info);
   if (info.itemsize == 4)
-    analyze_large_typed<float>(args, info, file, offset);
+    analyze_large_typed<float>(args, info, *file);
   else
-    analyze_large_typed<double>(args, info, file, offset);
+    analyze_large_typed<double>(args, info, *file);
 #endif
 }
 

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "io/file.hpp"
 #include "xntk/error.hpp"
+#include "xntk/io.hpp"
 
 namespace xntk::detail {
 
@@ -48,5 +50,23 @@ class MappedFile {
   void* data_ = nullptr;
   size_t size_ = 0;
 };
+
+/// Whether the data of the .npy that `info` describes can be read in place: the host's byte order, C order,
+/// and starting at a multiple of its value size.
+inline bool readable_in_place(const NpyInfo& info) {
+  return !info.fortran_order && !info.swapped && info.data_offset % static_cast<uint64_t>(info.itemsize) == 0;
+}
+
+/// Maps the .npy at `path` that `info` (read_npy_info) describes; xntk::Error if its size is no longer
+/// the header's data offset plus its data.
+inline std::shared_ptr<const MappedFile> map_npy(const std::string& path, const NpyInfo& info) {
+  auto file = std::make_shared<const MappedFile>(path);
+  const uint64_t size =
+      info.data_offset + static_cast<uint64_t>(numel(info.shape)) * static_cast<uint64_t>(info.itemsize);
+  if (file->size() != size)
+    throw Error(path + ": changed while it was read (" + std::to_string(file->size()) + " bytes, the header says " +
+                std::to_string(size) + ")");
+  return file;
+}
 
 }  // namespace xntk::detail
