@@ -189,7 +189,10 @@ int64_t run(int64_t batch, int64_t k, int64_t n, const T* packed, const int32_t*
   Buffer<T> buffers;
   buffers.resize(static_cast<int64_t>(threads) * k * C * kCopyStrips);
   int64_t skipped_by[256] = {}, picked_by[256] = {};
-  parallel_team(std::min(threads, 256), [&](int t, int nt) {
+  // scalars and pointers by value: the strip copy's memcpy may alias anything, so values read through a
+  // reference capture would be reloaded from the closure for every row
+  parallel_team(std::min(threads, 256), [&, batch, k, n, packed, active, count, w, din, din_sample, din_row, gate,
+                                         gate_sample, selected](int t, int nt) {
     T* strips_buffer = buffers.data() + t * k * C * kCopyStrips;
     int64_t skipped = 0, picked = 0;
     const int64_t last = strips * (t + 1) / nt;
@@ -268,8 +271,9 @@ double masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n,
   Buffer<uint8_t> flags;
   flags.resize(batch * k);
   int64_t count[kMaskedMaxBatch];
-  parallel_blocks(batch, [&](int64_t b) {
-    uint8_t* f = flags.data() + b * k;
+  uint8_t* const flag_data = flags.data();
+  parallel_blocks(batch, [&count, flag_data, k, rows, dout, dout_sample, dout_row](int64_t b) {
+    uint8_t* f = flag_data + b * k;
     const T* d = dout + b * dout_sample;
     for (int64_t j = 0; j < k; ++j) f[j] = d[j] != T(0);
     for (int64_t r = 1; r < rows; ++r)
@@ -286,14 +290,16 @@ double masked_product_strided(int64_t batch, int64_t rows, int64_t k, int64_t n,
   Buffer<int32_t> active;
   packed.resize(batch * k * rows);
   active.resize(batch * k);
-  parallel_blocks(batch, [&](int64_t b) {
-    const uint8_t* f = flags.data() + b * k;
+  T* const packed_data = packed.data();
+  int32_t* const active_data = active.data();
+  parallel_blocks(batch, [flag_data, packed_data, active_data, k, rows, alpha, dout, dout_sample, dout_row](int64_t b) {
+    const uint8_t* f = flag_data + b * k;
     const T* d = dout + b * dout_sample;
     int64_t c = 0;
     for (int64_t j = 0; j < k; ++j) {
       if (!f[j]) continue;
-      active[b * k + c] = static_cast<int32_t>(j);
-      for (int64_t r = 0; r < rows; ++r) packed[(b * k + c) * rows + r] = alpha * d[r * dout_row + j];
+      active_data[b * k + c] = static_cast<int32_t>(j);
+      for (int64_t r = 0; r < rows; ++r) packed_data[(b * k + c) * rows + r] = alpha * d[r * dout_row + j];
       ++c;
     }
   });
