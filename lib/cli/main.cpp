@@ -13,6 +13,7 @@
 #include <limits>
 #include <new>
 
+#include "backend/cpu/blas.hpp"
 #include "cli/commands.hpp"
 #include "io/file.hpp"
 #include "quote.hpp"
@@ -80,6 +81,8 @@ constexpr uint64_t kMaxMemoryMB = std::numeric_limits<int64_t>::max() / 1000000;
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenBLAS's SSE3 fallback on CPU models it does not know: start again with the kernels this CPU runs
+  xntk::backend::cpu::reexec_for_blas(argv);
   // a crash, a signal or std::terminate removes the temporary outputs; an inherited SIG_IGN is kept
   xntk::detail::install_cleanup_handlers();
 

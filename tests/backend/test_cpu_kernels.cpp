@@ -762,3 +762,21 @@ TEST_CASE("Kernel::flops counts the multiply-adds the masked backward skipped as
   CAPTURE(off, gated, dense, done, (dense - done) / (2.0 * O));
   CHECK(done == dense - skipped);
 }
+
+TEST_CASE("blas_core_upgrade asks for AVX2/AVX-512 kernels only where OpenBLAS fell back below AVX2", "[backend]") {
+  using backend::cpu::blas_core_upgrade;
+  auto is = [](const char* got, const char* want) { return want ? got && std::string(got) == want : got == nullptr; };
+  // OpenBLAS 0.3.21's fallback on a CPU model it does not know (Intel model 207): SSE3 kernels
+  CHECK(is(blas_core_upgrade("Prescott", true, true), "SKYLAKEX"));
+  CHECK(is(blas_core_upgrade("Prescott", true, false), "HASWELL"));
+  CHECK(is(blas_core_upgrade("Sandybridge", true, false), "HASWELL"));
+  CHECK(is(blas_core_upgrade("nehalem", true, true), "SKYLAKEX"));
+  // its own AVX2 or AVX-512 choices stand (Zen on a Zen 4 with AVX-512 included), whatever the case
+  for (const char* core : {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", "Excavator", "ZEN"}) {
+    CAPTURE(core);
+    CHECK(is(blas_core_upgrade(core, true, true), nullptr));
+  }
+  // a CPU without AVX2 + FMA keeps the SSE kernels; Eigen (no core name) has nothing to ask for
+  CHECK(is(blas_core_upgrade("Prescott", false, false), nullptr));
+  CHECK(is(blas_core_upgrade("", true, true), nullptr));
+}

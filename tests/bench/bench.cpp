@@ -136,18 +136,20 @@ int run_one(const Workload& w, int threads, int repeats, const char* dtype) {
   std::printf(
       "{\"workload\": \"%s\", \"mode\": \"%s\", \"dtype\": \"%s\", \"threads\": %d, \"n\": %lld, \"m\": %lld, "
       "\"seconds\": %.6g, \"seconds_min\": %.6g, \"flops\": %.6g, \"gflops\": %.4g, \"gemm_peak_gflops\": %.4g, "
-      "\"peak_fraction\": %.3f, \"blas\": \"%s\", \"tile\": %lld, \"peak_rss_mb\": %.1f, \"memory_limit_mb\": %.1f, "
+      "\"peak_fraction\": %.3f, \"blas\": \"%s\", \"blas_core\": \"%s\", \"tile\": %lld, \"peak_rss_mb\": %.1f, "
+      "\"memory_limit_mb\": %.1f, "
       "\"conv_methods\": [%s]}\n",
       w.name.c_str(), name(w.mode), dtype, threads, static_cast<long long>(w.n),
       static_cast<long long>(w.m > 0 ? w.m : w.n), sec, times.front(), k.flops, gflops, peak, gflops / peak,
-      backend::cpu::blas_name(), static_cast<long long>(k.tile), peak_rss_mb(), 1.5 * (in_mb + out_mb) + 512.0,
-      methods.c_str());
+      backend::cpu::blas_name(), backend::cpu::blas_core(), static_cast<long long>(k.tile), peak_rss_mb(),
+      1.5 * (in_mb + out_mb) + 512.0, methods.c_str());
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   int threads = 0, repeats = 0;
   std::string dtype = "float32", child;
   std::vector<std::string> names;

@@ -15,6 +15,8 @@
 #include <vector>
 #include <xntk/xntk.hpp>
 
+#include "backend/cpu/blas.hpp"
+
 namespace {
 
 using namespace xntk;
@@ -94,6 +96,7 @@ int notebook(int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   std::vector<std::string> a(argv + 1, argv + argc);
   int reps = 20, threads = 0;
   std::vector<std::string> pos;

@@ -4,6 +4,7 @@
 // Eigen's own kernels otherwise. Compiled once, for the baseline instruction set.
 
 #include <cstdint>
+#include <string_view>
 
 namespace xntk::backend::cpu {
 
@@ -33,5 +34,20 @@ bool syrk_lower(int64_t n, int64_t k, double alpha, const double* a, int64_t lda
 
 /// "openblas (openmp)", "openblas (pthreads)" or "eigen".
 const char* blas_name();
+
+/// The kernel set OpenBLAS chose for this CPU ("SkylakeX", "Haswell", "Zen", "Prescott", …); "" with Eigen.
+const char* blas_core();
+
+/// The OPENBLAS_CORETYPE to ask for when OpenBLAS's choice `core` has no AVX2 kernels on a CPU with AVX2 +
+/// FMA (`avx512`: and AVX-512 F, CD, BW, DQ, VL): "SKYLAKEX" or "HASWELL"; nullptr when the choice stands.
+/// OpenBLAS falls back to Prescott's SSE3 kernels on CPU models it does not know: Debian's 0.3.21 on an
+/// Intel Xeon of model 207 (Emerald Rapids) measured 37 GFLOP/s of float32 GEMM, against 214 with SkylakeX's.
+const char* blas_core_upgrade(std::string_view core, bool avx2_fma, bool avx512);
+
+/// For a program's main, before anything else: when OpenBLAS chose a core below this CPU (blas_core_upgrade)
+/// and neither OPENBLAS_CORETYPE nor XNTK_NO_BLAS_REEXEC is set, sets OPENBLAS_CORETYPE and re-executes the
+/// program (/proc/self/exe, same arguments), since OpenBLAS reads it only when it is loaded. Returns
+/// otherwise, also when the exec fails.
+void reexec_for_blas(char** argv);
 
 }  // namespace xntk::backend::cpu
