@@ -7,8 +7,8 @@ Usage: tests/bench/compare_builds.py NEW/tests/xntk_bench OLD/tests/xntk_bench [
 Each round runs every workload once in each build, alternating which goes first, each in a fresh process
 (`xntk_bench --child`, which times the median of its own repeats after a warm-up). A workload's figure
 for a build is the median over the rounds of those medians; the ratio is new / old (below 1: the new build
-is faster), with the spread of the per-round ratios. OPENBLAS_CORETYPE is removed from the environment of
-both (it slows OpenBLAS; docs/benchmarks.md). Prints a JSON line per workload and a table.
+is faster), with the spread of the per-round ratios. Both get the same OPENBLAS_CORETYPE: none, unless OpenBLAS
+falls back to SSE3 kernels on this CPU (blas_env.py). Prints a JSON line per workload and a table.
 """
 import argparse
 import json
@@ -17,11 +17,13 @@ import statistics
 import subprocess
 import sys
 
+import blas_env
+
 DEFAULT = ["tutorial_cnn_20x5", "tutorial_cnn_100", "torchntk_mlp_1000", "nt_fcn2048_16", "mlp3072_4096_trace"]
 
 
 def run(binary, workload, threads, dtype):
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env = dict(os.environ)  # OPENBLAS_CORETYPE as blas_env set it, the same for both builds
     out = subprocess.run([binary, "--child", workload, "--threads", str(threads), "--dtype", dtype],
                          capture_output=True, text=True, env=env, check=False)
     for line in out.stdout.splitlines():
@@ -41,6 +43,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32")
     a = p.parse_args()
+    blas_env.set_environment()
     workloads = a.workloads.split(",")
     times = {w: {"new": [], "old": []} for w in workloads}
     for r in range(a.rounds):

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+import blas_env
+
 
 def torch_sgd_step(model, reps):
     import torch
@@ -88,8 +90,7 @@ def torch_notebook():
 
 
 def xntk_run(binary, args, threads):
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-    env.pop("OPENBLAS_CORETYPE", None)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))  # OPENBLAS_CORETYPE as blas_env set it
     out = subprocess.run([binary, *args, "--threads", str(threads)], env=env, check=True, capture_output=True,
                          text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -103,7 +104,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--only", default="sgd_mlp,sgd_cnn,notebook")
     a = ap.parse_args()
-    os.environ.pop("OPENBLAS_CORETYPE", None)
+    blas_env.set_environment()  # before torch loads OpenBLAS
     import torch
     torch.set_num_threads(a.threads)
     results = {}
