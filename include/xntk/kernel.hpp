@@ -96,6 +96,17 @@ Kernel<T> autograd_ntk(const Sequential<T>& model, TensorArg<T> x, const KernelO
 /// 128 MB – 2 GB, stay cached). Safe to call at any time.
 void release_cached_memory();
 
+/// The dense-product library under the CPU backend and the kernels it chose for this CPU.
+struct BlasInfo {
+  std::string library;  ///< "openblas (openmp)", "openblas (pthreads)" or "eigen"
+  std::string core;     ///< OpenBLAS's kernel set, e.g. "SkylakeX", "Zen", "Prescott"; empty with Eigen
+  /// "SKYLAKEX" or "HASWELL" where OpenBLAS fell back to kernels without AVX2 on a CPU with AVX2 + FMA (it
+  /// does on CPU models it does not know): setting OPENBLAS_CORETYPE to it before the process starts makes
+  /// the products several times faster (the `xntk` command line restarts itself so). Empty otherwise.
+  std::string better_coretype;
+};
+BlasInfo blas_info();
+
 /// Per-sample Jacobians of the outputs with respect to each parameter, from the autograd engine:
 /// one tensor per parameter in state_dict order, each (N, O, numel(parameter)).
 template <class T>

@@ -110,6 +110,14 @@ void bind_kernels(py::module_& m) {
   bind_kernel<float>(m);
   bind_kernel<double>(m);
   m.def("release_cached_memory", &release_cached_memory);
+  m.def("blas_info", [] {
+    const BlasInfo b = blas_info();
+    py::dict d;
+    d["library"] = b.library;
+    d["core"] = b.core;
+    d["better_coretype"] = b.better_coretype;
+    return d;
+  });
   m.def("_debug_last_inputs", [] { return last_inputs; });
 }
 

@@ -355,3 +355,22 @@ def test_stubs_cover_the_compiled_module():
         assert methods <= stubbed, methods - stubbed
     assert os.path.exists(os.path.join(os.path.dirname(xntk.__file__), "py.typed"))
     assert SOURCE_DIR
+
+
+def test_blas_info_and_the_import_warning_about_openblas_fallback_kernels():
+    info = xntk.blas_info()
+    assert set(info) == {"library", "core", "better_coretype"}
+    assert info["library"] in ("openblas (openmp)", "openblas (pthreads)", "eigen")
+    assert (info["core"] == "") == (info["library"] == "eigen")
+    assert info["better_coretype"] in ("", "SKYLAKEX", "HASWELL")
+    # the import warns exactly where a better kernel set exists and OPENBLAS_CORETYPE is not set; with the
+    # suggested one set, OpenBLAS runs it and there is nothing to suggest
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    code = "import warnings; warnings.simplefilter('always'); import xntk; print(xntk.blas_info()['core'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert ("OPENBLAS_CORETYPE=" in out.stderr) == (info["better_coretype"] != "")
+    if info["better_coretype"]:
+        env["OPENBLAS_CORETYPE"] = info["better_coretype"]
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        assert "OPENBLAS_CORETYPE=" not in out.stderr
+        assert out.stdout.strip().lower() == info["better_coretype"].lower()

@@ -11,9 +11,11 @@ See docs/python.md. `import xntk` does not import torch; `from_torch` and `xntk.
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any
 
-from ._xntk import Error, __version__, release_cached_memory
+from ._xntk import Error, __version__, blas_info, release_cached_memory
 from ._files import read_safetensors, read_safetensors_metadata, write_safetensors
 from ._from_torch import export_torch, from_torch
 from ._kernel import analyze, gradient, jacobians, ntk
@@ -30,6 +32,7 @@ __all__ = [
     "Trainer",
     "Transform",
     "analyze",
+    "blas_info",
     "export_torch",
     "from_torch",
     "gradient",
@@ -48,6 +51,14 @@ __all__ = [
     "write_safetensors",
     "__version__",
 ]
+
+
+# OpenBLAS falls back to SSE3 kernels on CPU models it does not know (several times slower products); it reads
+# OPENBLAS_CORETYPE only when it is loaded, which has happened by now, so all that can be done here is say so
+if not os.environ.get("OPENBLAS_CORETYPE") and blas_info()["better_coretype"]:
+    warnings.warn(f"OpenBLAS chose its {blas_info()['core']} kernels, which lack this CPU's AVX2/AVX-512: "
+                  f"start Python with OPENBLAS_CORETYPE={blas_info()['better_coretype']} for products several "
+                  "times faster (docs/benchmarks.md, BLAS choice)", RuntimeWarning, stacklevel=2)
 
 
 def __getattr__(name: str) -> Any:

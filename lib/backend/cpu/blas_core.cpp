@@ -12,6 +12,7 @@
 
 #include "backend/cpu/blas.hpp"
 #include "backend/cpu/cpu.hpp"
+#include "xntk/kernel.hpp"
 
 namespace xntk::backend::cpu {
 
@@ -45,3 +46,13 @@ void reexec_for_blas(char** argv) {
 }
 
 }  // namespace xntk::backend::cpu
+
+namespace xntk {
+
+BlasInfo blas_info() {
+  using namespace backend::cpu;
+  const char* better = blas_core_upgrade(blas_core(), supported(Isa::avx2), supported(Isa::avx512));
+  return {blas_name(), blas_core(), better ? better : ""};
+}
+
+}  // namespace xntk
