@@ -55,10 +55,12 @@ __all__ = [
 
 # OpenBLAS falls back to SSE3 kernels on CPU models it does not know (several times slower products); it reads
 # OPENBLAS_CORETYPE only when it is loaded, which has happened by now, so all that can be done here is say so
-if not os.environ.get("OPENBLAS_CORETYPE") and blas_info()["better_coretype"]:
-    warnings.warn(f"OpenBLAS chose its {blas_info()['core']} kernels, which lack this CPU's AVX2/AVX-512: "
-                  f"start Python with OPENBLAS_CORETYPE={blas_info()['better_coretype']} for products several "
+_blas = blas_info()
+if not os.environ.get("OPENBLAS_CORETYPE") and _blas["better_coretype"]:
+    warnings.warn(f"OpenBLAS chose its {_blas['core']} kernels, which lack this CPU's AVX2/AVX-512: "
+                  f"start Python with OPENBLAS_CORETYPE={_blas['better_coretype']} for products several "
                   "times faster (docs/benchmarks.md, BLAS choice)", RuntimeWarning, stacklevel=2)
+del _blas
 
 
 def __getattr__(name: str) -> Any:

@@ -149,6 +149,11 @@ int run_one(const Workload& w, int threads, int repeats, const char* dtype) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // the OPENBLAS_CORETYPE xntk would set here (tests/bench/blas_env.py gives it to every side it compares)
+  if (argc == 2 && std::string(argv[1]) == "--blas-coretype") {
+    std::printf("%s\n", xntk::blas_info().better_coretype.c_str());
+    return 0;
+  }
   xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   int threads = 0, repeats = 0;
   std::string dtype = "float32", child;

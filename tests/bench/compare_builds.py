@@ -8,7 +8,8 @@ Each round runs every workload once in each build, alternating which goes first,
 (`xntk_bench --child`, which times the median of its own repeats after a warm-up). A workload's figure
 for a build is the median over the rounds of those medians; the ratio is new / old (below 1: the new build
 is faster), with the spread of the per-round ratios. Both get the same OPENBLAS_CORETYPE: none, unless OpenBLAS
-falls back to SSE3 kernels on this CPU (blas_env.py). Prints a JSON line per workload and a table.
+falls back to SSE3 kernels on this CPU (blas_env.py asks NEW which). Prints a JSON line per workload and a
+table.
 """
 import argparse
 import json
@@ -43,7 +44,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32")
     a = p.parse_args()
-    blas_env.set_environment()
+    blas_env.set_environment(a.new)
     workloads = a.workloads.split(",")
     times = {w: {"new": [], "old": []} for w in workloads}
     for r in range(a.rounds):

@@ -96,6 +96,11 @@ int notebook(int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // the OPENBLAS_CORETYPE xntk would set here (tests/bench/blas_env.py gives it to every side it compares)
+  if (argc == 2 && std::string(argv[1]) == "--blas-coretype") {
+    std::printf("%s\n", xntk::blas_info().better_coretype.c_str());
+    return 0;
+  }
   xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   std::vector<std::string> a(argv + 1, argv + argc);
   int reps = 20, threads = 0;

@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--only", default="sgd_mlp,sgd_cnn,notebook")
     a = ap.parse_args()
-    blas_env.set_environment()  # before torch loads OpenBLAS
+    blas_env.set_environment(a.binary)  # before torch loads OpenBLAS
     import torch
     torch.set_num_threads(a.threads)
     results = {}

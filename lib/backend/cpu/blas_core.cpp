@@ -38,9 +38,8 @@ const char* blas_core_upgrade(std::string_view core, bool avx2_fma, bool avx512)
 
 void reexec_for_blas(char** argv) {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr || std::getenv("XNTK_NO_BLAS_REEXEC") != nullptr) return;
-  const char* upgrade = blas_core_upgrade(blas_core(), supported(Isa::avx2), supported(Isa::avx512));
-  if (!upgrade) return;
-  if (setenv("OPENBLAS_CORETYPE", upgrade, 1) != 0) return;
+  const std::string upgrade = blas_info().better_coretype;
+  if (upgrade.empty() || setenv("OPENBLAS_CORETYPE", upgrade.c_str(), 1) != 0) return;
   execv("/proc/self/exe", argv);
   unsetenv("OPENBLAS_CORETYPE");  // the exec failed: go on with OpenBLAS's own choice
 }
