@@ -416,7 +416,7 @@ std::vector<Case<T>> cases() {
       const std::string tag = std::string(same ? " same" : "") + (bias_kind == 0   ? " no bias"
                                                                   : bias_kind == 1 ? " bias"
                                                                                    : " total");
-      const int64_t n1 = 6, n2 = same ? 6 : 4, O = 3;
+      const int64_t n1 = 37, n2 = same ? 37 : 21, O = 3;       // rows longer than a vector: its body and its tail
       auto pairs_only = [=](std::vector<T>& v, int64_t per) {  // with `same`, only pairs j ≤ i are specified
         if (!same) return;
         for (int64_t i = 0; i < n1; ++i)
@@ -450,24 +450,24 @@ std::vector<Case<T>> cases() {
                        std::copy(second.begin(), second.end(), std::copy(first.begin(), first.end(), o.values.begin()));
                        return o;
                      }});
-      for (bool with_a : {true, false}) {
-        if (!with_a && bias_kind == 0) continue;
-        c.push_back({std::string("combine_shared") + (with_a ? "" : " no A") + tag, [=](const Ops<T>& ops) {
-                       const int64_t per = O * O;
-                       const auto A = mat(n1 * n2, 50), s = mat(per, 51);
-                       Output<T> o{mat(2 * n1 * n2 * per, 52)};
-                       T* w = o.values.data();
-                       T* b = bias_kind == 0 ? nullptr : bias_kind == 1 ? w + n1 * n2 * per : w;
-                       o.flops =
-                           ops.combine_shared(n1, n2, per, same, with_a ? A.data() : nullptr, s.data(), T(0.3), w, b);
-                       std::vector<T> first(o.values.begin(), o.values.begin() + n1 * n2 * per),
-                           second(o.values.begin() + n1 * n2 * per, o.values.end());
-                       pairs_only(first, per);
-                       pairs_only(second, per);
-                       std::copy(second.begin(), second.end(), std::copy(first.begin(), first.end(), o.values.begin()));
-                       return o;
-                     }});
-      }
+      for (bool with_a : {true, false})
+        for (int64_t per : {int64_t{1}, O * O}) {  // one value per pair (the contiguous rows) or an O × O block
+          if (!with_a && bias_kind == 0) continue;
+          c.push_back(
+              {"combine_shared per " + std::to_string(per) + (with_a ? "" : " no A") + tag, [=](const Ops<T>& ops) {
+                 const auto A = mat(n1 * n2, 50), s = mat(per, 51);
+                 Output<T> o{mat(2 * n1 * n2 * per, 52)};
+                 T* w = o.values.data();
+                 T* b = bias_kind == 0 ? nullptr : bias_kind == 1 ? w + n1 * n2 * per : w;
+                 o.flops = ops.combine_shared(n1, n2, per, same, with_a ? A.data() : nullptr, s.data(), T(0.3), w, b);
+                 std::vector<T> first(o.values.begin(), o.values.begin() + n1 * n2 * per),
+                     second(o.values.begin() + n1 * n2 * per, o.values.end());
+                 pairs_only(first, per);
+                 pairs_only(second, per);
+                 std::copy(second.begin(), second.end(), std::copy(first.begin(), first.end(), o.values.begin()));
+                 return o;
+               }});
+        }
     }
   for (Mode mode : {Mode::full, Mode::trace, Mode::diagonal})
     for (int chunk : {0, 1, 2}) {  // 0: two sides; 1: a diagonal chunk of one side; 2: an off-diagonal chunk of it

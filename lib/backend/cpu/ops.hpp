@@ -35,6 +35,30 @@ void fill_derivative(F derivative, const T* __restrict z, const T* __restrict y,
   for (int64_t i = 0; i < n; ++i) d[i] = derivative(z[i], y[i]);
 }
 
+/// The contiguous (one value per pair) rows of combine_values / combine_shared: functions of their own with
+/// restrict arguments, so that they vectorise (the strided loops with a run-time stride of 1 ran scalar,
+/// +12% of torchntk_mlp_1000's time against 05af704's contiguous loops).
+template <class T>
+void add_products(T* __restrict w, const T* __restrict a, const T* __restrict d, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) w[j] += a[j] * d[j];
+}
+template <class T>
+void add_products_and_bias(T* __restrict w, const T* __restrict a, const T* __restrict d, T cb2, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) w[j] += a[j] * d[j] + cb2 * d[j];
+}
+template <class T>
+void add_scaled(T* __restrict w, const T* __restrict d, T c, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) w[j] += c * d[j];
+}
+template <class T>
+void add_scaled_and_constant(T* __restrict w, const T* __restrict d, T c, T e, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) w[j] += d[j] * c + e;
+}
+template <class T>
+void add_constant(T* __restrict w, T c, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) w[j] += c;
+}
+
 template <class T>
 class CpuOps final : public Ops<T> {
  public:
@@ -668,6 +692,12 @@ class CpuOps final : public Ops<T> {
       const T* ai = A + i * n2;
       const T* di = D + i * n2;
       T* wi = w + i * n2 * per + slot;
+      if (per == 1) {
+        if (bias == w) return add_products_and_bias(wi, ai, di, cb2, cols);
+        add_products(wi, ai, di, cols);
+        if (bias) add_scaled(bias + i * n2, di, cb2, cols);
+        return;
+      }
       if (bias == w) {
         for (int64_t j = 0; j < cols; ++j) wi[j * per] += ai[j] * di[j] + cb2 * di[j];
         return;
@@ -685,6 +715,14 @@ class CpuOps final : public Ops<T> {
                         T* bias) const override {
     parallel_rows(n1, n2, same, static_cast<double>(per * 2), [&](int64_t i) {
       const int64_t cols = same ? i + 1 : n2;
+      if (per == 1) {
+        const T s0 = s[0], b0 = cb2 * s0;
+        if (!A) return add_constant(bias + i * n2, b0, cols);
+        if (bias == w) return add_scaled_and_constant(w + i * n2, A + i * n2, s0, b0, cols);
+        add_scaled(w + i * n2, A + i * n2, s0, cols);
+        if (bias) add_constant(bias + i * n2, b0, cols);
+        return;
+      }
       for (int64_t j = 0; j < cols; ++j) {
         T* wij = w + (i * n2 + j) * per;
         T* bij = bias ? bias + (i * n2 + j) * per : nullptr;
