@@ -32,8 +32,8 @@ struct Plan {
 };
 
 /// Bytes of memory available to this process: the system's MemAvailable (or all physical memory), and no more
-/// than its memory cgroups (v2 or v1, its own and each above it) leave below their limits (in tensor.cpp,
-/// whose allocations check it too).
+/// than its memory cgroups (v2 or v1, its own and each above it) leave below their limits; read at most every
+/// 50 ms (in tensor.cpp, whose allocations check it too).
 double available_bytes();
 
 /// What the memory cgroups leave below their limits, reclaimable page cache counted as available: `root`
