@@ -2,7 +2,7 @@
 """Two builds of xntk side by side on the benchmark's workloads (docs/benchmarks.md), in one run.
 
 Usage: tests/bench/compare_builds.py NEW/tests/xntk_bench OLD/tests/xntk_bench [--rounds 5] [--workloads a,b]
-       [--threads 2] [--dtype float32]
+       [--threads 2] [--dtype float32] [--repeats R]
 
 Each round runs every workload once in each build, alternating which goes first, each in a fresh process
 (`xntk_bench --child`, which times the median of its own repeats after a warm-up). A workload's figure
@@ -23,9 +23,10 @@ import blas_env
 DEFAULT = ["tutorial_cnn_20x5", "tutorial_cnn_100", "torchntk_mlp_1000", "nt_fcn2048_16", "mlp3072_4096_trace"]
 
 
-def run(binary, workload, threads, dtype):
+def run(binary, workload, threads, dtype, repeats):
     env = dict(os.environ)  # OPENBLAS_CORETYPE as blas_env set it, the same for both builds
-    out = subprocess.run([binary, "--child", workload, "--threads", str(threads), "--dtype", dtype],
+    extra = ["--repeats", str(repeats)] if repeats else []
+    out = subprocess.run([binary, "--child", workload, "--threads", str(threads), "--dtype", dtype] + extra,
                          capture_output=True, text=True, env=env, check=False)
     for line in out.stdout.splitlines():
         d = json.loads(line)
@@ -43,6 +44,7 @@ def main():
     p.add_argument("--workloads", default=",".join(DEFAULT))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--repeats", type=int, default=0, help="timed repeats per child (default: the workload's own)")
     a = p.parse_args()
     blas_env.set_environment(a.new)
     workloads = a.workloads.split(",")
@@ -51,7 +53,7 @@ def main():
         for w in workloads:
             order = ["new", "old"] if r % 2 == 0 else ["old", "new"]
             for which in order:
-                times[w][which].append(run(a.new if which == "new" else a.old, w, a.threads, a.dtype))
+                times[w][which].append(run(a.new if which == "new" else a.old, w, a.threads, a.dtype, a.repeats))
     rows = []
     for w in workloads:
         new, old = times[w]["new"], times[w]["old"]
