@@ -129,6 +129,7 @@ struct TrainOptions {
   /// Stop with xntk::Error naming the step when the loss, a gradient or an updated parameter is not finite;
   /// the model and the optimiser's state are left as they were before that step.
   bool stop_on_nonfinite = true;
+  /// OpenMP threads for every step, loss and probe kernel of this trainer or run (0: OpenMP's default).
   int threads = 0;
 };
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <tuple>
@@ -19,6 +20,18 @@
 namespace xntk {
 
 namespace {
+
+/// The trace of Θ(X, X) as a matrix, in float64: Σ_i Θ[i, i] (trace mode), Σ_i Σ_o Θ[i, i, o] (diagonal) or
+/// Σ_i Σ_o Θ[i, i, o, o] (full), summed in the order `analyze` sums its matrix's diagonal.
+template <class T>
+double diagonal_sum(const Tensor<T>& k) {
+  const int64_t n = k.dim(0), o = k.rank() > 2 ? k.dim(2) : 1;
+  double t = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t a = 0; a < o; ++a)
+      t += static_cast<double>(k.rank() == 4 ? k[((i * n + i) * o + a) * o + a] : k[(i * n + i) * o + a]);
+  return t;
+}
 
 /// A copy of the model: the same spec, parameters and buffers (BatchNorm's running statistics).
 template <class T>
@@ -180,22 +193,26 @@ Trainer<T>& Trainer<T>::operator=(Trainer&&) noexcept = default;
 
 template <class T>
 Tensor<T> Trainer<T>::outputs(TensorArg<T> x) const {
+  const detail::ThreadScope threads(s_->opt.threads);
   return s_->outputs(x, s_->opt.linearized);
 }
 
 template <class T>
 Tensor<T> Trainer<T>::linearized_outputs(TensorArg<T> x) const {
+  const detail::ThreadScope threads(s_->opt.threads);
   return s_->outputs(x, true);
 }
 
 template <class T>
 Tensor<T> Trainer<T>::network_outputs(TensorArg<T> x) const {
+  const detail::ThreadScope threads(s_->opt.threads);
   return s_->outputs(x, false);
 }
 
 template <class T>
 double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   State& s = *s_;
+  const detail::ThreadScope threads(s.opt.threads);
   detail::check_finite(x, "training: x");
   LossValue<T> l;
   // the cotangent of f (or f_lin) from the outputs: the objective is L(α·f, y)/α², so it is
@@ -363,6 +380,7 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
   const int64_t total =
       opt.steps > 0 ? opt.steps : detail::checked_mul(opt.epochs, per_epoch, "training: the steps of all epochs");
   Trainer<T> trainer(model, opt);
+  const detail::ThreadScope threads(opt.threads);  // the losses, the probe's metrics and the shuffling too
 
   std::optional<Tensor<double>> k0;
   std::optional<TensorRef<T>> probe = data.probe;
@@ -380,18 +398,21 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
     if (probe_due && probe) {
       const Kernel<T> k = trainer.kernel(*probe, opt.probe_mode);
       const Tensor<double> kt = k.total.template cast<double>();
-      std::vector<NamedTensor<double>> comps;
-      for (const auto& c : k.named_components()) comps.push_back({c.name, c.tensor.template cast<double>()});
       AnalysisOptions ao;
       if constexpr (std::is_same_v<T, float>) ao.epsilon = 1.1920928955078125e-07;
-      const Analysis a = analyze(kt, comps, ao);
+      // the whole kernel's spectrum; of the components only their traces (a share needs no eigenvalues:
+      // analysing each of them was 4 of the 5 eigendecompositions of a probe for a two-layer MLP)
+      const Analysis a = analyze(kt, {}, ao);
       ProbeMetrics pm;
       pm.trace = a.spectrum.trace;
       pm.lambda_max = a.spectrum.lambda_max;
       pm.lambda_min = a.spectrum.lambda_min;
       pm.condition = a.spectrum.condition;
       pm.effective_rank = a.spectrum.effective_rank;
-      for (const auto& c : a.components) pm.component_share.emplace_back(c.name, c.share);
+      for (size_t c = 0; c < k.components.size(); ++c)
+        pm.component_share.emplace_back(k.names[c], a.spectrum.trace != 0
+                                                        ? diagonal_sum(k.components[c]) / a.spectrum.trace
+                                                        : std::numeric_limits<double>::quiet_NaN());
       if (!k0) k0 = kt;
       const double n0 = std::sqrt(frobenius(*k0, *k0)), nt = std::sqrt(frobenius(kt, kt));
       Tensor<double> diff = kt;
