@@ -93,6 +93,29 @@ TEST_CASE("training refuses inputs and targets without samples or with NaN, nami
   CHECK(std::equal(before.begin(), before.end(), net.named_parameters()[0].tensor->data()));
 }
 
+TEST_CASE("the logged losses over more samples than one chunk equal the loss of one forward pass",
+          "[dynamics][train]") {
+  // train() evaluates a log's losses 1024 samples at a time: 2500 training and 1100 test samples cross chunk
+  // boundaries, with a last chunk that is not full. The reference is the whole batch's forward pass, taken
+  // before training (step 0's log) and after it (the last log) from the network itself.
+  const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 7}, Tanh(), Linear{.out_features = 2}}};
+  Sequential<double> net(spec, 4);
+  const auto x = test::randn<double>({2500, 3}, 5), y = test::randn<double>({2500, 2}, 6);
+  const auto xt = test::randn<double>({1100, 3}, 7), yt = test::randn<double>({1100, 2}, 8);
+  const double before = loss(Loss::mse, net.forward(x), y).value;
+  const double before_test = loss(Loss::mse, net.forward(xt), yt).value;
+  TrainOptions opt{.optimizer = {.lr = 0.1}, .steps = 3, .log_every = 0};
+  std::vector<StepLog> logs;
+  train(net, {.x = x, .y = y, .x_test = xt, .y_test = yt}, opt, [&](const StepLog& l) { logs.push_back(l); });
+  REQUIRE(logs.size() == 2);
+  // the same rows through the same kernels, only in smaller batches: equal up to the GEMM's blocking
+  CHECK_THAT(logs[0].train_loss, Catch::Matchers::WithinRel(before, 1e-12));
+  CHECK_THAT(*logs[0].test_loss, Catch::Matchers::WithinRel(before_test, 1e-12));
+  CHECK_THAT(logs[1].train_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(x), y).value, 1e-12));
+  CHECK_THAT(*logs[1].test_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(xt), yt).value, 1e-12));
+  CHECK(logs[1].train_loss < logs[0].train_loss);  // it trained
+}
+
 TEST_CASE("a step that would make a parameter non-finite is undone, the optimiser's state included",
           "[dynamics][train][errors]") {
   const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 2}}};
