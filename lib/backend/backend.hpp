@@ -82,6 +82,10 @@ class Ops {
   /// s < n, with δ_s = delta + s·streams·c_out·P, or `delta` itself for every s when `shared`.
   virtual double conv_gradients(const ConvGeometry& g, int64_t c_out, int64_t streams, const T* x, int64_t n,
                                 const T* delta, bool shared, T* gradients) const = 0;
+  /// dw (c_out × K) += alpha · Σ_{s<n} δ_s (c_out × P) · im2col(x[s])ᵀ, δ_s = delta + s·c_out·P: the weight
+  /// gradient of one cotangent summed over the batch (training), without the per-sample gradients.
+  virtual double conv_weight_gradient(const ConvGeometry& g, int64_t c_out, const T* x, int64_t n, const T* delta,
+                                      T alpha, T* dw) const = 0;
   /// The weight component of a conv layer in its "positions" order: for sample pairs (i < n1, j < n2),
   /// out[(i·n2 + j)·per + ·] += alpha · Σ_{p,q} ⟨δ_o(x_i)[:,p], δ_o'(x'_j)[:,q]⟩ ⟨U_i[:,p], U'_j[:,q]⟩ in the
   /// mode's layout (per = O², O or 1: (o, o'), (o, o) or Σ_o). Deltas as in conv_gradients. With `same` (side b

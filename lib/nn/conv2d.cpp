@@ -173,7 +173,9 @@ void Conv2dLayer<T>::gradient(Context<T>& cx, const T* in, int64_t batch, const 
   const int64_t C = out_channels_, K = g_.rows(), P = g_.positions(), n_in = this->in_size();
   const int64_t chunk = gradient_chunk(1);
   Buffer<T> G = cx.buffer();
-  for (int64_t s0 = 0; s0 < batch; s0 += chunk) {
+  if (groups_ == 1)  // summed by the backend, without the per-sample gradients
+    cx.count(cx.ops().conv_weight_gradient(g_, C, in, batch, dout, T(cw_), grads[0]));
+  for (int64_t s0 = 0; groups_ != 1 && s0 < batch; s0 += chunk) {
     const int64_t n = std::min(chunk, batch - s0);
     G.resize(n * C * K);
     sample_gradients(cx, in + s0 * n_in, n, 1, dout + s0 * C * P, false, G.data());

@@ -198,6 +198,17 @@ std::vector<Case<T>> cases() {
         .pad_w = 0,
         .extra_h = 1,
         .extra_w = 1}},
+      // stride 1 but dilated: conv_weight_gradient's tap products take it, the direct kernels do not
+      {"9ch 3x2 dil(2,3) pad(2,1)",
+       {.channels = 9,
+        .height = 9,
+        .width = 10,
+        .kernel_h = 3,
+        .kernel_w = 2,
+        .pad_h = 2,
+        .pad_w = 1,
+        .dilation_h = 2,
+        .dilation_w = 3}},
       {"5ch 3x2 stride2 dil2",
        {.channels = 5,
         .height = 11,
@@ -218,6 +229,14 @@ std::vector<Case<T>> cases() {
                    const auto w = mat(C * K, 22), x = mat(batch * n_in, 23);
                    Output<T> o{std::vector<T>(static_cast<size_t>(batch * C * P))};
                    o.flops = ops.conv_forward(g, C, T(0.5), w.data(), x.data(), batch, o.values.data());
+                   return o;
+                 }});
+    // the summed weight gradient accumulates (+=) into what dw holds; 5 samples over 2 threads split unevenly
+    c.push_back({"conv_weight_gradient " + gname, [=](const Ops<T>& ops) {
+                   const int64_t n = 5;
+                   const auto x = mat(n * n_in, 35), d = mat(n * C * P, 36);
+                   Output<T> o{mat(C * K, 37)};
+                   o.flops = ops.conv_weight_gradient(g, C, x.data(), n, d.data(), T(0.7), o.values.data());
                    return o;
                  }});
     c.push_back({"conv_backward " + gname, [=](const Ops<T>& ops) {

@@ -140,6 +140,19 @@ class ReferenceOps final : public Ops<T> {
     return mnk(n * rows, K, P);
   }
 
+  double conv_weight_gradient(const ConvGeometry& g, int64_t C, const T* x, int64_t n, const T* delta, T alpha,
+                              T* dw) const override {
+    const int64_t K = g.rows(), P = g.positions(), n_in = g.channels * g.height * g.width;
+    for (int64_t r = 0; r < C; ++r)
+      for (int64_t k = 0; k < K; ++k) {
+        T sum = 0;
+        for (int64_t s = 0; s < n; ++s)
+          for (int64_t p = 0; p < P; ++p) sum += delta[(s * C + r) * P + p] * patch(g, x + s * n_in, k, p);
+        dw[r * K + k] += alpha * sum;
+      }
+    return mnk(n * C, K, P);
+  }
+
   double conv_positions(const ConvGeometry& g, int64_t C, int64_t O, Mode mode, int64_t n1, int64_t n2, bool same,
                         const T* xa, const T* da, bool shared_a, const T* xb, const T* db, bool shared_b, T alpha,
                         T* out) const override {
