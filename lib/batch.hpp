@@ -19,9 +19,16 @@ int64_t check_batch(const Sequential<T>& model, TensorArg<T> x, const std::strin
 /// xntk::Error naming `what` at its first NaN or infinite value.
 template <class T>
 void check_finite(TensorRef<T> t, const std::string& what) {
-  for (int64_t i = 0; i < t.size(); ++i)
-    if (!std::isfinite(t.data()[i]))
-      throw Error(what + " holds " + (std::isnan(t.data()[i]) ? "NaN" : "Inf") + " at flat index " + std::to_string(i) +
+  // one vectorised pass that only looks (TensorRef::size() is a product over the shape: hoisted), then the
+  // first bad value's index for the message
+  const T* d = t.data();
+  const int64_t n = t.size();
+  bool good = true;
+  for (int64_t i = 0; i < n; ++i) good &= std::isfinite(d[i]);
+  if (good) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(d[i]))
+      throw Error(what + " holds " + (std::isnan(d[i]) ? "NaN" : "Inf") + " at flat index " + std::to_string(i) +
                   "; expected finite values");
 }
 

@@ -116,6 +116,64 @@ TEST_CASE("the logged losses over more samples than one chunk equal the loss of 
   CHECK(logs[1].train_loss < logs[0].train_loss);  // it trained
 }
 
+TEST_CASE("the optimisers' updates of tensors larger than one block follow PyTorch's formulas elementwise",
+          "[dynamics][train]") {
+  // The updates run in blocks of 16384 values on the threads: a 200 → 101 Linear's 20,200 weights span two
+  // blocks, the second partial. Expected: PyTorch's formulas applied here in plain loops to the gradients of
+  // xntk::gradient (the VJP) and the loss's derivative; the same operations per element, so equal to rounding.
+  const ModelSpec spec{.input = {200}, .layers = {Linear{.out_features = 101}}};
+  const auto x = test::randn<double>({8, 200}, 11), y = test::randn<double>({8, 101}, 12);
+  for (const bool adam : {false, true}) {
+    INFO((adam ? "adam (amsgrad)" : "sgd (momentum, nesterov, weight decay)"));
+    Sequential<double> net(spec, 13), reference(spec, 13);
+    Optimizer o{.kind = adam ? Optimizer::Kind::adam : Optimizer::Kind::sgd, .lr = 0.05, .weight_decay = 0.01};
+    if (adam)
+      o.amsgrad = true;
+    else
+      o.momentum = 0.9, o.nesterov = true;
+    Trainer<double> trainer(net, {.optimizer = o});
+    std::vector<std::vector<double>> buf(2), m(2), v(2), vmax(2);
+    for (int step = 1; step <= 3; ++step) {
+      trainer.step(x, y);
+      const auto cot = loss(Loss::mse, reference.forward(x), y).grad;
+      const auto grads = gradient(reference, x, cot);
+      const auto params = reference.named_parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        double* p = params[i].tensor->data();
+        const int64_t n = params[i].tensor->size();
+        std::vector<double> g(grads[i].tensor.data(), grads[i].tensor.data() + n);
+        for (int64_t e = 0; e < n; ++e) g[e] += o.weight_decay * p[e];
+        if (!adam) {
+          if (step == 1)
+            buf[i] = g;
+          else
+            for (int64_t e = 0; e < n; ++e) buf[i][e] = buf[i][e] * o.momentum + g[e];
+          for (int64_t e = 0; e < n; ++e) p[e] -= o.lr * (g[e] + o.momentum * buf[i][e]);
+          continue;
+        }
+        if (step == 1) m[i] = v[i] = vmax[i] = std::vector<double>(n, 0.0);
+        const double bc1 = 1 - std::pow(o.beta1, step), bc2 = 1 - std::pow(o.beta2, step);
+        for (int64_t e = 0; e < n; ++e) {
+          m[i][e] = o.beta1 * m[i][e] + (1 - o.beta1) * g[e];
+          v[i][e] = o.beta2 * v[i][e] + (1 - o.beta2) * g[e] * g[e];
+          vmax[i][e] = std::max(vmax[i][e], v[i][e]);
+          p[e] -= o.lr / bc1 * m[i][e] / (std::sqrt(vmax[i][e]) / std::sqrt(bc2) + o.eps);
+        }
+      }
+    }
+    const auto got = net.named_parameters(), want = reference.named_parameters();
+    REQUIRE(got[0].tensor->size() == 20200);
+    for (size_t i = 0; i < got.size(); ++i) {
+      double err = 0, scale = 0;
+      for (int64_t e = 0; e < got[i].tensor->size(); ++e) {
+        err = std::max(err, std::abs((*got[i].tensor)[e] - (*want[i].tensor)[e]));
+        scale = std::max(scale, std::abs((*want[i].tensor)[e]));
+      }
+      CHECK(err <= 1e-12 * scale);  // association of the same few operations only
+    }
+  }
+}
+
 TEST_CASE("a step that would make a parameter non-finite is undone, the optimiser's state included",
           "[dynamics][train][errors]") {
   const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 2}}};
