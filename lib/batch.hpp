@@ -16,16 +16,22 @@ int64_t check_batch(const Sequential<T>& model, TensorArg<T> x, const std::strin
   return xntk::check_batch(model.input_shape(), x.shape(), what);
 }
 
+/// Whether d[0..n) are all finite: one pass without an early exit, so that it vectorises.
+template <class T>
+bool all_finite(const T* d, int64_t n) {
+  bool good = true;
+  for (int64_t i = 0; i < n; ++i) good &= std::isfinite(d[i]);
+  return good;
+}
+
 /// xntk::Error naming `what` at its first NaN or infinite value.
 template <class T>
 void check_finite(TensorRef<T> t, const std::string& what) {
-  // one vectorised pass that only looks (TensorRef::size() is a product over the shape: hoisted), then the
-  // first bad value's index for the message
+  // all_finite first (TensorRef::size() is a product over the shape: hoisted), then the first bad value's
+  // index for the message
   const T* d = t.data();
   const int64_t n = t.size();
-  bool good = true;
-  for (int64_t i = 0; i < n; ++i) good &= std::isfinite(d[i]);
-  if (good) return;
+  if (all_finite(d, n)) return;
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(d[i]))
       throw Error(what + " holds " + (std::isnan(d[i]) ? "NaN" : "Inf") + " at flat index " + std::to_string(i) +

@@ -60,10 +60,7 @@ template <class T>
 bool finite(const Tensor<T>& t) {
   std::atomic<bool> ok{true};
   for_blocks(t.size(), [&](int64_t b, int64_t e) {
-    const T* d = t.data();
-    bool good = true;
-    for (int64_t i = b; i < e; ++i) good &= std::isfinite(d[i]);
-    if (!good) ok = false;
+    if (!detail::all_finite(t.data() + b, e - b)) ok = false;
   });
   return ok;
 }

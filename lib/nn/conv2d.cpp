@@ -169,17 +169,21 @@ Delta<T> Conv2dLayer<T>::backward(Context<T>& cx, const T*, const T*, int64_t ba
 template <class T>
 void Conv2dLayer<T>::gradient(Context<T>& cx, const T* in, int64_t batch, const T* dout,
                               const std::vector<T*>& grads) const {
-  // ∂L/∂W = c_w Σ_b δ_b U_bᵀ (the per-sample gradients of order (A), summed), ∂L/∂b = c_b Σ_b δ_b 1
-  const int64_t C = out_channels_, K = g_.rows(), P = g_.positions(), n_in = this->in_size();
-  const int64_t chunk = gradient_chunk(1);
-  Buffer<T> G = cx.buffer();
-  if (groups_ == 1)  // summed by the backend, without the per-sample gradients
+  // ∂L/∂W = c_w Σ_b δ_b U_bᵀ, summed over the batch by the backend (no per-sample gradients), group by group:
+  // group grp's rows [grp·Og, (grp + 1)·Og) of W see its Cg input channels; ∂L/∂b = c_b Σ_b δ_b 1
+  const int64_t C = out_channels_, K = g_.rows(), P = g_.positions();
+  if (groups_ == 1) {
     cx.count(cx.ops().conv_weight_gradient(g_, C, in, batch, dout, T(cw_), grads[0]));
-  for (int64_t s0 = 0; groups_ != 1 && s0 < batch; s0 += chunk) {
-    const int64_t n = std::min(chunk, batch - s0);
-    G.resize(n * C * K);
-    sample_gradients(cx, in + s0 * n_in, n, 1, dout + s0 * C * P, false, G.data());
-    cx.count(cx.ops().sum_rows(G.data(), n, C * K, T(cw_), grads[0]));
+  } else {
+    const int64_t Cg = g_.channels, Og = C / groups_, HW = g_.height * g_.width;
+    Buffer<T> xg = cx.buffer(), dg = cx.buffer();
+    xg.resize(batch * Cg * HW);
+    dg.resize(batch * Og * P);
+    for (int64_t grp = 0; grp < groups_; ++grp) {
+      take_channels(cx, in, batch, groups_ * Cg, grp * Cg, Cg, HW, xg.data());
+      take_channels(cx, dout, batch, C, grp * Og, Og, P, dg.data());
+      cx.count(cx.ops().conv_weight_gradient(g_, Og, xg.data(), batch, dg.data(), T(cw_), grads[0] + grp * Og * K));
+    }
   }
   if (!has_bias_) return;
   Buffer<T> sums = cx.buffer();

@@ -78,6 +78,10 @@ TEST_CASE("training refuses inputs and targets without samples or with NaN, nami
   Tensor<double> bad = x;
   bad[7] = std::nan("");
   CHECK_THROWS_WITH(train(net, TrainData<double>{bad, y}, opt), Contains("training: x holds NaN at flat index 7"));
+  Tensor<double> bad_last = x;  // the last value too: the finiteness pass runs to the end
+  bad_last[11] = INFINITY;
+  CHECK_THROWS_WITH(train(net, TrainData<double>{bad_last, y}, opt),
+                    Contains("training: x holds Inf at flat index 11"));
   Tensor<double> bad_y = y;
   bad_y[5] = -INFINITY;
   CHECK_THROWS_WITH(train(net, TrainData<double>{x, bad_y}, opt),
