@@ -7,6 +7,10 @@
 //   train_bench notebook [--threads T]                     MLP 30-500-1 (ReLU), 20000 samples, batch 256, 10
 //                                                          epochs, shuffled; after every epoch the NTK of 500 probe
 //                                                          points and its spectrum; end to end, float32
+//   train_bench conv_ops [--reps R] [--threads T]          the CPU backend's convolution primitives at the tutorial
+//                                                          CNN's conv2 and conv3 (32 -> 32 channels, 3 x 3, on
+//                                                          30 x 30 and 28 x 28, batch 32, float32): forward, input
+//                                                          gradient, weight gradient; median over R calls
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +19,9 @@
 #include <vector>
 #include <xntk/xntk.hpp>
 
+#include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
+#include "backend/parallel.hpp"
 
 namespace {
 
@@ -93,6 +99,38 @@ int notebook(int threads) {
   return 0;
 }
 
+int conv_ops(int reps, int threads) {
+  const backend::ThreadScope scope(threads);
+  const auto& ops = backend::get("cpu").ops<float>();
+  for (const int64_t side : {30, 28}) {
+    const backend::ConvGeometry g{.channels = 32, .height = side, .width = side, .kernel_h = 3, .kernel_w = 3};
+    const int64_t n = 32, C = 32, P = g.out_h() * g.out_w();
+    const Tensor<float> w = normal({C, 32, 3, 3}, 1), x = normal({n, 32, side, side}, 2), d = normal({n, C, P}, 3);
+    Tensor<float> y({n, C, P}), din({n, 32, side, side}), dw({C, 32, 3, 3});
+    const char* names[] = {"forward", "input_gradient", "weight_gradient"};
+    for (int op = 0; op < 3; ++op) {
+      std::vector<double> t;
+      for (int r = 0; r < reps + 2; ++r) {
+        const auto a = Clock::now();
+        if (op == 0)
+          ops.conv_forward(g, C, 1.0f, w.data(), x.data(), n, y.data());
+        else if (op == 1)
+          ops.conv_backward(g, C, 1.0f, w.data(), d.data(), n, din.data());
+        else
+          ops.conv_weight_gradient(g, C, x.data(), n, d.data(), 1.0f, dw.data());
+        if (r >= 2) t.push_back(seconds(a));
+      }
+      std::sort(t.begin(), t.end());
+      const double flops = 2.0 * static_cast<double>(n * C * g.rows() * P);
+      std::printf(
+          "{\"bench\": \"conv_ops\", \"input\": %lld, \"op\": \"%s\", \"median_s\": %.6g, \"min_s\": %.6g, "
+          "\"gflops\": %.4g}\n",
+          static_cast<long long>(side), names[op], t[t.size() / 2], t.front(), flops / t[t.size() / 2] / 1e9);
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -116,6 +154,10 @@ int main(int argc, char** argv) {
   if (pos.size() == 2 && pos[0] == "sgd_step" && (pos[1] == "mlp" || pos[1] == "cnn"))
     return sgd_step(pos[1], reps, threads);
   if (pos.size() == 1 && pos[0] == "notebook") return notebook(threads);
-  std::fprintf(stderr, "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T]\n");
+  if (pos.size() == 1 && pos[0] == "conv_ops") return conv_ops(reps, threads);
+  std::fprintf(
+      stderr,
+      "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] | conv_ops [--reps R] "
+      "[--threads T]\n");
   return 2;
 }

@@ -149,7 +149,7 @@ class CpuOps final : public Ops<T> {
                            .kernel_w = g.kernel_w,
                            .pad_h = g.kernel_h - 1 - g.pad_h,
                            .pad_w = g.kernel_w - 1 - g.pad_w};
-      // the kernel's weight order [co'][i][j][ci'] (conv_backward_weight) with co' = ci, ci' = co, flipped
+      // the kernel's weight order (convbwd::weight_index) with co' = ci, ci' = co, flipped
       const int64_t ci_count = g.channels, kh = g.kernel_h, kw = g.kernel_w;
       Buffer<T> wr;
       wr.resize(ci_count * C * kh * kw);
@@ -157,7 +157,8 @@ class CpuOps final : public Ops<T> {
         for (int64_t ci = 0; ci < ci_count; ++ci)
           for (int64_t i = 0; i < kh; ++i)
             for (int64_t j = 0; j < kw; ++j)
-              wr[((ci * kh + i) * kw + j) * C + co] = w[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+              wr[convbwd::weight_index(ci_count, kh, kw, C, ci, i, j, co)] =
+                  w[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
       parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
         Buffer<T> scratch;
         scratch.resize(conv_backward_scratch<T>(t, ci_count));

@@ -7,6 +7,13 @@
 // neighbouring columns. Microbenchmark, 250 derivative rows, 2 threads, OpenBLAS's OpenMP build (medians
 // of 7): the tutorial CNN's conv2 (32 → 32 channels, 3 × 3, 30 × 30 input) 30–33 ms against 36–37 ms
 // for GEMM + col2im; with padding 1, 34 against 44 ms; 16 channels at 16 × 16, 6.3 against 11.1 ms.
+// 2026-12-05 on a 2-core Intel Xeon (Emerald Rapids), `train_bench conv_ops` against `sgd_step cnn`,
+// alternating: the weight in blocks of 8 input channels (one contiguous 9 KB block a row tile, not 8 of
+// every 32 values of the whole 36 KB weight), the channel blocks outermost so that block stays in L1 while
+// the rows of dout stream past, and a masked store for the last partial vector of a row (it had been a
+// memcpy of variable length, compiled to `rep movsq`: 15% of the kernel's samples) took the conv2 and conv3
+// forwards and input derivatives at batch 32 from 2.1–2.5 ms to 1.6–1.9 ms each (165–235 GFLOP/s of the
+// ~350 the two cores' FMA units give) and the CNN's SGD step from 17.1–17.4 to 15.3–15.5 ms.
 // Each output sums its terms in one fixed order. Conv2d's stride-1 forward runs through it too, as the
 // input derivative of the transposed convolution (Ops::conv_forward).
 
@@ -32,15 +39,46 @@ Padded padded(const ConvGeometry& g) {
   return {chunks * L + g.pad_w + g.kernel_w - 1, g.height + g.pad_h + g.kernel_h - 1};
 }
 
+/// The kernel's weight order: input channels in blocks of 8 (those beyond the last whole block one by
+/// one), each block's weights [co][i][j][q] contiguous, so that a row tile reads one compact block (9 KB
+/// for 32 output channels and 3 × 3) instead of 8 of every 32 values of the whole weight.
+inline int64_t weight_index(int64_t co_count, int64_t kh, int64_t kw, int64_t ci_count, int64_t co, int64_t i,
+                            int64_t j, int64_t ci) {
+  const int64_t blocked = ci_count / 8 * 8;
+  const int64_t size = ci < blocked ? 8 : 1, ci0 = ci < blocked ? ci / 8 * 8 : ci;
+  return ci0 * co_count * kh * kw + ((co * kh + i) * kw + j) * size + (ci - ci0);
+}
+
+/// dst[0, n) = the first n ≤ kLanes<T> values of v (a masked store where AVX-512 has one).
+template <class T, class V>
+inline void store_first(T* __restrict dst, const V& v, int64_t n) {
+#if XNTK_CPU_ISA >= 3
+  if constexpr (sizeof(V) == 64) {
+    if constexpr (std::is_same_v<T, float>)
+      _mm512_mask_storeu_ps(dst, static_cast<__mmask16>((1u << n) - 1), (__m512)v);
+    else
+      _mm512_mask_storeu_pd(dst, static_cast<__mmask8>((1u << n) - 1), (__m512d)v);
+    return;
+  }
+#endif
+  if (n == static_cast<int64_t>(sizeof(V) / sizeof(T))) {
+    std::memcpy(dst, &v, sizeof(V));
+    return;
+  }
+  T out[sizeof(V) / sizeof(T)];
+  std::memcpy(out, &v, sizeof(V));
+  for (int64_t k = 0; k < n; ++k) dst[k] = out[k];
+}
+
 /// Rows [ci0, ci0 + G) of din at image row y, columns [x0, x0 + NC·L) (stored up to the image width).
-/// wr is the weight as [co][i][j][ci]; dp the padded dout.
+/// wb is the block of the weight for these channels (weight_index); dp the padded dout.
 template <int G, int NC, int KH, int KW, class T>
-inline void row_tile(const T* __restrict dp, const Padded& p, const T* __restrict wr, const ConvGeometry& g,
+inline void row_tile(const T* __restrict dp, const Padded& p, const T* __restrict wb, const ConvGeometry& g,
                      int64_t co_count, int64_t ci0, int64_t y, int64_t x0, T alpha, T* __restrict din) {
   using V = typename Vec<T>::type;
   constexpr int64_t L = kLanes<T>;
   // KH, KW > 0: the kernel size known at compile time (3 × 3), so the (i, j) loops unroll
-  const int64_t kh = KH > 0 ? KH : g.kernel_h, kw = KW > 0 ? KW : g.kernel_w, ci_count = g.channels;
+  const int64_t kh = KH > 0 ? KH : g.kernel_h, kw = KW > 0 ? KW : g.kernel_w;
   V acc[G][NC];
   for (int q = 0; q < G; ++q)
     for (int c = 0; c < NC; ++c) acc[q][c] = V{};
@@ -48,12 +86,12 @@ inline void row_tile(const T* __restrict dp, const Padded& p, const T* __restric
     for (int64_t i = 0; i < kh; ++i) {
       // column x + pad_w − j of dout sits at x + pad_w − j + kw − 1 in dp, row y + pad_h − i at + kh − 1
       const T* row = dp + co * p.plane() + (y + g.pad_h - i + kh - 1) * p.pitch + x0 + g.pad_w + kw - 1;
-      const T* wt = wr + (co * kh + i) * kw * ci_count + ci0;
+      const T* wt = wb + (co * kh + i) * kw * G;
       for (int64_t j = 0; j < kw; ++j) {
         V v[NC];
         for (int c = 0; c < NC; ++c) std::memcpy(&v[c], row - j + c * L, sizeof(V));
         for (int q = 0; q < G; ++q) {
-          const T w = wt[j * ci_count + q];
+          const T w = wt[j * G + q];
           for (int c = 0; c < NC; ++c) acc[q][c] += w * v[c];
         }
       }
@@ -62,28 +100,25 @@ inline void row_tile(const T* __restrict dp, const Padded& p, const T* __restric
     for (int c = 0; c < NC; ++c) {
       const int64_t x = x0 + c * L;
       if (x >= g.width) break;
-      T out[L];
-      const V scaled = alpha * acc[q][c];
-      std::memcpy(out, &scaled, sizeof(V));
-      std::memcpy(din + ((ci0 + q) * g.height + y) * g.width + x, out, sizeof(T) * std::min(L, g.width - x));
+      store_first(din + ((ci0 + q) * g.height + y) * g.width + x, V(alpha * acc[q][c]), std::min(L, g.width - x));
     }
 }
 
-/// Every row tile of din.
+/// Every row tile of din: channel block by channel block (its weights stay in L1 while the rows of dout
+/// stream past), then row by row.
 template <int KH, int KW, class T>
 void rows(const T* dp, const Padded& p, const T* wr, const ConvGeometry& g, int64_t co_count, T alpha, T* din) {
   constexpr int64_t L = kLanes<T>;
-  for (int64_t y = 0; y < g.height; ++y)
-    for (int64_t x0 = 0; x0 < g.width; x0 += 2 * L) {
-      const bool two = x0 + L < g.width;
-      int64_t ci = 0;
-      for (; ci + 8 <= g.channels; ci += 8)
-        two ? row_tile<8, 2, KH, KW>(dp, p, wr, g, co_count, ci, y, x0, alpha, din)
-            : row_tile<8, 1, KH, KW>(dp, p, wr, g, co_count, ci, y, x0, alpha, din);
-      for (; ci < g.channels; ++ci)
-        two ? row_tile<1, 2, KH, KW>(dp, p, wr, g, co_count, ci, y, x0, alpha, din)
-            : row_tile<1, 1, KH, KW>(dp, p, wr, g, co_count, ci, y, x0, alpha, din);
-    }
+  const int64_t block = co_count * g.kernel_h * g.kernel_w;  // weights per input channel
+  const auto each_row = [&]<int G>(int64_t ci) {
+    for (int64_t y = 0; y < g.height; ++y)
+      for (int64_t x0 = 0; x0 < g.width; x0 += 2 * L)
+        x0 + L < g.width ? row_tile<G, 2, KH, KW>(dp, p, wr + ci * block, g, co_count, ci, y, x0, alpha, din)
+                         : row_tile<G, 1, KH, KW>(dp, p, wr + ci * block, g, co_count, ci, y, x0, alpha, din);
+  };
+  int64_t ci = 0;
+  for (; ci + 8 <= g.channels; ci += 8) each_row.template operator()<8>(ci);
+  for (; ci < g.channels; ++ci) each_row.template operator()<1>(ci);
 }
 
 }  // namespace convbwd
@@ -94,8 +129,8 @@ int64_t conv_backward_scratch(const ConvGeometry& g, int64_t co_count) {
   return co_count * convbwd::padded<T>(g).plane();
 }
 
-/// The weight (co_count × C_in × kh × kw, PyTorch order) reordered as [co][i][j][ci] for
-/// conv_backward_direct.
+/// The weight (co_count × C_in × kh × kw, PyTorch order) reordered for conv_backward_direct
+/// (convbwd::weight_index).
 template <class T>
 void conv_backward_weight(const ConvGeometry& g, int64_t co_count, const T* w, T* wr) {
   const int64_t ci_count = g.channels, kh = g.kernel_h, kw = g.kernel_w;
@@ -103,7 +138,8 @@ void conv_backward_weight(const ConvGeometry& g, int64_t co_count, const T* w, T
     for (int64_t ci = 0; ci < ci_count; ++ci)
       for (int64_t i = 0; i < kh; ++i)
         for (int64_t j = 0; j < kw; ++j)
-          wr[((co * kh + i) * kw + j) * ci_count + ci] = w[((co * ci_count + ci) * kh + i) * kw + j];
+          wr[convbwd::weight_index(co_count, kh, kw, ci_count, co, i, j, ci)] =
+              w[((co * ci_count + ci) * kh + i) * kw + j];
 }
 
 /// din (C_in × H × W) = alpha · the input derivative of one derivative row dout (co_count × OH × OW) of
