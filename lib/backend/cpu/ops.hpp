@@ -259,49 +259,39 @@ class CpuOps final : public Ops<T> {
     const bool stride1 = g.stride_h == 1 && g.stride_w == 1;
     if (stride1 && take(p_.direct_conv, kDirectConvBackward && g.channels >= 8)) {
       owner_.count(Path::direct_conv);
-      // Per tap (i, j) of the kernel, one GEMM over the positions instead of im2col: on the zero-padded image
-      // (Hp × Wp per channel) the inputs tap (i, j) meets are the rows of Wp values from offset i·dh·Wp + j·dw
-      // of each channel, if the deltas are widened from OW to Wp columns with zeros (the wrapped values meet
-      // only those zeros). C × c_in per tap, scattered into [co][ci][i][j] at the end. The tutorial CNN's conv2
-      // (32 → 32 channels, 30 × 30, batch 32, 2 threads, microbenchmark): 2.7 ms against 4.3 ms for im2col and
-      // one GEMM per sample; slower below 8 input channels (3: 0.53 against 0.38 ms).
-      const int64_t ci_count = g.channels, kh = g.kernel_h, kw = g.kernel_w, taps = kh * kw;
+      // vectorised over the output channels, every (input channel, tap) pair's sum over the positions in
+      // registers (kernels/conv_direct.hpp, conv_weight_direct): no im2col and no GEMM
+      const int64_t ci_count = g.channels, taps = g.kernel_h * g.kernel_w, cp = conv_weight_pitch<T>(C);
       const int64_t Hp = g.height + 2 * g.pad_h + g.extra_h, Wp = g.width + 2 * g.pad_w + g.extra_w;
-      const int64_t OH = g.out_h(), OW = g.out_w(), plane = Hp * Wp, slack = g.span_w();
-      const int64_t L = OH * Wp;  // the length of each tap's rows
+      const int64_t plane = Hp * Wp;
       parallel_team(threads, [&](int t, int team) {
         Buffer<T>& a = acc[static_cast<size_t>(t)];
-        a.resize(taps * C * ci_count);
+        a.resize(ci_count * taps * cp);
         std::fill(a.data(), a.data() + a.size(), T(0));
-        Buffer<T> xp, dp;
-        xp.resize(ci_count * plane + slack);
-        dp.resize(C * L);
-        std::fill(xp.data(), xp.data() + xp.size(), T(0));  // the padding and the slack stay zero
-        std::fill(dp.data(), dp.data() + dp.size(), T(0));  // the columns OW ≤ c < Wp stay zero
-        const int64_t s0 = n * t / team, s1 = n * (t + 1) / team;
-        for (int64_t s = s0; s < s1; ++s) {
+        Buffer<T> xp, dT;
+        xp.resize(ci_count * plane);
+        dT.resize(P * cp);
+        std::fill(xp.data(), xp.data() + xp.size(), T(0));  // the padding stays zero
+        std::fill(dT.data(), dT.data() + dT.size(), T(0));  // the channels C ≤ c < cp stay zero
+        for (int64_t s = n * t / team; s < n * (t + 1) / team; ++s) {
           const T* xs = x + s * n_in;
           for (int64_t ci = 0; ci < ci_count; ++ci)
             for (int64_t r = 0; r < g.height; ++r)
               std::copy(xs + (ci * g.height + r) * g.width, xs + (ci * g.height + r + 1) * g.width,
                         xp.data() + ci * plane + (r + g.pad_h) * Wp + g.pad_w);
           const T* ds = delta + s * C * P;
-          for (int64_t co = 0; co < C; ++co)
-            for (int64_t r = 0; r < OH; ++r)
-              std::copy(ds + (co * OH + r) * OW, ds + (co * OH + r + 1) * OW, dp.data() + co * L + r * Wp);
-          for (int64_t i = 0; i < kh; ++i)
-            for (int64_t j = 0; j < kw; ++j)
-              cpu::gemm(false, true, C, ci_count, L, T(1), dp.data(), L,
-                        xp.data() + i * g.dilation_h * Wp + j * g.dilation_w, plane, T(1),
-                        a.data() + (i * kw + j) * C * ci_count, ci_count);
+          for (int64_t p0 = 0; p0 < P; p0 += 16)  // transposed in 16-position strips, one cache line of ds a row
+            for (int64_t co = 0; co < C; ++co)
+              for (int64_t p = p0; p < std::min(P, p0 + 16); ++p) dT[p * cp + co] = ds[co * P + p];
+          conv_weight_direct(g, C, xp.data(), Hp, Wp, dT.data(), a.data());
         }
       });
       for (const auto& a : acc)
         for (int64_t co = 0; co < C; ++co)
           for (int64_t ci = 0; ci < ci_count; ++ci)
             for (int64_t tap = 0; tap < taps; ++tap)
-              dw[(co * ci_count + ci) * taps + tap] += alpha * a[(tap * C + co) * ci_count + ci];
-      return mnk(n * C, K, L);
+              dw[(co * ci_count + ci) * taps + tap] += alpha * a[(ci * taps + tap) * cp + co];
+      return mnk(n * C, K, P);
     }
     parallel_team(threads, [&](int t, int team) {
       Buffer<T>& a = acc[static_cast<size_t>(t)];

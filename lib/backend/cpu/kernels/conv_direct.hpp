@@ -164,3 +164,82 @@ void conv_backward_direct(const ConvGeometry& g, int64_t co_count, T alpha, cons
   else
     convbwd::rows<0, 0>(scratch, p, wr, g, co_count, alpha, din);
 }
+
+// The weight gradient of a stride-1 convolution (any kernel size, padding and dilation), summed over samples:
+//   dW[co, ci, i, j] += Σ_(y, x) δ[co, y, x] · xp[ci, y + i·dh, x + j·dw]
+// with xp the zero-padded input. Vectorised over the output channels: the deltas are transposed to
+// position-major rows (C_out padded to whole vectors with zeros), and a tile of R (input channel, tap) pairs
+// × NV vectors of output channels accumulates in registers over every position, each input value broadcast
+// against a row of deltas. No im2col, no GEMM: for 32 → 32 channels every (ci, tap) pair's sum over the 784
+// positions is one register chain. Each entry sums its positions in row-major order, then samples in turn.
+
+namespace convwg {
+
+/// out[r][co0, co0 + NV·L) += Σ_(y < oh, x < ow) dT[y·ow + x][co0 + ·] · src[r][y·wp + x], for r < R.
+/// dT has rows of cp values; out rows of cp values.
+template <int R, int NV, class T>
+inline void tile(const T* __restrict dT, int64_t cp, int64_t co0, const T* const* src, int64_t oh, int64_t ow,
+                 int64_t wp, T* __restrict out) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = kLanes<T>;
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NV; ++c) acc[r][c] = V{};
+  const T* s[R];
+  for (int r = 0; r < R; ++r) s[r] = src[r];
+  for (int64_t y = 0; y < oh; ++y) {
+    const T* d = dT + y * ow * cp + co0;
+    for (int64_t x = 0; x < ow; ++x, d += cp) {
+      V dv[NV];
+      for (int c = 0; c < NV; ++c) std::memcpy(&dv[c], d + c * L, sizeof(V));
+      for (int r = 0; r < R; ++r) {
+        const T v = s[r][x];
+        for (int c = 0; c < NV; ++c) acc[r][c] += v * dv[c];
+      }
+    }
+    for (int r = 0; r < R; ++r) s[r] += wp;
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NV; ++c) {
+      V o;
+      std::memcpy(&o, out + r * cp + co0 + c * L, sizeof(V));
+      o += acc[r][c];
+      std::memcpy(out + r * cp + co0 + c * L, &o, sizeof(V));
+    }
+}
+
+/// Register tile: 12 (ci, tap) pairs × 2 vectors of output channels (24 accumulators of AVX-512's 32).
+inline constexpr int kPairs = 12;
+
+}  // namespace convwg
+
+/// Output channels padded to whole vectors: the row length of conv_weight_direct's dT and acc.
+template <class T>
+int64_t conv_weight_pitch(int64_t co_count) {
+  return (co_count + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+}
+
+/// acc[(ci·taps + tap)·cp + co] += Σ_(y, x) δ[co, y, x] · xp[ci, y + i·dh, x + j·dw] for one sample (tap =
+/// i·kw + j, cp = conv_weight_pitch<T>(co_count)): xp the zero-padded input (C_in planes of hp × wp), dT
+/// the sample's deltas transposed to (OH·OW) rows of cp values, zero beyond co_count.
+template <class T>
+void conv_weight_direct(const ConvGeometry& g, int64_t co_count, const T* xp, int64_t hp, int64_t wp, const T* dT,
+                        T* acc) {
+  constexpr int64_t L = kLanes<T>;
+  const int64_t cp = conv_weight_pitch<T>(co_count), kh = g.kernel_h, kw = g.kernel_w, taps = kh * kw;
+  const int64_t pairs = g.channels * taps, oh = g.out_h(), ow = g.out_w();
+  const T* src[convwg::kPairs];
+  for (int64_t r0 = 0; r0 < pairs; r0 += convwg::kPairs) {
+    const int64_t R = std::min<int64_t>(convwg::kPairs, pairs - r0);
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t ci = (r0 + r) / taps, tap = (r0 + r) % taps;
+      src[r] = xp + ci * hp * wp + (tap / kw) * g.dilation_h * wp + (tap % kw) * g.dilation_w;
+    }
+    T* out = acc + r0 * cp;
+    with_rows<1, convwg::kPairs>(R, [&]<int Rc>() {
+      int64_t co0 = 0;
+      for (; co0 + 2 * L <= cp; co0 += 2 * L) convwg::tile<Rc, 2>(dT, cp, co0, src, oh, ow, wp, out);
+      for (; co0 < cp; co0 += L) convwg::tile<Rc, 1>(dT, cp, co0, src, oh, ow, wp, out);
+    });
+  }
+}
