@@ -7,13 +7,13 @@
 // neighbouring columns. Microbenchmark, 250 derivative rows, 2 threads, OpenBLAS's OpenMP build (medians
 // of 7): the tutorial CNN's conv2 (32 → 32 channels, 3 × 3, 30 × 30 input) 30–33 ms against 36–37 ms
 // for GEMM + col2im; with padding 1, 34 against 44 ms; 16 channels at 16 × 16, 6.3 against 11.1 ms.
-// 2026-12-05 on a 2-core Intel Xeon (Emerald Rapids), `train_bench conv_ops` against `sgd_step cnn`,
-// alternating: the weight in blocks of 8 input channels (one contiguous 9 KB block a row tile, not 8 of
-// every 32 values of the whole 36 KB weight), the channel blocks outermost so that block stays in L1 while
-// the rows of dout stream past, and a masked store for the last partial vector of a row (it had been a
-// memcpy of variable length, compiled to `rep movsq`: 15% of the kernel's samples) took the conv2 and conv3
-// forwards and input derivatives at batch 32 from 2.1–2.5 ms to 1.6–1.9 ms each (165–235 GFLOP/s of the
-// ~350 the two cores' FMA units give) and the CNN's SGD step from 17.1–17.4 to 15.3–15.5 ms.
+// 2026-12-05 on a 2-core Intel Xeon (Emerald Rapids), a microbenchmark of the backend's conv calls (what
+// `train_bench conv_ops` now runs) and `train_bench sgd_step cnn`, old and new builds alternating: the weight in blocks
+// of 8 input channels (one contiguous 9 KB block a row tile, not 8 of every 32 values of the whole 36 KB weight), the
+// channel blocks outermost so that block stays in L1 while the rows of dout stream past, and a masked store for the
+// last partial vector of a row (it had been a memcpy of variable length, compiled to `rep movsq`: 15% of the kernel's
+// samples) took the conv2 and conv3 forwards and input derivatives at batch 32 from 2.1–2.5 ms to 1.6–1.9 ms each
+// (165–235 GFLOP/s of the ~350 the two cores' FMA units give) and the CNN's SGD step from 17.1–17.4 to 15.3–15.5 ms.
 // Each output sums its terms in one fixed order. Conv2d's stride-1 forward runs through it too, as the
 // input derivative of the transposed convolution (Ops::conv_forward).
 
