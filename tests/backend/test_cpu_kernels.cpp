@@ -617,6 +617,89 @@ TEMPLATE_TEST_CASE("the direct stride-1 conv backward matches direct sums", "[ba
   }
 }
 
+TEMPLATE_TEST_CASE("the channel-vectorised stride-1 conv forward and backward match direct sums", "[backend]", float,
+                   double) {
+  // y[co, y, x] = alpha · Σ W[co, ci, i, j] · x[ci, y − pad_h + i, x − pad_w + j] and the input derivative
+  // din[ci, y, x] = alpha · Σ W[co, ci, i, j] · dout[co, y + pad_h − i, x + pad_w − j], both through
+  // conv_channels (forced on), against long-double sums. Geometries: channel counts below, at and past one and
+  // two vectors (float and double lanes), row widths split into one, two and three tiles and a width of 1,
+  // rectangular kernels, 1 × 1, padding 0 (the forward reads the input in place) and padding up to the kernel
+  // size less one (the backward's limit); the forward also with padding past the kernel.
+  using T = TestType;
+  struct Geometry {
+    int64_t ci, co, h, w, kh, kw, ph, pw;
+  };
+  std::mt19937_64 g(29);
+  std::normal_distribution<double> normal;
+  const T alpha = T(0.625);
+  const auto be = with(&Paths::channel_conv);
+  for (const Geometry& s :
+       {Geometry{8, 3, 5, 5, 3, 3, 0, 0}, Geometry{11, 40, 6, 37, 3, 3, 1, 1}, Geometry{33, 16, 4, 16, 2, 5, 1, 2},
+        Geometry{16, 32, 3, 29, 1, 1, 0, 0}, Geometry{5, 17, 7, 1, 3, 1, 1, 0}, Geometry{4, 9, 5, 6, 2, 2, 3, 2}}) {
+    CAPTURE(s.ci, s.co, s.h, s.w, s.kh, s.kw, s.ph, s.pw);
+    const backend::ConvGeometry geo{.channels = s.ci,
+                                    .height = s.h,
+                                    .width = s.w,
+                                    .kernel_h = s.kh,
+                                    .kernel_w = s.kw,
+                                    .pad_h = s.ph,
+                                    .pad_w = s.pw};
+    const int64_t oh = geo.out_h(), ow = geo.out_w();
+    std::vector<T> w(static_cast<size_t>(s.co * s.ci * s.kh * s.kw)), x(static_cast<size_t>(s.ci * s.h * s.w)),
+        dout(static_cast<size_t>(s.co * oh * ow)), y(dout.size(), T(-7)), din(x.size(), T(-7));
+    for (auto& v : w) v = static_cast<T>(normal(g));
+    for (auto& v : x) v = static_cast<T>(normal(g));
+    for (auto& v : dout) v = static_cast<T>(normal(g));
+    const auto W = [&](int64_t co, int64_t ci, int64_t i, int64_t j) {
+      return static_cast<long double>(w[static_cast<size_t>(((co * s.ci + ci) * s.kh + i) * s.kw + j)]);
+    };
+    // each output sums at most (channels · kh · kw) products in turn, then is scaled by alpha
+    const auto worst_error = [&](int64_t channels, int64_t planes, int64_t rows, int64_t cols,
+                                 const std::vector<T>& got, auto&& terms) {
+      double worst = 0;
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            long double exact = 0, scale = 0;
+            terms(p, r, c, [&](long double term) {
+              exact += term;
+              scale += std::fabs(term);
+            });
+            const long double v = got[static_cast<size_t>((p * rows + r) * cols + c)];
+            worst = std::max(worst, static_cast<double>(std::fabs(v - exact) / std::max(scale, 1e-300L)));
+          }
+      const double tolerance = static_cast<double>(channels * s.kh * s.kw + 2) * std::numeric_limits<T>::epsilon() / 2;
+      CHECK(worst <= tolerance);
+    };
+    int64_t before = be->taken(Path::channel_conv);
+    be->ops<T>().conv_forward(geo, s.co, alpha, w.data(), x.data(), 1, y.data());
+    REQUIRE(be->taken(Path::channel_conv) == before + 1);
+    worst_error(s.ci, s.co, oh, ow, y, [&](int64_t co, int64_t r, int64_t c, auto&& add) {
+      for (int64_t ci = 0; ci < s.ci; ++ci)
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t iy = r - s.ph + i, ix = c - s.pw + j;
+            if (iy < 0 || iy >= s.h || ix < 0 || ix >= s.w) continue;
+            add(static_cast<long double>(alpha) * W(co, ci, i, j) * x[static_cast<size_t>((ci * s.h + iy) * s.w + ix)]);
+          }
+    });
+    if (s.ph >= s.kh || s.pw >= s.kw) continue;  // the backward's kernel needs padding below the kernel size
+    before = be->taken(Path::channel_conv);
+    be->ops<T>().conv_backward(geo, s.co, alpha, w.data(), dout.data(), 1, din.data());
+    REQUIRE(be->taken(Path::channel_conv) == before + 1);
+    worst_error(s.co, s.ci, s.h, s.w, din, [&](int64_t ci, int64_t r, int64_t c, auto&& add) {
+      for (int64_t co = 0; co < s.co; ++co)
+        for (int64_t i = 0; i < s.kh; ++i)
+          for (int64_t j = 0; j < s.kw; ++j) {
+            const int64_t oy = r + s.ph - i, ox = c + s.pw - j;
+            if (oy < 0 || oy >= oh || ox < 0 || ox >= ow) continue;
+            add(static_cast<long double>(alpha) * W(co, ci, i, j) *
+                dout[static_cast<size_t>((co * oh + oy) * ow + ox)]);
+          }
+    });
+  }
+}
+
 TEMPLATE_TEST_CASE("the skinny Linear forward, forced on, matches the GEMM for every batch up to 32", "[backend]",
                    float, double) {
   // both of its forms (dot products for a few samples, sample-vectorised above) on this CPU's best variant,

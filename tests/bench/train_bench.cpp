@@ -21,6 +21,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/blas.hpp"
+#include "backend/cpu/cpu.hpp"
 #include "backend/parallel.hpp"
 
 namespace {
@@ -101,31 +102,53 @@ int notebook(int threads) {
 
 int conv_ops(int reps, int threads) {
   const backend::ThreadScope scope(threads);
-  const auto& ops = backend::get("cpu").ops<float>();
-  for (const int64_t side : {30, 28}) {
-    const backend::ConvGeometry g{.channels = 32, .height = side, .width = side, .kernel_h = 3, .kernel_w = 3};
+  // the kernels side by side, one call of each in turn per repetition: automatic paths, the direct kernels
+  // vectorised along rows (channel_conv off), vectorised over channels (channel_conv on), im2col and GEMMs
+  namespace cpu = backend::cpu;
+  using cpu::Choice;
+  const std::vector<std::pair<const char*, cpu::Paths>> kernels = {
+      {"automatic", {}},
+      {"rows", {.channel_conv = Choice::off}},
+      {"channels", {.channel_conv = Choice::on}},
+      {"gemm", {.direct_conv = Choice::off, .channel_conv = Choice::off}}};
+  std::vector<std::unique_ptr<cpu::CpuBackend>> be;
+  for (const auto& k : kernels) be.push_back(cpu::make(k.second));
+  struct Layer {
+    const char* name;
+    int64_t channels, side;
+  };
+  for (const Layer& l : {Layer{"conv1", 3, 32}, Layer{"conv2", 32, 30}, Layer{"conv3", 32, 28}}) {
+    const backend::ConvGeometry g{
+        .channels = l.channels, .height = l.side, .width = l.side, .kernel_h = 3, .kernel_w = 3};
     const int64_t n = 32, C = 32, P = g.out_h() * g.out_w();
-    const Tensor<float> w = normal({C, 32, 3, 3}, 1), x = normal({n, 32, side, side}, 2), d = normal({n, C, P}, 3);
-    Tensor<float> y({n, C, P}), din({n, 32, side, side}), dw({C, 32, 3, 3});
+    const Tensor<float> w = normal({C, l.channels, 3, 3}, 1), x = normal({n, l.channels, l.side, l.side}, 2),
+                        d = normal({n, C, P}, 3);
+    Tensor<float> y({n, C, P}), din({n, l.channels, l.side, l.side}), dw({C, l.channels, 3, 3});
     const char* names[] = {"forward", "input_gradient", "weight_gradient"};
     for (int op = 0; op < 3; ++op) {
-      std::vector<double> t;
-      for (int r = 0; r < reps + 2; ++r) {
-        const auto a = Clock::now();
-        if (op == 0)
-          ops.conv_forward(g, C, 1.0f, w.data(), x.data(), n, y.data());
-        else if (op == 1)
-          ops.conv_backward(g, C, 1.0f, w.data(), d.data(), n, din.data());
-        else
-          ops.conv_weight_gradient(g, C, x.data(), n, d.data(), 1.0f, dw.data());
-        if (r >= 2) t.push_back(seconds(a));
-      }
-      std::sort(t.begin(), t.end());
+      if (op == 1 && l.channels < 8) continue;  // conv1's input gradient is never needed
+      std::vector<std::vector<double>> t(be.size());
+      for (int r = 0; r < reps + 2; ++r)
+        for (size_t k = 0; k < be.size(); ++k) {
+          const auto& ops = be[k]->ops<float>();
+          const auto a = Clock::now();
+          if (op == 0)
+            ops.conv_forward(g, C, 1.0f, w.data(), x.data(), n, y.data());
+          else if (op == 1)
+            ops.conv_backward(g, C, 1.0f, w.data(), d.data(), n, din.data());
+          else
+            ops.conv_weight_gradient(g, C, x.data(), n, d.data(), 1.0f, dw.data());
+          if (r >= 2) t[k].push_back(seconds(a));
+        }
       const double flops = 2.0 * static_cast<double>(n * C * g.rows() * P);
-      std::printf(
-          "{\"bench\": \"conv_ops\", \"input\": %lld, \"op\": \"%s\", \"median_s\": %.6g, \"min_s\": %.6g, "
-          "\"gflops\": %.4g}\n",
-          static_cast<long long>(side), names[op], t[t.size() / 2], t.front(), flops / t[t.size() / 2] / 1e9);
+      for (size_t k = 0; k < be.size(); ++k) {
+        std::sort(t[k].begin(), t[k].end());
+        const double median = t[k][t[k].size() / 2];
+        std::printf(
+            "{\"bench\": \"conv_ops\", \"layer\": \"%s\", \"op\": \"%s\", \"kernel\": \"%s\", \"median_s\": %.6g, "
+            "\"min_s\": %.6g, \"gflops\": %.4g}\n",
+            l.name, names[op], kernels[k].first, median, t[k].front(), flops / median / 1e9);
+      }
     }
   }
   return 0;

@@ -46,6 +46,9 @@ struct Paths {
   Choice masked_gram = Choice::automatic;
   /// Stride-1 convolution forward and input derivative without im2col.
   Choice direct_conv = Choice::automatic;
+  /// Stride-1 convolution forward and input derivative vectorised over the output's channels (conv_channels)
+  /// instead of along image rows; automatic only while direct_conv is, and where it fills more vector lanes.
+  Choice channel_conv = Choice::automatic;
   /// Small Grams and SYRKs over long rows as two halves of k side by side (2 threads).
   Choice split_k = Choice::automatic;
   /// float tanh forward through a vectorised exp (the result equals std::tanh rounded once).
@@ -53,8 +56,8 @@ struct Paths {
 };
 
 /// The fast paths in a fixed order (the index of `taken`).
-enum class Path { skinny, masked_product, gated_tiles, masked_gram, direct_conv, split_k, fast_tanh };
-inline constexpr size_t kPaths = 7;
+enum class Path { skinny, masked_product, gated_tiles, masked_gram, direct_conv, split_k, fast_tanh, channel_conv };
+inline constexpr size_t kPaths = 8;
 /// Each path's name ("skinny", "masked_product", …) and member of Paths, in Path order.
 std::vector<std::pair<std::string, Choice Paths::*>> path_names();
 /// Whether variant `isa` holds the kernel of a path at all (gated tiles need AVX-512's two-table permutes).

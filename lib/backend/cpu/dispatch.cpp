@@ -52,7 +52,7 @@ std::vector<std::pair<std::string, Choice Paths::*>> path_names() {
   return {{"skinny", &Paths::skinny},           {"masked_product", &Paths::masked_product},
           {"gated_tiles", &Paths::gated_tiles}, {"masked_gram", &Paths::masked_gram},
           {"direct_conv", &Paths::direct_conv}, {"split_k", &Paths::split_k},
-          {"fast_tanh", &Paths::fast_tanh}};
+          {"fast_tanh", &Paths::fast_tanh},     {"channel_conv", &Paths::channel_conv}};
 }
 
 bool compiled_in(Isa isa, Path path) { return path != Path::gated_tiles || isa == Isa::avx512; }

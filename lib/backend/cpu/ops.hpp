@@ -130,11 +130,42 @@ class CpuOps final : public Ops<T> {
 
   // ---- convolutions
 
+  /// Whether conv_channels is taken automatically for an output of `channels` channels and rows `width` wide.
+  bool channel_auto(int64_t channels, int64_t width) const {
+    return p_.direct_conv == Choice::automatic && kDirectConvBackward && channels_fill_more<T>(channels, width);
+  }
+
   double conv_forward(const ConvGeometry& g, int64_t C, T alpha, const T* w, const T* x, int64_t batch,
                       T* y) const override {
     const int64_t K = g.rows(), P = g.positions(), n_in = g.channels * g.height * g.width;
     const bool direct_fits = g.unit_stride() && g.pad_h < g.kernel_h && g.pad_w < g.kernel_w;
-    if (direct_fits && take(p_.direct_conv, kDirectConvBackward && C >= 8 && g.channels >= 8)) {
+    if (g.unit_stride() && take(p_.channel_conv, g.channels >= 8 && channel_auto(C, g.out_w()))) {
+      owner_.count(Path::channel_conv);
+      // vectorised over the output channels (kernels/conv_direct.hpp, conv_channels): A[(ci, i, j)][co] =
+      // W[co, ci, i, j], each term's window in the zero-padded input (the input itself without padding)
+      const int64_t cp = conv_channel_pitch<T>(C), Hp = g.height + 2 * g.pad_h, Wp = g.width + 2 * g.pad_w;
+      const bool pad = g.pad_h > 0 || g.pad_w > 0;
+      Buffer<T> A;
+      A.resize(K * cp);
+      std::fill(A.data(), A.data() + A.size(), T(0));
+      for (int64_t co = 0; co < C; ++co)
+        for (int64_t t = 0; t < K; ++t) A[t * cp + co] = w[co * K + t];
+      std::vector<int64_t> off(static_cast<size_t>(K));
+      for (int64_t t = 0; t < K; ++t) {
+        const int64_t ci = t / (g.kernel_h * g.kernel_w), i = t / g.kernel_w % g.kernel_h, j = t % g.kernel_w;
+        off[static_cast<size_t>(t)] = (ci * Hp + i) * Wp + j;
+      }
+      parallel_for_work(batch, static_cast<double>(C * K * P), [&](int64_t s) {
+        Buffer<T> xp;
+        const T* src = x + s * n_in;
+        if (pad) {
+          xp.resize(g.channels * Hp * Wp);
+          zero_bordered(src, g.channels, g.height, g.width, g.pad_h, g.pad_w, Hp, Wp, xp.data());
+          src = xp.data();
+        }
+        conv_channels(C, g.out_h(), g.out_w(), A.data(), off.data(), K, src, Wp, alpha, y + s * C * P);
+      });
+    } else if (direct_fits && take(p_.direct_conv, kDirectConvBackward && C >= 8 && g.channels >= 8)) {
       owner_.count(Path::direct_conv);
       // stride 1: the forward is the input derivative of the transposed convolution (input and output
       // channels swapped, the kernel flipped, padding kh − 1 − pad), which the direct kernel computes
@@ -178,7 +209,32 @@ class CpuOps final : public Ops<T> {
   double conv_backward(const ConvGeometry& g, int64_t C, T alpha, const T* w, const T* dout, int64_t rows,
                        T* din) const override {
     const int64_t K = g.rows(), P = g.positions(), n_in = g.channels * g.height * g.width;
-    if (g.unit_stride() && take(p_.direct_conv, kDirectConvBackward && g.channels >= 8)) {
+    const int64_t kh = g.kernel_h, kw = g.kernel_w;
+    if (g.unit_stride() && g.pad_h < kh && g.pad_w < kw &&
+        take(p_.channel_conv, C >= 8 && channel_auto(g.channels, g.width))) {
+      owner_.count(Path::channel_conv);
+      // vectorised over the input channels (kernels/conv_direct.hpp, conv_channels): A[(co, i, j)][ci] =
+      // W[co, ci, kh − 1 − i, kw − 1 − j] over dout bordered by kh − 1 − pad_h rows and kw − 1 − pad_w columns
+      const int64_t ci_count = g.channels, terms = C * kh * kw, cp = conv_channel_pitch<T>(ci_count);
+      const int64_t Hp = g.height + kh - 1, Wp = g.width + kw - 1, oh = g.out_h(), ow = g.out_w();
+      Buffer<T> A;
+      A.resize(terms * cp);
+      std::fill(A.data(), A.data() + A.size(), T(0));
+      for (int64_t co = 0; co < C; ++co)
+        for (int64_t ci = 0; ci < ci_count; ++ci)
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j)
+              A[((co * kh + i) * kw + j) * cp + ci] = w[((co * ci_count + ci) * kh + kh - 1 - i) * kw + kw - 1 - j];
+      std::vector<int64_t> off(static_cast<size_t>(terms));
+      for (int64_t t = 0; t < terms; ++t)
+        off[static_cast<size_t>(t)] = (t / (kh * kw) * Hp + t / kw % kh) * Wp + t % kw;
+      parallel_for_work(rows, static_cast<double>(C * K * P), [&](int64_t r) {
+        Buffer<T> dp;
+        dp.resize(C * Hp * Wp);
+        zero_bordered(dout + r * C * P, C, oh, ow, kh - 1 - g.pad_h, kw - 1 - g.pad_w, Hp, Wp, dp.data());
+        conv_channels(ci_count, g.height, g.width, A.data(), off.data(), terms, dp.data(), Wp, alpha, din + r * n_in);
+      });
+    } else if (g.unit_stride() && take(p_.direct_conv, kDirectConvBackward && g.channels >= 8)) {
       owner_.count(Path::direct_conv);
       // stride 1: accumulate each input row directly instead of GEMM + col2im (kernels/conv_direct.hpp)
       Buffer<T> wr;

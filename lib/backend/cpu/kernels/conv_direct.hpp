@@ -243,3 +243,156 @@ void conv_weight_direct(const ConvGeometry& g, int64_t co_count, const T* xp, in
     });
   }
 }
+
+// A stride-1 convolution vectorised over its output's channels, for the forward and the input derivative alike:
+//   out[o, y, x] = alpha · Σ_t A[t][o] · src[off[t] + y·sp + x]      (o < co, y < oh, x < ow)
+// with t running over the (summed channel, i, j) terms, A[t] a row of the weight (cp values, zero beyond co) and
+// off[t] where that term's window starts in src (planes of rows sp values apart). The forward: src the
+// (zero-padded) input, A[(ci, i, j)][co] = W[co, ci, i, j]. The input derivative: src the deltas zero-bordered by
+// the kernel size less one less the padding, A[(co, i, j)][ci] = W[co, ci, kh − 1 − i, kw − 1 − j]. A tile of up
+// to kMaxPositions neighbouring positions of one row × 2 vectors of channels accumulates in registers over every
+// term, each source value broadcast against a row of A: every lane is used whatever the image width (row_tile
+// fills 28 of 32 lanes on a 28-wide row), at the price of writing the tile back transposed. Each output sums its
+// terms in the order of t, then is scaled by alpha.
+
+namespace convch {
+
+/// Positions per register tile: 14 × 2 vectors = 28 accumulators of AVX-512's 32 registers.
+inline constexpr int kMaxPositions = 14;
+static_assert(kMaxPositions <= 16, "store_transposed holds 16 rows");
+
+/// buf[r·NV·L + c·L + ·] = Σ_t a[t·cp + c·L + ·] · s[off[t] + r], for r < R, c < NV.
+template <int R, int NV, class T>
+inline void tile(const T* __restrict a, int64_t cp, const int64_t* __restrict off, int64_t terms, const T* __restrict s,
+                 T* __restrict buf) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = kLanes<T>;
+  V acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NV; ++c) acc[r][c] = V{};
+  for (int64_t t = 0; t < terms; ++t, a += cp) {
+    const T* st = s + off[t];
+    V av[NV];
+    for (int c = 0; c < NV; ++c) std::memcpy(&av[c], a + c * L, sizeof(V));
+    for (int r = 0; r < R; ++r) {
+      const T b = st[r];
+      for (int c = 0; c < NV; ++c) acc[r][c] += b * av[c];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < NV; ++c) std::memcpy(buf + (r * NV + c) * L, &acc[r][c], sizeof(V));
+}
+
+#if XNTK_CPU_ISA >= 3
+/// r[0..16) = the columns of the 16 × 16 matrix whose rows r[0..16) holds.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int k = 0; k < 8; ++k) {  // pairs of rows interleaved within each 128-bit block
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 4; ++k) {  // u[4k + e], block b: element 4b + e of rows 4k … 4k + 3
+    u[4 * k] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int e = 0; e < 4; ++e) {  // column 4b + e: block b of u[e], u[4 + e], u[8 + e], u[12 + e]
+    const __m512 v = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(1, 0, 1, 0)),
+                 v2 = _mm512_shuffle_f32x4(u[e], u[4 + e], _MM_SHUFFLE(3, 2, 3, 2)),
+                 w = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(1, 0, 1, 0)),
+                 w2 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], _MM_SHUFFLE(3, 2, 3, 2));
+    r[e] = _mm512_shuffle_f32x4(v, w, _MM_SHUFFLE(2, 0, 2, 0));
+    r[4 + e] = _mm512_shuffle_f32x4(v, w, _MM_SHUFFLE(3, 1, 3, 1));
+    r[8 + e] = _mm512_shuffle_f32x4(v2, w2, _MM_SHUFFLE(2, 0, 2, 0));
+    r[12 + e] = _mm512_shuffle_f32x4(v2, w2, _MM_SHUFFLE(3, 1, 3, 1));
+  }
+}
+#endif
+
+/// out[o·plane + r] = alpha · buf[r·stride + o − o0] for o0 ≤ o < o_end, r < n: a tile's channels written back
+/// as rows of positions. buf holds 16 rows (those from n on are never stored).
+template <class T>
+inline void store_transposed(const T* buf, int64_t stride, int64_t o0, int64_t o_end, int64_t n, T alpha, int64_t plane,
+                             T* out) {
+#if XNTK_CPU_ISA >= 3
+  if constexpr (std::is_same_v<T, float>) {  // 16 × 16 blocks transposed in registers, masked stores
+    const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1);
+    const __m512 a = _mm512_set1_ps(alpha);
+    for (int64_t c = o0; c < o_end; c += 16) {
+      __m512 r[16];
+      for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(buf + k * stride + (c - o0));
+      transpose16(r);
+      for (int64_t e = 0; e < std::min<int64_t>(16, o_end - c); ++e)
+        _mm512_mask_storeu_ps(out + (c + e) * plane, mask, _mm512_mul_ps(a, r[e]));
+    }
+    return;
+  }
+#endif
+  for (int64_t o = o0; o < o_end; ++o)
+    for (int64_t r = 0; r < n; ++r) out[o * plane + r] = alpha * buf[r * stride + (o - o0)];
+}
+
+}  // namespace convch
+
+/// dst (channels planes of hp × wp) = src (channels planes of h × w) placed at row top, column left, zeros
+/// elsewhere: every value of dst written once.
+template <class T>
+void zero_bordered(const T* src, int64_t channels, int64_t h, int64_t w, int64_t top, int64_t left, int64_t hp,
+                   int64_t wp, T* dst) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t row = 0; row < hp; ++row) {
+      T* d = dst + (c * hp + row) * wp;
+      const int64_t r = row - top;
+      if (r < 0 || r >= h) {
+        std::fill(d, d + wp, T(0));
+        continue;
+      }
+      std::fill(d, d + left, T(0));
+      std::copy(src + (c * h + r) * w, src + (c * h + r + 1) * w, d + left);
+      std::fill(d + left + w, d + wp, T(0));
+    }
+}
+
+/// Whether conv_channels fills more vector lanes than row_tile: `channels` the output's channels it vectorises
+/// over, `width` the output rows row_tile would.
+template <class T>
+bool channels_fill_more(int64_t channels, int64_t width) {
+  constexpr int64_t L = kLanes<T>;
+  // channels / whole vectors of channels > width / whole vectors of the row, without division
+  return channels * ((width + L - 1) / L) > width * ((channels + L - 1) / L);
+}
+
+/// Channels padded to whole vectors: the row length of conv_channels' A.
+template <class T>
+int64_t conv_channel_pitch(int64_t co_count) {
+  return (co_count + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+}
+
+/// out (co planes of oh × ow) = alpha · Σ_t A[t][·] · src[off[t] + y·sp + x] (the comment above); A has `terms`
+/// rows of conv_channel_pitch<T>(co) values.
+template <class T>
+void conv_channels(int64_t co, int64_t oh, int64_t ow, const T* A, const int64_t* off, int64_t terms, const T* src,
+                   int64_t sp, T alpha, T* out) {
+  constexpr int64_t L = kLanes<T>;
+  constexpr int R = convch::kMaxPositions;
+  const int64_t cp = conv_channel_pitch<T>(co), plane = oh * ow;
+  // the row in tiles of equal size (28 → 14 + 14, 30 → 10 + 10 + 10), at most R each
+  const int64_t tiles = (ow + R - 1) / R, size = (ow + tiles - 1) / tiles;
+  alignas(64) T buf[16 * 2 * L] = {};  // 16 rows for store_transposed
+  for (int64_t y = 0; y < oh; ++y)
+    for (int64_t x0 = 0; x0 < ow; x0 += size) {
+      const int64_t n = std::min(size, ow - x0);
+      const T* s = src + y * sp + x0;
+      for (int64_t o0 = 0; o0 < cp;) {
+        const int NV = o0 + 2 * L <= cp ? 2 : 1;
+        with_rows<1, R>(n, [&]<int Rc>() {
+          NV == 2 ? convch::tile<Rc, 2>(A + o0, cp, off, terms, s, buf)
+                  : convch::tile<Rc, 1>(A + o0, cp, off, terms, s, buf);
+        });
+        const int64_t stride = NV * L;
+        convch::store_transposed(buf, stride, o0, std::min(co, o0 + stride), n, alpha, plane, out + y * ow + x0);
+        o0 += stride;
+      }
+    }
+}
