@@ -180,11 +180,13 @@ std::vector<Case<T>> cases() {
                    },
                    true});
 
-  // ---- convolutions: a unit-stride geometry the direct kernels take (8 channels, 3 × 3, padding 1), one with
-  // wide padding, and a strided, dilated one they do not
+  // ---- convolutions: unit-stride geometries the direct kernels take (8 channels, 3 × 3, padding 1; 16 channels
+  // without padding), one with wide padding, and a strided, dilated one they do not
   const std::vector<std::pair<std::string, ConvGeometry>> geometries = {
       {"8ch 3x3 pad1",
        {.channels = 8, .height = 10, .width = 12, .kernel_h = 3, .kernel_w = 3, .pad_h = 1, .pad_w = 1}},
+      // no padding: the direct kernels read the input in place (63 positions: not whole 16-position blocks)
+      {"16ch 3x3 valid", {.channels = 16, .height = 9, .width = 11, .kernel_h = 3, .kernel_w = 3}},
       {"3ch 2x3 pad(2,3)",
        {.channels = 3, .height = 7, .width = 9, .kernel_h = 2, .kernel_w = 3, .pad_h = 2, .pad_w = 3}},
       // padding "same" of an even kernel: one more row and column of zeros at the bottom and the right

@@ -320,26 +320,27 @@ class CpuOps final : public Ops<T> {
       const int64_t ci_count = g.channels, taps = g.kernel_h * g.kernel_w, cp = conv_weight_pitch<T>(C);
       const int64_t Hp = g.height + 2 * g.pad_h + g.extra_h, Wp = g.width + 2 * g.pad_w + g.extra_w;
       const int64_t plane = Hp * Wp;
+      const bool pad = Hp != g.height || Wp != g.width;
       parallel_team(threads, [&](int t, int team) {
         Buffer<T>& a = acc[static_cast<size_t>(t)];
         a.resize(ci_count * taps * cp);
         std::fill(a.data(), a.data() + a.size(), T(0));
         Buffer<T> xp, dT;
-        xp.resize(ci_count * plane);
+        if (pad) {
+          xp.resize(ci_count * plane);
+          std::fill(xp.data(), xp.data() + xp.size(), T(0));  // the padding stays zero
+        }
         dT.resize(P * cp);
-        std::fill(xp.data(), xp.data() + xp.size(), T(0));  // the padding stays zero
         std::fill(dT.data(), dT.data() + dT.size(), T(0));  // the channels C ≤ c < cp stay zero
         for (int64_t s = n * t / team; s < n * (t + 1) / team; ++s) {
           const T* xs = x + s * n_in;
-          for (int64_t ci = 0; ci < ci_count; ++ci)
-            for (int64_t r = 0; r < g.height; ++r)
-              std::copy(xs + (ci * g.height + r) * g.width, xs + (ci * g.height + r + 1) * g.width,
-                        xp.data() + ci * plane + (r + g.pad_h) * Wp + g.pad_w);
-          const T* ds = delta + s * C * P;
-          for (int64_t p0 = 0; p0 < P; p0 += 16)  // transposed in 16-position strips, one cache line of ds a row
-            for (int64_t co = 0; co < C; ++co)
-              for (int64_t p = p0; p < std::min(P, p0 + 16); ++p) dT[p * cp + co] = ds[co * P + p];
-          conv_weight_direct(g, C, xp.data(), Hp, Wp, dT.data(), a.data());
+          if (pad)  // without padding the kernel reads the input in place
+            for (int64_t ci = 0; ci < ci_count; ++ci)
+              for (int64_t r = 0; r < g.height; ++r)
+                std::copy(xs + (ci * g.height + r) * g.width, xs + (ci * g.height + r + 1) * g.width,
+                          xp.data() + ci * plane + (r + g.pad_h) * Wp + g.pad_w);
+          deltas_by_position(delta + s * C * P, C, P, cp, dT.data());
+          conv_weight_direct(g, C, pad ? xp.data() : xs, Hp, Wp, dT.data(), a.data());
         }
       });
       for (const auto& a : acc)

@@ -335,6 +335,33 @@ inline void store_transposed(const T* buf, int64_t stride, int64_t o0, int64_t o
 
 }  // namespace convch
 
+/// dT[p·cp + c] = d[c·P + p] for c < C, p < P (C ≤ cp): a sample's deltas as position-major rows for
+/// conv_weight_direct; dT's values C ≤ c < cp are left as they are.
+template <class T>
+void deltas_by_position(const T* d, int64_t C, int64_t P, int64_t cp, T* dT) {
+#if XNTK_CPU_ISA >= 3
+  if constexpr (std::is_same_v<T, float>) {  // 16 × 16 blocks transposed in registers
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const int64_t nc = std::min<int64_t>(16, C - c0);
+      const __mmask16 cmask = static_cast<__mmask16>((1u << nc) - 1);
+      for (int64_t p0 = 0; p0 < P; p0 += 16) {
+        const int64_t np = std::min<int64_t>(16, P - p0);
+        const __mmask16 pmask = static_cast<__mmask16>((1u << np) - 1);
+        __m512 r[16];
+        for (int k = 0; k < 16; ++k)
+          r[k] = k < nc ? _mm512_maskz_loadu_ps(pmask, d + (c0 + k) * P + p0) : _mm512_setzero_ps();
+        convch::transpose16(r);
+        for (int64_t e = 0; e < np; ++e) _mm512_mask_storeu_ps(dT + (p0 + e) * cp + c0, cmask, r[e]);
+      }
+    }
+    return;
+  }
+#endif
+  for (int64_t p0 = 0; p0 < P; p0 += 16)  // in 16-position strips, one cache line of d a row
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t p = p0; p < std::min(P, p0 + 16); ++p) dT[p * cp + c] = d[c * P + p];
+}
+
 /// dst (channels planes of hp × wp) = src (channels planes of h × w) placed at row top, column left, zeros
 /// elsewhere: every value of dst written once.
 template <class T>
