@@ -4,7 +4,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "backend/parallel.hpp"
+#include "batch.hpp"
 #include "helpers.hpp"
+#include "nn/model.hpp"
 
 using namespace xntk;
 using Catch::Matchers::Contains;
@@ -184,4 +187,43 @@ TEST_CASE("jvp matches finite differences and is the transpose of gradient", "[g
                     Contains("no parameter named \"1.weight\""));
   CHECK_THROWS_WITH(jvp<double>(net, x, {{"0.weight", test::randn<double>({3, 2}, 3)}}),
                     Contains("tangent of \"0.weight\" has shape (3, 2), expected (2, 3)"));
+}
+
+TEST_CASE("gradient cut into slices on several threads equals the autograd path's", "[gradient][threads]") {
+  // 37 samples: on 2 and 3 threads slices of 18 + 19 and 12 + 12 + 13 samples, whose cotangents are summed
+  const double small = 1e4, large = 8e6;  // parameter bytes
+  REQUIRE(detail::gradient_shards(37, 1, small) == 1);
+  REQUIRE(detail::gradient_shards(37, 2, small) == 2);
+  REQUIRE(detail::gradient_shards(37, 3, small) == 3);
+  REQUIRE(detail::gradient_shards(37, 8, small) == 4);  // at least kMinShardSamples a slice
+  REQUIRE(detail::gradient_shards(7, 2, small) == 1);
+  REQUIRE(detail::gradient_shards(37, 2, large) == 1);  // a large model's layers parallelise inside
+  // every model of the table is small enough to be cut
+  const int64_t n = 37;
+  for (const auto& spec : models()) {
+    INFO(test::describe(spec));
+    const Sequential<double> net(spec, 11);
+    test::randomize_norms(net, 2);
+    const auto x = batch_of<double>(spec, n, 3);
+    Shape cs{n};
+    cs.insert(cs.end(), net.output_shape().begin(), net.output_shape().end());
+    const auto c = test::randn<double>(cs, 4);
+    const auto J = jacobians(net, x);
+    const int64_t O = net.outputs();
+    for (int threads : {1, 2, 3}) {
+      INFO(threads << " threads");
+      const detail::ThreadScope scope(threads);
+      REQUIRE(backend::loop_threads() == threads);
+      const auto g = gradient(net, x, c);
+      for (size_t q = 0; q < g.size(); ++q) {
+        INFO(g[q].name);
+        Tensor<double> want(g[q].tensor.shape());
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t o = 0; o < O; ++o)
+            for (int64_t p = 0; p < want.size(); ++p) want[p] += c[i * O + o] * J[q][(i * O + o) * want.size() + p];
+        // float64: the same sums in another order
+        CHECK(test::rel_error(g[q].tensor, want) <= 1e-12);
+      }
+    }
+  }
 }
