@@ -27,13 +27,31 @@ inline int loop_threads() {
 #endif
 }
 
+/// Whether a loop of n items runs on the calling thread alone: one item, one thread, or already inside a
+/// parallel region.
+/// Such a loop opens no region at all, not even an inactive one (`if` false): a parallel loop nested in an
+/// inactive region gets a fresh OpenMP team, threads started and joined each time (a training step whose
+/// one slice ran that way was 1.3–1.8× slower).
+inline bool serial_loop(int64_t n) {
+#ifdef _OPENMP
+  return n <= 1 || omp_in_parallel() || omp_get_max_threads() == 1;
+#else
+  (void)n;
+  return true;
+#endif
+}
+
 /// Runs f(i) for i in [0, n) on the OpenMP threads (static schedule: the bodies are uniform), unless already
 /// inside a parallel region. The first exception thrown by f is rethrown here (none may escape a region).
 template <class F>
 void parallel_for(int64_t n, F&& f) {
+  if (serial_loop(n)) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
   std::exception_ptr error;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1 && !omp_in_parallel())
+#pragma omp parallel for schedule(static)
 #endif
   for (int64_t i = 0; i < n; ++i) {
     try {
@@ -51,8 +69,12 @@ void parallel_for(int64_t n, F&& f) {
 /// parallel_for for bodies that cannot throw (kernels): no exception handling around each call.
 template <class F>
 void parallel_blocks(int64_t n, F&& f) {
+  if (serial_loop(n)) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (n > 1 && !omp_in_parallel())
+#pragma omp parallel for schedule(static)
 #endif
   for (int64_t i = 0; i < n; ++i) f(i);
 }
@@ -60,8 +82,12 @@ void parallel_blocks(int64_t n, F&& f) {
 /// As parallel_blocks with OpenMP's dynamic schedule in chunks of `chunk` (bodies of uneven cost).
 template <class F>
 void parallel_dynamic(int64_t n, int chunk, F&& f) {
+  if (serial_loop(n)) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, chunk) if (n > 1 && !omp_in_parallel())
+#pragma omp parallel for schedule(dynamic, chunk)
 #endif
   for (int64_t i = 0; i < n; ++i) f(i);
   (void)chunk;

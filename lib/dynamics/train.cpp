@@ -434,23 +434,27 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
   // a data set's outputs 1024 samples at a time: one forward pass over all 20,000 samples of the notebook run
   // held every layer's (20,000 × 500) values at once, mapped and zeroed afresh for every log (9% of the run's
   // samples in the kernel's clear_page_erms)
+  // and the blocks run one a thread, each block's layers single-threaded inside (as the steps' slices do,
+  // detail::gradient_shards): a block's layer operations are too small to gain from a parallel region each
   auto outputs_of = [&](TensorRef<T> x) {
     const int64_t rows = x.dim(0), chunk = 1024;
     if (rows <= chunk) return trainer.outputs(x);
-    const int64_t in = x.size() / rows;
-    Tensor<T> out;
-    for (int64_t i0 = 0; i0 < rows; i0 += chunk) {
+    const int64_t in = x.size() / rows, blocks = (rows + chunk - 1) / chunk;
+    auto block = [&](int64_t b) {
       Shape part_shape = x.shape();
-      part_shape[0] = std::min(chunk, rows - i0);
-      const Tensor<T> part = trainer.outputs(TensorRef<T>(x.data() + i0 * in, part_shape));
-      const int64_t per = part.size() / part_shape[0];
-      if (i0 == 0) {
-        Shape s = part.shape();
-        s[0] = rows;
-        out = Tensor<T>(s);
-      }
-      std::copy(part.data(), part.data() + part.size(), out.data() + i0 * per);
-    }
+      part_shape[0] = std::min(chunk, rows - b * chunk);
+      return trainer.outputs(TensorRef<T>(x.data() + b * chunk * in, part_shape));
+    };
+    const Tensor<T> first = block(0);  // gives the output shape
+    const int64_t per = first.size() / std::min(chunk, rows);
+    Shape s = first.shape();
+    s[0] = rows;
+    Tensor<T> out(s);
+    std::copy(first.data(), first.data() + first.size(), out.data());
+    backend::parallel_for(blocks - 1, [&](int64_t b) {
+      const Tensor<T> part = block(b + 1);
+      std::copy(part.data(), part.data() + part.size(), out.data() + (b + 1) * chunk * per);
+    });
     return out;
   };
   auto log = [&](int64_t step) {

@@ -59,18 +59,6 @@ struct Shard {
   const T* y = nullptr;
 };
 
-/// f(s) for the shards s < count: on the calling thread when there is one (no parallel region at all, so
-/// that the layers' own loops start theirs: a loop nested in even an inactive region gets a fresh team),
-/// one a thread otherwise.
-template <class F>
-void for_shards(int count, F&& f) {
-  if (count == 1) {
-    f(0);
-    return;
-  }
-  backend::parallel_for(count, std::forward<F>(f));
-}
-
 }  // namespace
 
 int detail::gradient_shards(int64_t n, int threads, double parameter_bytes) {
@@ -101,7 +89,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
     shards.emplace_back(impl, b0, b1 - b0);
   }
   // the forward passes, one shard a thread: each shard's layers run single-threaded inside the region
-  for_shards(count, [&](int64_t s) {
+  backend::parallel_for(count, [&](int64_t s) {
     auto& sh = shards[static_cast<size_t>(s)];
     sh.y = impl.root->forward(sh.cx, sh.values, x.data() + sh.b0 * in_size, sh.n);
   });
@@ -112,7 +100,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
     throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
                 to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
   if (impl.owners.empty()) return std::move(shards[0].grads);
-  for_shards(count, [&](int64_t s) {
+  backend::parallel_for(count, [&](int64_t s) {
     auto& sh = shards[static_cast<size_t>(s)];
     GradientVisitor<T> visitor(sh.grad_pointers(impl));
     nn::Sweep<T> sweep(sh.cx, 1, 1, visitor);

@@ -101,14 +101,15 @@ TEST_CASE("the logged losses over more samples than one chunk equal the loss of 
           "[dynamics][train]") {
   // train() evaluates a log's losses 1024 samples at a time: 2500 training and 1100 test samples cross chunk
   // boundaries, with a last chunk that is not full. The reference is the whole batch's forward pass, taken
-  // before training (step 0's log) and after it (the last log) from the network itself.
+  // before training (step 0's log) and after it (the last log) from the network itself. On 2 threads the
+  // chunks after the first run one a thread.
   const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 7}, Tanh(), Linear{.out_features = 2}}};
   Sequential<double> net(spec, 4);
   const auto x = test::randn<double>({2500, 3}, 5), y = test::randn<double>({2500, 2}, 6);
   const auto xt = test::randn<double>({1100, 3}, 7), yt = test::randn<double>({1100, 2}, 8);
   const double before = loss(Loss::mse, net.forward(x), y).value;
   const double before_test = loss(Loss::mse, net.forward(xt), yt).value;
-  TrainOptions opt{.optimizer = {.lr = 0.1}, .steps = 3, .log_every = 0};
+  TrainOptions opt{.optimizer = {.lr = 0.1}, .steps = 3, .log_every = 0, .threads = 2};
   std::vector<StepLog> logs;
   train(net, {.x = x, .y = y, .x_test = xt, .y_test = yt}, opt, [&](const StepLog& l) { logs.push_back(l); });
   REQUIRE(logs.size() == 2);
