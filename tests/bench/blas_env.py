@@ -19,6 +19,6 @@ def set_environment(binary):
     if not out:
         return None
     os.environ["OPENBLAS_CORETYPE"] = out
-    print(f"OpenBLAS has no AVX2 kernels for this CPU: OPENBLAS_CORETYPE={out} for every process compared",
-          file=sys.stderr)
+    print(f"OpenBLAS does not know this CPU and would run its generic kernels: OPENBLAS_CORETYPE={out} (what "
+          "xntk sets for itself) for every process compared", file=sys.stderr)
     return out
