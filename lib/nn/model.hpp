@@ -43,16 +43,11 @@ const Leaf<T>& top_leaf(const Sequential<T>& model, int i) {
 
 namespace detail {
 
-/// xntk::gradient from the forward pass it runs anyway: `cotangent_of` receives the outputs f(x) (n × the output
-/// shape; it may change them) and returns a view of ∂L/∂f, of that shape and valid until this returns, whose
-/// parameter cotangent is returned. A training step's loss needs f(x) and its gradient one forward pass, not two.
-/// The batch runs in gradient_shards(n, threads) slices at once; `cotangent_of` is called once, on the
-/// calling thread, with the whole batch's outputs.
 /// Samples below which a slice of a batch is not worth a thread of its own in value_and_gradient.
 inline constexpr int64_t kMinShardSamples = 8;
 /// Parameter bytes above which value_and_gradient keeps the batch whole. Every slice reads all the weights
 /// and writes, zeroes and sums a whole gradient, and a large model's layers are large operations that
-/// parallelise well inside. On a 2-core Xeon (docs/benchmarks.md, 2 slices against 1, alternating) a
+/// parallelise well inside. On a 2-core Xeon (docs/design.md, 2 slices against 1, alternating) a
 /// training step of a 784-1000-1000-10 MLP (7.2 MB of float32 parameters) was 1.02–1.23× slower in 9 of
 /// 10 pairs; the tutorial CNN's (0.95 MB) 0.95–1.14× (median 0.98); the notebook run's 30-500-1 MLP
 /// (62 KB) 0.74–0.97× its time.
@@ -65,6 +60,11 @@ inline constexpr double kMaxShardParameterBytes = 4 << 20;
 /// model one parallel region per pass costs far less than one per layer operation.
 int gradient_shards(int64_t n, int threads, double parameter_bytes);
 
+/// xntk::gradient from the forward pass it runs anyway: `cotangent_of` receives the outputs f(x) (n × the output
+/// shape; it may change them) and returns a view of ∂L/∂f, of that shape and valid until this returns, whose
+/// parameter cotangent is returned. A training step's loss needs f(x) and its gradient one forward pass, not two.
+/// The batch runs in gradient_shards(n, threads) slices at once; `cotangent_of` is called once, on the
+/// calling thread, with the whole batch's outputs.
 template <class T>
 std::vector<NamedTensor<T>> value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
                                                const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of);
