@@ -4,6 +4,7 @@
 // AMSGrad, full batch and mini-batches, mse and cross-entropy on labels and probabilities, the lazy-training
 // transforms and the linearised network) to 1e-10 after 100 steps.
 
+#include <Eigen/Eigenvalues>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -119,6 +120,76 @@ TEST_CASE("the logged losses over more samples than one chunk equal the loss of 
   CHECK_THAT(logs[1].train_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(x), y).value, 1e-12));
   CHECK_THAT(*logs[1].test_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(xt), yt).value, 1e-12));
   CHECK(logs[1].train_loss < logs[0].train_loss);  // it trained
+}
+
+TEST_CASE("a probe's log equals its metrics recomputed from the autograd path's Jacobians on 1 and 2 threads",
+          "[dynamics][train]") {
+  // On 2 threads a probe's spectrum runs on one thread while the losses (in chunks: 2500 training and 1100 test
+  // samples) and the linearisation gap run on the other; on 1 they run one after the other. Every metric is
+  // recomputed here from the trained network and θ₀: the kernel from xntk::jacobians (the autograd engine),
+  // its eigenvalues by Eigen, f_lin = f(θ₀) + J(θ₀)(θ − θ₀) by plain sums.
+  const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 7}, Tanh(), Linear{.out_features = 2}}};
+  const auto x = test::randn<double>({2500, 3}, 5), y = test::randn<double>({2500, 2}, 6);
+  const auto xt = test::randn<double>({1100, 3}, 7), yt = test::randn<double>({1100, 2}, 8);
+  const auto probe = test::randn<double>({9, 3}, 9);
+  const Sequential<double> initial(spec, 4);
+  const int64_t P = probe.dim(0), O = 2;
+  // the trace-mode kernel Σ_o Σ_p J[i,o,p] J[j,o,p] of a network, as a matrix
+  auto kernel = [&](const Sequential<double>& m) {
+    Eigen::MatrixXd k = Eigen::MatrixXd::Zero(P, P);
+    for (const auto& j : jacobians(m, probe)) {
+      const int64_t p = j.dim(2);
+      for (int64_t a = 0; a < P; ++a)
+        for (int64_t b = 0; b < P; ++b)
+          for (int64_t e = 0; e < O * p; ++e) k(a, b) += j[a * O * p + e] * j[b * O * p + e];
+    }
+    return k;
+  };
+  const Eigen::MatrixXd k0 = kernel(initial);
+  for (const int threads : {1, 2}) {
+    DYNAMIC_SECTION("threads " << threads) {
+      Sequential<double> net(spec, 4);
+      TrainOptions opt{.optimizer = {.lr = 0.1}, .steps = 4, .log_every = 0, .ntk_every = 4, .threads = threads};
+      std::vector<StepLog> logs;
+      train(net, {.x = x, .y = y, .x_test = xt, .y_test = yt, .probe = probe}, opt,
+            [&](const StepLog& l) { logs.push_back(l); });
+      REQUIRE(logs.size() == 2);
+      REQUIRE(logs[1].probe);
+      const ProbeMetrics& pm = *logs[1].probe;
+      CHECK_THAT(logs[1].train_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(x), y).value, 1e-12));
+      CHECK_THAT(*logs[1].test_loss, Catch::Matchers::WithinRel(loss(Loss::mse, net.forward(xt), yt).value, 1e-12));
+      const Eigen::MatrixXd k = kernel(net);
+      const Eigen::VectorXd eig = Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd>(k).eigenvalues();
+      // the kernel's entries are sums of O·p = 2·37 products; its eigenvalues are well separated from 0
+      // (condition ~1e2..1e4), so 1e-10 relative holds with room
+      CHECK_THAT(pm.trace, Catch::Matchers::WithinRel(k.trace(), 1e-10));
+      CHECK_THAT(pm.lambda_max, Catch::Matchers::WithinRel(eig(P - 1), 1e-10));
+      CHECK_THAT(pm.lambda_min, Catch::Matchers::WithinRel(eig(0), 1e-10));
+      CHECK_THAT(pm.kernel_change, Catch::Matchers::WithinRel((k - k0).norm() / k0.norm(), 1e-10));
+      // the linearisation gap: f(θ_t) against f(θ₀) + J(θ₀)(θ_t − θ₀)
+      const Tensor<double> f = net.forward(probe), f0 = initial.forward(probe);
+      std::vector<double> lin(f0.data(), f0.data() + f0.size());
+      const auto j0 = jacobians(initial, probe);
+      const auto now = net.named_parameters(), then = initial.named_parameters();
+      for (size_t t = 0; t < j0.size(); ++t) {
+        const int64_t p = j0[t].dim(2);
+        for (int64_t e = 0; e < P * O; ++e)
+          for (int64_t q = 0; q < p; ++q) lin[e] += j0[t][e * p + q] * ((*now[t].tensor)[q] - (*then[t].tensor)[q]);
+      }
+      double gap = 0, change = 0;
+      for (int64_t e = 0; e < P * O; ++e) {
+        gap += (f[e] - lin[e]) * (f[e] - lin[e]);
+        change += (lin[e] - f0[e]) * (lin[e] - f0[e]);
+      }
+      gap = std::sqrt(gap / static_cast<double>(P * O));
+      change = std::sqrt(change / static_cast<double>(P * O));
+      REQUIRE(gap > 0);
+      // the gap (~5e-3 of outputs ~1 after 4 steps) is a difference of nearby values: rounding of the outputs
+      // (~1e-16) is ~1e-13 of it, far inside 1e-10
+      CHECK_THAT(pm.linearization_gap, Catch::Matchers::WithinRel(gap, 1e-10));
+      CHECK_THAT(pm.linearization_gap_relative, Catch::Matchers::WithinRel(gap / change, 1e-10));
+    }
+  }
 }
 
 TEST_CASE("the optimisers' updates of tensors larger than one block follow PyTorch's formulas elementwise",
