@@ -4,9 +4,13 @@
 //   train_bench sgd_step mlp|cnn [--reps R] [--threads T]   one SGD step (forward + backward + update), float32:
 //                                                          MLP 784-1000-1000-10 on 256 samples, or the functorch
 //                                                          tutorial CNN on 32; median over R steps after 2 warm-ups
-//   train_bench notebook [--threads T]                     MLP 30-500-1 (ReLU), 20000 samples, batch 256, 10
+//   train_bench notebook [--threads T] [--parts P]         MLP 30-500-1 (ReLU), 20000 samples, batch 256, 10
 //                                                          epochs, shuffled; after every epoch the NTK of 500 probe
-//                                                          points and its spectrum; end to end, float32
+//                                                          points and its spectrum; end to end, float32. For the
+//                                                          time's breakdown, --parts losses drops the probe (the
+//                                                          loss on all samples still logged every epoch) and
+//                                                          --parts steps the per-epoch log too (the run's first
+//                                                          and last log remain); default all
 //   train_bench conv_ops [--reps R] [--threads T]          the CPU backend's convolution primitives at the tutorial
 //                                                          CNN's conv2 and conv3 (32 -> 32 channels, 3 x 3, on
 //                                                          30 x 30 and 28 x 28, batch 32, float32): forward, input
@@ -70,7 +74,7 @@ int sgd_step(const std::string& model, int reps, int threads) {
   return 0;
 }
 
-int notebook(int threads) {
+int notebook(int threads, const std::string& parts) {
   const ModelSpec spec{.input = {30}, .layers = {Linear{.out_features = 500}, ReLU(), Linear{.out_features = 1}}};
   const int64_t n = 20000, probes = 500;
   Sequential<float> net(spec, 0);
@@ -87,10 +91,14 @@ int notebook(int threads) {
   const int64_t per_epoch = (n + 255) / 256;
   opt.log_every = per_epoch;
   opt.ntk_every = per_epoch;
+  TrainData<float> data{.x = x, .y = y};
+  if (parts == "all") data.probe = probe;
+  if (parts != "all") opt.ntk_every = 0;
+  if (parts == "steps") opt.log_every = 0;
   int logs = 0;
   double lambda_max = 0;
   const auto a = Clock::now();
-  train<float>(net, {.x = x, .y = y, .probe = probe}, opt, [&](const StepLog& l) {
+  train<float>(net, data, opt, [&](const StepLog& l) {
     ++logs;
     if (l.probe) lambda_max = l.probe->lambda_max;
   });
@@ -165,22 +173,26 @@ int main(int argc, char** argv) {
   xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   std::vector<std::string> a(argv + 1, argv + argc);
   int reps = 20, threads = 0;
+  std::string parts = "all";
   std::vector<std::string> pos;
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] == "--reps" && i + 1 < a.size())
       reps = std::stoi(a[++i]);
     else if (a[i] == "--threads" && i + 1 < a.size())
       threads = std::stoi(a[++i]);
+    else if (a[i] == "--parts" && i + 1 < a.size())
+      parts = a[++i];
     else
       pos.push_back(a[i]);
   }
   if (pos.size() == 2 && pos[0] == "sgd_step" && (pos[1] == "mlp" || pos[1] == "cnn"))
     return sgd_step(pos[1], reps, threads);
-  if (pos.size() == 1 && pos[0] == "notebook") return notebook(threads);
+  if (pos.size() == 1 && pos[0] == "notebook" && (parts == "all" || parts == "losses" || parts == "steps"))
+    return notebook(threads, parts);
   if (pos.size() == 1 && pos[0] == "conv_ops") return conv_ops(reps, threads);
   std::fprintf(
       stderr,
-      "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] | conv_ops [--reps R] "
+      "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] [--parts all|losses|steps] | conv_ops [--reps R] "
       "[--threads T]\n");
   return 2;
 }
