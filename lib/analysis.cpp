@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "analysis_lapack.hpp"
+#include "cpu/cache.hpp"
 #include "quote.hpp"
 
 namespace xntk {
@@ -45,35 +46,53 @@ Layout layout(const Shape& s, const std::string& what) {
 /// Row-major (size × size) matrix of one block: all of the kernel in full and trace mode, output `block`'s
 /// (N × N) slice in diagonal mode.
 template <class T>
-std::vector<double> matrix(const T* k, const Layout& l, int64_t block) {
+void matrix(const T* k, const Layout& l, int64_t block, double* m) {
   const int64_t n = l.n, o = l.o;
   if (l.mode == Mode::diagonal) {
-    std::vector<double> m(static_cast<size_t>(n * n));
     for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j)
-        m[static_cast<size_t>(i * n + j)] = static_cast<double>(k[(i * n + j) * o + block]);
-    return m;
+      for (int64_t j = 0; j < n; ++j) m[i * n + j] = static_cast<double>(k[(i * n + j) * o + block]);
+    return;
   }
-  if (l.mode == Mode::trace) return std::vector<double>(k, k + n * n);
+  if (l.mode == Mode::trace) {
+    std::copy(k, k + n * n, m);
+    return;
+  }
   // (n, n, o, o) -> rows n·O + o, columns m·O + o'
   const int64_t size = n * o;
-  std::vector<double> m(static_cast<size_t>(size * size));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j)
       for (int64_t a = 0; a < o; ++a)
         for (int64_t b = 0; b < o; ++b)
-          m[static_cast<size_t>((i * o + a) * size + j * o + b)] =
-              static_cast<double>(k[((i * n + j) * o + a) * o + b]);
-  return m;
+          m[(i * o + a) * size + j * o + b] = static_cast<double>(k[((i * n + j) * o + a) * o + b]);
 }
 
+/// A (size × size) matrix of doubles from the block cache (lib/cpu/cache.hpp) for the solver, which overwrites
+/// its input: a fresh vector per call mapped new pages each time (a training run's probe analysed every epoch,
+/// 500 × 500: 2 MB, ~490 page faults a call).
+class Scratch {
+ public:
+  explicit Scratch(int64_t size) : bytes_(static_cast<size_t>(size * size) * sizeof(double)) {
+    if (bytes_ > 0) p_ = static_cast<double*>(detail::acquire_block(bytes_));
+  }
+  ~Scratch() {
+    if (p_) detail::return_block(p_, bytes_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  double* data() { return p_; }
+
+ private:
+  size_t bytes_;
+  double* p_ = nullptr;
+};
+
 /// max|M − Mᵀ| / max|M|.
-double asymmetry(const std::vector<double>& m, int64_t size) {
+double asymmetry(const double* m, int64_t size) {
   double diff = 0, scale = 0;
   for (int64_t i = 0; i < size; ++i)
     for (int64_t j = 0; j < size; ++j) {
-      diff = std::max(diff, std::abs(m[static_cast<size_t>(i * size + j)] - m[static_cast<size_t>(j * size + i)]));
-      scale = std::max(scale, std::abs(m[static_cast<size_t>(i * size + j)]));
+      diff = std::max(diff, std::abs(m[i * size + j] - m[j * size + i]));
+      scale = std::max(scale, std::abs(m[i * size + j]));
     }
   return scale > 0 ? diff / scale : diff;
 }
@@ -140,8 +159,10 @@ Analysed analyse_one(const T* k, const Layout& l, const std::string& what, const
   Analysed r;
   const int64_t blocks = l.mode == Mode::diagonal ? l.o : 1;
   const int64_t size = l.mode == Mode::full ? l.n * l.o : l.n;
+  Scratch scratch(size);
+  double* m = scratch.data();
   for (int64_t b = 0; b < blocks; ++b) {
-    std::vector<double> m = matrix(k, l, b);
+    matrix(k, l, b, m);
     r.asymmetry = std::max(r.asymmetry, asymmetry(m, size));
     if (r.asymmetry > opt.symmetry_tolerance)
       throw Error(what + " is not symmetric (max|K − Kᵀ| / max|K| = " + format(r.asymmetry) + " > " +
@@ -151,11 +172,11 @@ Analysed analyse_one(const T* k, const Layout& l, const std::string& what, const
     Spectrum s;
     for (int64_t i = 0; i < size; ++i) {
       for (int64_t j = i + 1; j < size; ++j) {
-        double& upper = m[static_cast<size_t>(i * size + j)];
-        double& lower = m[static_cast<size_t>(j * size + i)];
+        double& upper = m[i * size + j];
+        double& lower = m[j * size + i];
         upper = lower = 0.5 * (upper + lower);
       }
-      s.trace += m[static_cast<size_t>(i * size + i)];
+      s.trace += m[i * size + i];
     }
     s.eigenvalues = detail::symmetric_eigenvalues(m, size, what);
     s.eigensolver = detail::eigensolver();

@@ -35,7 +35,7 @@ int lapack_size(int64_t n, const std::string& what) {
 
 const char* eigensolver() { return "lapack dsyevd"; }
 
-std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int64_t size, const std::string& what) {
+std::vector<double> symmetric_eigenvalues(double* a, int64_t size, const std::string& what) {
   const int n = lapack_size(size, what);
   if (n == 0) return {};
   // a row-major triangle is the other triangle column-major: 'L' reads what a row-major caller calls upper
@@ -43,7 +43,7 @@ std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int64_t size, 
   std::vector<double> w(static_cast<size_t>(n));
   int info = 0, liwork = -1, lwork = -1, iwork_query = 0;
   double work_query = 0;
-  dsyevd_(&jobz, &uplo, &n, a.data(), &n, w.data(), &work_query, &lwork, &iwork_query, &liwork, &info, 1, 1);
+  dsyevd_(&jobz, &uplo, &n, a, &n, w.data(), &work_query, &lwork, &iwork_query, &liwork, &info, 1, 1);
   if (info != 0) throw Error(what + ": LAPACK dsyevd's workspace query failed (info = " + std::to_string(info) + ")");
   // the query's blocked size is computed in LAPACK's own int, which may have wrapped: then the minimum, 2n + 1
   const int64_t minimum = 2 * static_cast<int64_t>(n) + 1;
@@ -54,7 +54,7 @@ std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int64_t size, 
   liwork = std::max(iwork_query, 1);
   std::vector<double> work(static_cast<size_t>(lwork));
   std::vector<int> iwork(static_cast<size_t>(liwork));
-  dsyevd_(&jobz, &uplo, &n, a.data(), &n, w.data(), work.data(), &lwork, iwork.data(), &liwork, &info, 1, 1);
+  dsyevd_(&jobz, &uplo, &n, a, &n, w.data(), work.data(), &lwork, iwork.data(), &liwork, &info, 1, 1);
   if (info < 0) throw Error(what + ": LAPACK dsyevd rejected its argument " + std::to_string(-info));
   if (info > 0)
     throw Error(what + ": LAPACK dsyevd did not converge (" + std::to_string(info) +
@@ -66,10 +66,10 @@ std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int64_t size, 
 
 const char* eigensolver() { return "eigen"; }
 
-std::vector<double> symmetric_eigenvalues(std::vector<double>& a, int64_t size, const std::string& what) {
+std::vector<double> symmetric_eigenvalues(double* a, int64_t size, const std::string& what) {
   if (size == 0) return {};
   // symmetric, so its row-major storage is its column-major one; the solver reads the lower triangle
-  const Eigen::Map<const Eigen::MatrixXd> m(a.data(), size, size);
+  const Eigen::Map<const Eigen::MatrixXd> m(a, size, size);
   const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(m, Eigen::EigenvaluesOnly);
   if (solver.info() != Eigen::Success) throw Error(what + ": Eigen's eigenvalue solver did not converge");
   return {solver.eigenvalues().data(), solver.eigenvalues().data() + size};  // ascending
