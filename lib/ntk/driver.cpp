@@ -160,21 +160,32 @@ Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const Ten
 }
 
 template <class T>
+void explicit_kernel_into(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
+                          const KernelOptions& options, const backend::Backend& backend, Kernel<T>& k) {
+  Kernel<T> held;
+  held.total = std::move(k.total);
+  held.components = std::move(k.components);
+  MemorySink<T> sink(held, true);
+  k = explicit_kernel(model, x1, x2, options, backend, sink);
+  k.total = std::move(held.total);
+  k.components = std::move(held.components);
+}
+
+template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
                           const KernelOptions& options, const backend::Backend& backend) {
-  Kernel<T> k;
-  MemorySink<T> sink(k);
-  Kernel<T> report = explicit_kernel(model, x1, x2, options, backend, sink);
-  report.total = std::move(k.total);
-  report.components = std::move(k.components);
-  return report;
+  Kernel<T> k;  // no tensors to reuse: the sink allocates them
+  explicit_kernel_into(model, x1, x2, options, backend, k);
+  return k;
 }
 
 #define XNTK_INSTANTIATE(T)                                                                                         \
   template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
                                      const backend::Backend&, Sink<T>&, PairControl*);                              \
   template Kernel<T> explicit_kernel(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
-                                     const backend::Backend&);
+                                     const backend::Backend&);                                                      \
+  template void explicit_kernel_into(const Sequential<T>&, TensorArg<T>, const TensorRef<T>*, const KernelOptions&, \
+                                     const backend::Backend&, Kernel<T>&);
 XNTK_INSTANTIATE(float)
 XNTK_INSTANTIATE(double)
 #undef XNTK_INSTANTIATE

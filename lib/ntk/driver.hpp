@@ -12,6 +12,12 @@ namespace xntk::engine {
 template <class T>
 Kernel<T> explicit_kernel(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
                           const KernelOptions& options, const backend::Backend& backend);
+/// The same into k's tensors, reusing those already in the result's shape (zeroed in place): a loop computing
+/// kernels of one shape again and again (a training run's probe, every epoch) then maps no fresh pages for
+/// them. On an exception k is left without tensors.
+template <class T>
+void explicit_kernel_into(const Sequential<T>& model, TensorArg<T> x1, const TensorRef<T>* x2,
+                          const KernelOptions& options, const backend::Backend& backend, Kernel<T>& k);
 /// Which of the plan's tile pairs this process computes, and what follows each one's blocks into the sink:
 /// a resumable run (the pairs a journal does not hold; record each as it completes) or one of several
 /// processes (its share).

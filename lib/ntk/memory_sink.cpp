@@ -66,10 +66,16 @@ void MemorySink<T>::begin(const KernelLayout& layout) {
                 std::to_string(avail / 1e9) + " GB of memory is available; use trace or diagonal mode, fewer " +
                 "samples, or no components");
   const int64_t size = numel(layout.shape);
-  k_.total = Tensor<T>(layout.shape, detail::zeroed_vector<T>(size));
-  k_.components.clear();
-  for (size_t c = 0; c < layout.components.size(); ++c)
-    k_.components.emplace_back(layout.shape, detail::zeroed_vector<T>(size));
+  auto zeroed = [&](Tensor<T>& t) {
+    if (reuse_ && t.shape() == layout.shape)
+      std::fill(t.data(), t.data() + size, T(0));
+    else
+      t = Tensor<T>(layout.shape, detail::zeroed_vector<T>(size));
+  };
+  zeroed(k_.total);
+  if (!reuse_) k_.components.clear();
+  k_.components.resize(layout.components.size());
+  for (auto& c : k_.components) zeroed(c);
 }
 
 template <class T>

@@ -11,7 +11,9 @@ namespace xntk::engine {
 template <class T>
 class MemorySink final : public Sink<T> {
  public:
-  explicit MemorySink(Kernel<T>& k) : k_(k) {}
+  /// With `reuse`, tensors `k` already holds in the result's shape are zeroed in place instead of allocated
+  /// afresh (engine::explicit_kernel_into).
+  explicit MemorySink(Kernel<T>& k, bool reuse = false) : k_(k), reuse_(reuse) {}
   /// Allocates the total and the components; xntk::Error if they need more than 90% of the available memory.
   void begin(const KernelLayout& layout) override;
   double resident_bytes(const KernelLayout& layout) const override;
@@ -22,6 +24,7 @@ class MemorySink final : public Sink<T> {
  private:
   Tensor<T>& tensor(int slot) { return slot == 0 ? k_.total : k_.components[static_cast<size_t>(slot - 1)]; }
   Kernel<T>& k_;
+  bool reuse_;
   KernelLayout layout_;
 };
 
