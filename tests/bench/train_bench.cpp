@@ -190,9 +190,8 @@ int main(int argc, char** argv) {
   if (pos.size() == 1 && pos[0] == "notebook" && (parts == "all" || parts == "losses" || parts == "steps"))
     return notebook(threads, parts);
   if (pos.size() == 1 && pos[0] == "conv_ops") return conv_ops(reps, threads);
-  std::fprintf(
-      stderr,
-      "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] [--parts all|losses|steps] | conv_ops [--reps R] "
-      "[--threads T]\n");
+  std::fprintf(stderr,
+               "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] "
+               "[--parts all|losses|steps] | conv_ops [--reps R] [--threads T]\n");
   return 2;
 }
