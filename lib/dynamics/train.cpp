@@ -452,26 +452,29 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
   // samples in the kernel's clear_page_erms)
   // and the blocks run one a thread, each block's layers single-threaded inside (as the steps' slices do,
   // detail::gradient_shards): a block's layer operations are too small to gain from a parallel region each
-  auto outputs_of = [&](TensorRef<T> x) {
-    const int64_t rows = x.dim(0), chunk = 1024;
-    if (rows <= chunk) return trainer.outputs(x);
-    const int64_t in = x.size() / rows, blocks = (rows + chunk - 1) / chunk;
-    auto block = [&](int64_t b) {
-      Shape part_shape = x.shape();
-      part_shape[0] = std::min(chunk, rows - b * chunk);
-      return trainer.outputs(TensorRef<T>(x.data() + b * chunk * in, part_shape));
-    };
-    const Tensor<T> first = block(0);  // gives the output shape
-    const int64_t per = first.size() / std::min(chunk, rows);
-    Shape s = first.shape();
-    s[0] = rows;
-    Tensor<T> out(s);
-    std::copy(first.data(), first.data() + first.size(), out.data());
-    backend::parallel_for(blocks - 1, [&](int64_t b) {
-      const Tensor<T> part = block(b + 1);
-      std::copy(part.data(), part.data() + part.size(), out.data() + (b + 1) * chunk * per);
-    });
-    return out;
+  struct Blocks {
+    explicit Blocks(TensorRef<T> data) : x(data) {}
+    TensorRef<T> x;
+    int64_t rows = 0, in = 0, per = 0, count = 0;
+    Tensor<T> out;
+  };
+  constexpr int64_t chunk = 1024;
+  auto blocks_of = [&](TensorRef<T> x) {
+    Blocks b(x);
+    b.rows = x.dim(0);
+    b.in = b.rows > 0 ? x.size() / b.rows : 0;
+    b.per = numel(model.output_shape());
+    b.count = (b.rows + chunk - 1) / chunk;
+    Shape s{b.rows};
+    s.insert(s.end(), model.output_shape().begin(), model.output_shape().end());
+    b.out = Tensor<T>(s);
+    return b;
+  };
+  auto run_block = [&](Blocks& b, int64_t i) {
+    Shape part = b.x.shape();
+    part[0] = std::min(chunk, b.rows - i * chunk);
+    const Tensor<T> y = trainer.outputs(TensorRef<T>(b.x.data() + i * chunk * b.in, part));
+    std::copy(y.data(), y.data() + y.size(), b.out.data() + i * chunk * b.per);
   };
   // the probe's kernel and its float64 copy, kept from one log to the next so that their pages are reused
   Kernel<T> pk;
@@ -480,15 +483,25 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
     StepLog l;
     l.step = step;
     l.epoch = step / per_epoch;
-    auto losses = [&] {
-      l.train_loss = loss(opt.loss, outputs_of(data.x), data.y).value;
-      if (data.x_test && data.y_test)
-        l.test_loss = loss(opt.loss, outputs_of(*data.x_test), *data.y_test, "the test targets").value;
+    Blocks train_out = blocks_of(data.x);
+    std::optional<Blocks> test_out;
+    if (data.x_test && data.y_test) test_out = blocks_of(*data.x_test);
+    const int64_t loss_blocks = train_out.count + (test_out ? test_out->count : 0);
+    auto loss_block = [&](int64_t i) {  // block i of the training outputs, then of the test outputs
+      if (i < train_out.count)
+        run_block(train_out, i);
+      else
+        run_block(*test_out, i - train_out.count);
+    };
+    auto loss_values = [&] {
+      l.train_loss = loss(opt.loss, train_out.out, data.y).value;
+      if (test_out) l.test_loss = loss(opt.loss, test_out->out, *data.y_test, "the test targets").value;
     };
     std::tie(l.weight_change, l.weight_change_per_tensor) = trainer.weight_change();
     const bool probe_due = opt.ntk_every > 0 && (step % opt.ntk_every == 0 || step == total);
     if (!(probe_due && probe)) {
-      losses();
+      backend::parallel_for(loss_blocks, loss_block);
+      loss_values();
     } else {
       probe_kernel_into<T>(opt.linearized ? trainer.initial() : model, *probe, opt.probe_mode, opt, pk);
       const Kernel<T>& k = pk;
@@ -501,17 +514,22 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
       // analysing each of them was 4 of the 5 eigendecompositions of a probe for a two-layer MLP)
       Analysis a;
       // LAPACK's eigenvalues of the kernel run on one thread whatever the thread count (dsyevd of 500 × 500:
-      // 8.2 ms on 1 thread, 8.1 on 2), so the losses and the probe's outputs run beside them, on another
-      // thread, instead of after them on all. The errors are raised in the order the work ran before: the
-      // losses', then the spectrum's.
-      std::exception_ptr failed[2];
-      backend::parallel_for(2, [&](int64_t task) {
+      // 8.2 ms on 1 thread, 8.1 on 2), so the rest of the log runs beside them: tasks dealt out dynamically,
+      // the spectrum first, then the probe's outputs, then the loss blocks, which fill whatever thread is free
+      // (the losses on the thread beside the spectrum alone took longer than the spectrum: 20 blocks of the
+      // notebook's 20,000 samples). The errors are raised in the order the work ran before: the losses', the
+      // outputs', then the spectrum's.
+      std::vector<std::exception_ptr> failed(static_cast<size_t>(2 + loss_blocks));
+      backend::parallel_dynamic(2 + loss_blocks, 1, [&](int64_t task) {
         try {
-          if (task == 1) {
+          if (task == 0) {
             a = analyze(kt, {}, ao);
             return;
           }
-          losses();
+          if (task > 1) {
+            loss_block(task - 2);
+            return;
+          }
           const Tensor<double> f = trainer.network_outputs(*probe).template cast<double>(),
                                fl = trainer.linearized_outputs(*probe).template cast<double>();
           Tensor<double> gap = f, change = fl;
@@ -528,11 +546,14 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
           pm.linearization_gap = rms(gap);
           pm.linearization_gap_relative = rms(change) > 0 ? rms(gap) / rms(change) : 0.0;
         } catch (...) {
-          failed[task] = std::current_exception();
+          failed[static_cast<size_t>(task)] = std::current_exception();
         }
       });
-      for (const auto& e : failed)
-        if (e) std::rethrow_exception(e);
+      for (size_t t = 2; t < failed.size(); ++t)
+        if (failed[t]) std::rethrow_exception(failed[t]);
+      loss_values();
+      for (size_t t : {size_t{1}, size_t{0}})
+        if (failed[t]) std::rethrow_exception(failed[t]);
       pm.trace = a.spectrum.trace;
       pm.lambda_max = a.spectrum.lambda_max;
       pm.lambda_min = a.spectrum.lambda_min;
