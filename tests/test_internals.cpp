@@ -12,6 +12,7 @@
 #include "backend/buffer.hpp"
 #include "backend/cpu/fast_math.hpp"
 #include "backend/parallel.hpp"
+#include "batch.hpp"
 #include "cpu/cache.hpp"
 #include "files.hpp"
 #include "helpers.hpp"
@@ -43,6 +44,31 @@ TEST_CASE("tanh_float is tanh rounded once to float", "[internals]") {
   CHECK(std::isnan(backend::cpu::tanh_float(std::numeric_limits<float>::quiet_NaN())));
   CHECK(std::signbit(backend::cpu::tanh_float(-0.0f)));
   CHECK(backend::cpu::tanh_float(std::numeric_limits<float>::denorm_min()) == std::numeric_limits<float>::denorm_min());
+}
+
+TEMPLATE_TEST_CASE("all_finite finds a NaN or an infinity at any position and passes every finite value", "[internals]",
+                   float, double) {
+  using L = std::numeric_limits<TestType>;
+  // 37 values: vector bodies and a remainder whatever the width; finite extremes and signed zeros around
+  const std::vector<TestType> finite{L::max(),         L::lowest(), L::min(),     -L::min(),   L::denorm_min(),
+                                     -L::denorm_min(), TestType(0), -TestType(0), TestType(1), TestType(-3.5)};
+  std::vector<TestType> v(37);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = finite[i % finite.size()];
+  CHECK(detail::all_finite(v.data(), static_cast<int64_t>(v.size())));
+  CHECK(detail::all_finite(v.data(), 0));
+  // a NaN with any payload and sign, and both infinities, at every position
+  const TestType nan_payload = -std::nan("0x12345");
+  for (const TestType bad : {L::quiet_NaN(), L::signaling_NaN(), nan_payload, L::infinity(), -L::infinity()}) {
+    int64_t missed = 0;
+    for (size_t i = 0; i < v.size(); ++i) {
+      std::vector<TestType> w = v;
+      w[i] = bad;
+      if (detail::all_finite(w.data(), static_cast<int64_t>(w.size()))) ++missed;
+      // and not past n: a bad value just beyond the range is not read
+      if (!detail::all_finite(w.data(), static_cast<int64_t>(i))) ++missed;
+    }
+    CHECK(missed == 0);
+  }
 }
 
 TEST_CASE("the block cache reuses blocks and never holds more than it may", "[internals]") {
