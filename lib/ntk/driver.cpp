@@ -165,7 +165,7 @@ void explicit_kernel_into(const Sequential<T>& model, TensorArg<T> x1, const Ten
   Kernel<T> held;
   held.total = std::move(k.total);
   held.components = std::move(k.components);
-  MemorySink<T> sink(held, true);
+  MemorySink<T> sink(held);
   k = explicit_kernel(model, x1, x2, options, backend, sink);
   k.total = std::move(held.total);
   k.components = std::move(held.components);

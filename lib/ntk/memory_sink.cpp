@@ -67,13 +67,12 @@ void MemorySink<T>::begin(const KernelLayout& layout) {
                 "samples, or no components");
   const int64_t size = numel(layout.shape);
   auto zeroed = [&](Tensor<T>& t) {
-    if (reuse_ && t.shape() == layout.shape)
+    if (t.shape() == layout.shape)
       std::fill(t.data(), t.data() + size, T(0));
     else
       t = Tensor<T>(layout.shape, detail::zeroed_vector<T>(size));
   };
   zeroed(k_.total);
-  if (!reuse_) k_.components.clear();
   k_.components.resize(layout.components.size());
   for (auto& c : k_.components) zeroed(c);
 }

@@ -11,10 +11,11 @@ namespace xntk::engine {
 template <class T>
 class MemorySink final : public Sink<T> {
  public:
-  /// With `reuse`, tensors `k` already holds in the result's shape are zeroed in place instead of allocated
-  /// afresh (engine::explicit_kernel_into).
-  explicit MemorySink(Kernel<T>& k, bool reuse = false) : k_(k), reuse_(reuse) {}
-  /// Allocates the total and the components; xntk::Error if they need more than 90% of the available memory.
+  /// Tensors `k` already holds in the result's shape are reused, zeroed in place (engine::explicit_kernel_into);
+  /// an empty Kernel gets new ones.
+  explicit MemorySink(Kernel<T>& k) : k_(k) {}
+  /// Allocates the total and the components (or zeroes those held in the result's shape); xntk::Error if they
+  /// need more than 90% of the available memory.
   void begin(const KernelLayout& layout) override;
   double resident_bytes(const KernelLayout& layout) const override;
   T* whole(int slot) override { return tensor(slot).data(); }
@@ -24,7 +25,6 @@ class MemorySink final : public Sink<T> {
  private:
   Tensor<T>& tensor(int slot) { return slot == 0 ? k_.total : k_.components[static_cast<size_t>(slot - 1)]; }
   Kernel<T>& k_;
-  bool reuse_;
   KernelLayout layout_;
 };
 
