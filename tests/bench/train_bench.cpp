@@ -11,6 +11,13 @@
 //                                                          loss on all samples still logged every epoch) and
 //                                                          --parts steps the per-epoch log too (the run's first
 //                                                          and last log remain); default all
+//   train_bench wide [--width W] [--reps R] [--threads T] [--linearized]
+//                                                          one full-batch SGD step of the lazy-training study's
+//                                                          widest network (examples/lazy_training): 1-W-W-1 (ReLU,
+//                                                          bias), NTK parameterisation, W = 10000 (100 M
+//                                                          parameters), float64, mse on its 2 points, lr 1e-3, as
+//                                                          train() runs it (stop on non-finite values); or its
+//                                                          linearisation; median over R steps after 1 warm-up
 //   train_bench conv_ops [--reps R] [--threads T]          the CPU backend's convolution primitives at the tutorial
 //                                                          CNN's conv2 and conv3 (32 -> 32 channels, 3 x 3, on
 //                                                          30 x 30 and 28 x 28, batch 32, float32): forward, input
@@ -71,6 +78,32 @@ int sgd_step(const std::string& model, int reps, int threads) {
   std::sort(t.begin(), t.end());
   std::printf("{\"bench\": \"sgd_step\", \"model\": \"%s\", \"batch\": %lld, \"median_s\": %.6g, \"min_s\": %.6g}\n",
               model.c_str(), static_cast<long long>(n), t[t.size() / 2], t.front());
+  return 0;
+}
+
+int wide(int64_t width, int reps, int threads, bool linearized) {
+  const ModelSpec spec{.input = {1},
+                       .parameterization = Parameterization::ntk,
+                       .layers = {Linear{.out_features = width}, ReLU(), Linear{.out_features = width}, ReLU(),
+                                  Linear{.out_features = 1}}};
+  Sequential<double> net(spec, 0);
+  const Tensor<double> x({2, 1}, {-3.0, 0.5}), y({2, 1}, {2.0, -1.0});
+  Trainer<double> trainer(net, {.loss = Loss::mse,
+                                .optimizer = {.kind = Optimizer::Kind::sgd, .lr = 1e-3},
+                                .linearized = linearized,
+                                .threads = threads});
+  std::vector<double> t;
+  double loss = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    const auto a = Clock::now();
+    loss = trainer.step(x, y);
+    if (r >= 1) t.push_back(seconds(a));
+  }
+  std::sort(t.begin(), t.end());
+  std::printf(
+      "{\"bench\": \"wide\", \"width\": %lld, \"linearized\": %s, \"median_s\": %.6g, \"min_s\": %.6g, "
+      "\"loss\": %.17g}\n",
+      static_cast<long long>(width), linearized ? "true" : "false", t[t.size() / 2], t.front(), loss);
   return 0;
 }
 
@@ -173,6 +206,8 @@ int main(int argc, char** argv) {
   xntk::backend::cpu::reexec_for_blas(argv);  // OpenBLAS's SSE3 fallback (backend/cpu/blas.hpp)
   std::vector<std::string> a(argv + 1, argv + argc);
   int reps = 20, threads = 0;
+  int64_t width = 10000;
+  bool linearized = false;
   std::string parts = "all";
   std::vector<std::string> pos;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -180,6 +215,10 @@ int main(int argc, char** argv) {
       reps = std::stoi(a[++i]);
     else if (a[i] == "--threads" && i + 1 < a.size())
       threads = std::stoi(a[++i]);
+    else if (a[i] == "--width" && i + 1 < a.size())
+      width = std::stoll(a[++i]);
+    else if (a[i] == "--linearized")
+      linearized = true;
     else if (a[i] == "--parts" && i + 1 < a.size())
       parts = a[++i];
     else
@@ -190,8 +229,10 @@ int main(int argc, char** argv) {
   if (pos.size() == 1 && pos[0] == "notebook" && (parts == "all" || parts == "losses" || parts == "steps"))
     return notebook(threads, parts);
   if (pos.size() == 1 && pos[0] == "conv_ops") return conv_ops(reps, threads);
+  if (pos.size() == 1 && pos[0] == "wide" && width > 0 && reps > 0) return wide(width, reps, threads, linearized);
   std::fprintf(stderr,
                "usage: train_bench sgd_step mlp|cnn [--reps R] [--threads T] | notebook [--threads T] "
-               "[--parts all|losses|steps] | conv_ops [--reps R] [--threads T]\n");
+               "[--parts all|losses|steps] | conv_ops [--reps R] [--threads T] | wide [--width W] [--reps R] "
+               "[--threads T] [--linearized]\n");
   return 2;
 }
