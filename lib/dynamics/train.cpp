@@ -67,6 +67,16 @@ bool finite(const Tensor<T>& t) {
   return ok;
 }
 
+/// to = from, on the threads, in to's storage where it is of from's shape.
+template <class T>
+void copy_into(Tensor<T>& to, const Tensor<T>& from) {
+  if (to.shape() != from.shape() || to.size() != from.size()) {  // (a default tensor and a 0-d one: shape {})
+    to = from;
+    return;
+  }
+  for_blocks(from.size(), [&](int64_t b, int64_t e) { std::copy(from.data() + b, from.data() + e, to.data() + b); });
+}
+
 /// The rows `index` of x (samples first).
 template <class T>
 Tensor<T> rows(TensorRef<T> x, const std::vector<int64_t>& index) {
@@ -89,26 +99,40 @@ struct Trainer<T>::State {
   // the optimiser's state, per parameter in state_dict order (empty until the first step needs it)
   std::vector<Tensor<T>> momentum, exp_avg, exp_avg_sq, max_exp_avg_sq;
   int64_t steps = 0;
+  // a step's work arrays, kept from one step to the next so that their pages are reused: the gradient (for
+  // the linearisation first θ − θ₀, its tangent, which the gradient then overwrites) and the copies of θ and
+  // of the optimiser's state that undo a step
+  std::vector<NamedTensor<T>> grads;
+  std::vector<Tensor<T>> before, momentum_before, exp_avg_before, exp_avg_sq_before, max_exp_avg_sq_before;
 
   State(Sequential<T>& m, TrainOptions o) : model(&m), opt(std::move(o)), initial(copy_of(m)) {}
 
-  /// θ − θ₀ under the parameters' names.
-  std::vector<NamedTensor<T>> displacement() const {
-    std::vector<NamedTensor<T>> d;
+  /// θ − θ₀ under the parameters' names, into d's tensors where they are already of the parameters' shapes.
+  void displacement(std::vector<NamedTensor<T>>& d) const {
     const auto now = model->named_parameters(), then = initial.named_parameters();
+    d.resize(now.size());
     for (size_t i = 0; i < now.size(); ++i) {
-      Tensor<T> t(now[i].tensor->shape());
-      for (int64_t e = 0; e < t.size(); ++e) t[e] = (*now[i].tensor)[e] - (*then[i].tensor)[e];
-      d.push_back({now[i].name, std::move(t)});
+      d[i].name = now[i].name;
+      if (d[i].tensor.shape() != now[i].tensor->shape() || d[i].tensor.size() != now[i].tensor->size())
+        d[i].tensor = Tensor<T>(now[i].tensor->shape());
+      for_blocks(d[i].tensor.size(), [&](int64_t b, int64_t end) {
+        T* __restrict dd = d[i].tensor.data();
+        const T* __restrict a = now[i].tensor->data();
+        const T* __restrict c = then[i].tensor->data();
+        for (int64_t e = b; e < end; ++e) dd[e] = a[e] - c[e];
+      });
     }
-    return d;
   }
 
-  /// f(x; θ) or f_lin(x; θ), centred or not, times α.
-  Tensor<T> outputs(TensorRef<T> x, bool linear) const {
+  /// f(x; θ) or f_lin(x; θ), centred or not, times α; the linearisation's θ − θ₀ goes into `held` (or a
+  /// temporary).
+  Tensor<T> outputs(TensorRef<T> x, bool linear, std::vector<NamedTensor<T>>* held = nullptr) const {
     Tensor<T> y;
     if (linear) {
-      y = jvp(initial, x, displacement());  // J(θ₀)(θ − θ₀)
+      std::vector<NamedTensor<T>> temporary;
+      std::vector<NamedTensor<T>>& d = held ? *held : temporary;
+      displacement(d);
+      y = jvp(initial, x, d);  // J(θ₀)(θ − θ₀)
       if (!opt.transform.center) {
         const Tensor<T> f0 = initial.forward(x);
         for (int64_t i = 0; i < y.size(); ++i) y[i] += f0[i];
@@ -273,21 +297,25 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
     for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;
     return TensorRef<T>(l.grad);  // l outlives the gradient's use of it
   };
-  std::vector<NamedTensor<T>> grads;
-  if (s.opt.linearized) {  // f_lin is a JVP at θ₀; its gradient a VJP there
-    cotangent(outputs(x));
-    grads = gradient(s.initial, x, l.grad);
+  std::vector<NamedTensor<T>>& grads = s.grads;
+  if (s.opt.linearized) {                   // f_lin is a JVP at θ₀; its gradient a VJP there
+    cotangent(s.outputs(x, true, &grads));  // θ − θ₀ in the gradient's arrays: done with before they are
+    detail::value_and_gradient<T>(
+        s.initial, x, [&](Tensor<T>&) { return TensorRef<T>(l.grad); }, grads);
   } else {  // the forward pass of the gradient gives f(x), then centred and scaled as State::outputs does
-    grads = detail::value_and_gradient<T>(*s.model, x, [&](Tensor<T>& f) {
-      if (s.opt.transform.center) {
-        const Tensor<T> f0 = s.initial.forward(x);
-        for (int64_t i = 0; i < f.size(); ++i) f[i] -= f0[i];
-      }
-      const T alpha = T(s.opt.transform.alpha);
-      if (alpha != T(1))
-        for (int64_t i = 0; i < f.size(); ++i) f[i] *= alpha;
-      return cotangent(f);
-    });
+    detail::value_and_gradient<T>(
+        *s.model, x,
+        [&](Tensor<T>& f) {
+          if (s.opt.transform.center) {
+            const Tensor<T> f0 = s.initial.forward(x);
+            for (int64_t i = 0; i < f.size(); ++i) f[i] -= f0[i];
+          }
+          const T alpha = T(s.opt.transform.alpha);
+          if (alpha != T(1))
+            for (int64_t i = 0; i < f.size(); ++i) f[i] *= alpha;
+          return cotangent(f);
+        },
+        grads);
   }
   if (s.opt.stop_on_nonfinite)
     for (const auto& g : grads)
@@ -301,17 +329,26 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
     return l.value;
   }
   // a step that makes a parameter non-finite is undone, the optimiser's state included, so that the model
-  // and the trainer are left as they were before it (one copy of θ and of the state per step: memcpy speed)
-  std::vector<Tensor<T>> before;
-  before.reserve(params.size());
-  for (const auto& p : params) before.push_back(*p.tensor);
-  const auto state = std::make_tuple(s.momentum, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq);
+  // and the trainer are left as they were before it (one copy of θ and of the state per step, into the
+  // copies the trainer keeps: memcpy speed, no fresh pages)
+  s.before.resize(params.size());
+  for (size_t i = 0; i < params.size(); ++i) copy_into(s.before[i], *params[i].tensor);
+  auto copy_all = [](std::vector<Tensor<T>>& to, const std::vector<Tensor<T>>& from) {
+    to.resize(from.size());
+    for (size_t i = 0; i < from.size(); ++i) copy_into(to[i], from[i]);
+  };
+  copy_all(s.momentum_before, s.momentum);
+  copy_all(s.exp_avg_before, s.exp_avg);
+  copy_all(s.exp_avg_sq_before, s.exp_avg_sq);
+  copy_all(s.max_exp_avg_sq_before, s.max_exp_avg_sq);
   for (size_t i = 0; i < params.size(); ++i) s.update(i, *params[i].tensor, grads[i].tensor);
   for (const auto& p : params)
     if (!finite(*p.tensor)) {
-      for (size_t i = 0; i < params.size(); ++i)
-        std::copy(before[i].data(), before[i].data() + before[i].size(), params[i].tensor->data());
-      std::tie(s.momentum, s.exp_avg, s.exp_avg_sq, s.max_exp_avg_sq) = state;
+      for (size_t i = 0; i < params.size(); ++i) copy_into(*params[i].tensor, s.before[i]);
+      copy_all(s.momentum, s.momentum_before);
+      copy_all(s.exp_avg, s.exp_avg_before);
+      copy_all(s.exp_avg_sq, s.exp_avg_sq_before);
+      copy_all(s.max_exp_avg_sq, s.max_exp_avg_sq_before);
       throw Error("training: " + p.name + " would not be finite after step " + std::to_string(s.steps + 1) +
                   "; stopped, the step undone (lower the learning rate?)");
     }

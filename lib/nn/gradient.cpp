@@ -31,9 +31,34 @@ class GradientVisitor final : public nn::Visitor<T> {
   std::map<const nn::Leaf<T>*, std::vector<T*>> grads_;
 };
 
+/// Zero parameter cotangents: `reuse`'s tensors zeroed in place (on the threads) where they are the parameters'
+/// names and shapes, otherwise new ones.
 template <class T>
-std::vector<NamedTensor<T>> zero_gradients(const typename Sequential<T>::Impl& impl) {
+std::vector<NamedTensor<T>> zero_gradients(const typename Sequential<T>::Impl& impl,
+                                           std::vector<NamedTensor<T>>* reuse = nullptr) {
   std::vector<NamedTensor<T>> out;
+  if (reuse) {
+    size_t k = 0;
+    bool same = true;
+    for (const auto* leaf : impl.owners)
+      for (const auto& p : leaf->parameters()) {
+        same = same && k < reuse->size() && (*reuse)[k].name == p.name &&
+               (*reuse)[k].tensor.shape() == p.tensor->shape() && (*reuse)[k].tensor.size() == p.tensor->size();
+        ++k;
+      }
+    if (same && k == reuse->size()) {
+      out = std::move(*reuse);
+      for (auto& g : out) {
+        T* d = g.tensor.data();
+        const int64_t n = g.tensor.size();
+        constexpr int64_t kBlock = int64_t{1} << 16;
+        backend::parallel_for_work((n + kBlock - 1) / kBlock, static_cast<double>(kBlock), [&](int64_t b) {
+          std::fill(d + b * kBlock, d + std::min(n, (b + 1) * kBlock), T(0));
+        });
+      }
+      return out;
+    }
+  }
   for (const auto* leaf : impl.owners)
     for (const auto& p : leaf->parameters()) out.push_back({p.name, Tensor<T>(p.tensor->shape())});
   return out;
@@ -43,8 +68,9 @@ std::vector<NamedTensor<T>> zero_gradients(const typename Sequential<T>::Impl& i
 /// the slices of a batch run at once (layers are const during computation).
 template <class T>
 struct Shard {
-  Shard(const typename Sequential<T>::Impl& impl, int64_t first, int64_t count)
-      : b0(first), n(count), cx(backend::get("cpu")), values(cx, impl.nodes), grads(zero_gradients<T>(impl)) {}
+  Shard(const typename Sequential<T>::Impl& impl, int64_t first, int64_t count,
+        std::vector<NamedTensor<T>>* reuse = nullptr)
+      : b0(first), n(count), cx(backend::get("cpu")), values(cx, impl.nodes), grads(zero_gradients<T>(impl, reuse)) {}
   std::map<const nn::Leaf<T>*, std::vector<T*>> grad_pointers(const typename Sequential<T>::Impl& impl) {
     std::map<const nn::Leaf<T>*, std::vector<T*>> m;
     size_t k = 0;
@@ -68,12 +94,16 @@ int detail::gradient_shards(int64_t n, int threads, double parameter_bytes) {
 
 template <class T>
 std::vector<NamedTensor<T>> gradient(const Sequential<T>& model, TensorArg<T> x, TensorArg<T> cotangent) {
-  return detail::value_and_gradient<T>(model, x, [&](Tensor<T>&) { return cotangent; });
+  std::vector<NamedTensor<T>> grads;
+  detail::value_and_gradient<T>(
+      model, x, [&](Tensor<T>&) { return cotangent; }, grads);
+  return grads;
 }
 
 template <class T>
-std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
-                                                       const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of) {
+void detail::value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
+                                const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of,
+                                std::vector<NamedTensor<T>>& grads) {
   const int64_t n = detail::check_batch(model, x, "gradient: x");
   Shape expected{n};
   expected.insert(expected.end(), model.output_shape().begin(), model.output_shape().end());
@@ -86,7 +116,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
   std::deque<Shard<T>> shards;  // (not movable: each holds its context)
   for (int s = 0; s < count; ++s) {
     const int64_t b0 = n * s / count, b1 = n * (s + 1) / count;
-    shards.emplace_back(impl, b0, b1 - b0);
+    shards.emplace_back(impl, b0, b1 - b0, s == 0 ? &grads : nullptr);
   }
   // the forward passes, one shard a thread: each shard's layers run single-threaded inside the region
   backend::parallel_for(count, [&](int64_t s) {
@@ -99,7 +129,10 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
   if (cotangent.shape() != expected)
     throw Error("gradient: the cotangent has shape " + to_string(cotangent.shape()) + ", expected " +
                 to_string(expected) + " (the model's output for " + std::to_string(n) + " samples)");
-  if (impl.owners.empty()) return std::move(shards[0].grads);
+  if (impl.owners.empty()) {
+    grads = std::move(shards[0].grads);
+    return;
+  }
   backend::parallel_for(count, [&](int64_t s) {
     auto& sh = shards[static_cast<size_t>(s)];
     GradientVisitor<T> visitor(sh.grad_pointers(impl));
@@ -111,7 +144,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
     sh.cx.ops().copy(sh.n * out_size, cotangent.data() + sh.b0 * out_size, sweep.lanes[0].delta.rows.data());
     impl.root->sweep(sweep, {x.data() + sh.b0 * in_size, nullptr}, {nullptr, nullptr}, false);
   });
-  auto out = std::move(shards[0].grads);
+  auto& out = shards[0].grads;
   for (size_t s = 1; s < shards.size(); ++s)  // the shards' cotangents summed, in shard order
     for (size_t k = 0; k < out.size(); ++k) {
       T* o = out[k].tensor.data();
@@ -121,7 +154,7 @@ std::vector<NamedTensor<T>> detail::value_and_gradient(const Sequential<T>& mode
         for (int64_t e = b * 4096; e < e1; ++e) o[e] += g[e];
       });
     }
-  return out;
+  grads = std::move(out);
 }
 
 template <class T>
@@ -175,10 +208,12 @@ Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<Name
   return out;
 }
 
-template std::vector<NamedTensor<float>> detail::value_and_gradient(
-    const Sequential<float>&, TensorArg<float>, const std::function<TensorRef<float>(Tensor<float>&)>&);
-template std::vector<NamedTensor<double>> detail::value_and_gradient(
-    const Sequential<double>&, TensorArg<double>, const std::function<TensorRef<double>(Tensor<double>&)>&);
+template void detail::value_and_gradient(const Sequential<float>&, TensorArg<float>,
+                                         const std::function<TensorRef<float>(Tensor<float>&)>&,
+                                         std::vector<NamedTensor<float>>&);
+template void detail::value_and_gradient(const Sequential<double>&, TensorArg<double>,
+                                         const std::function<TensorRef<double>(Tensor<double>&)>&,
+                                         std::vector<NamedTensor<double>>&);
 template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
 template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
 template Tensor<float> jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&);

@@ -278,6 +278,43 @@ TEST_CASE("a step that would make a parameter non-finite is undone, the optimise
   CHECK(weight(net) != before);
 }
 
+TEST_CASE("a step undone after earlier steps restores that step's parameters and momentum (the kept copies)",
+          "[dynamics][train][errors]") {
+  // The trainer keeps its gradient, its copy of θ and of the optimiser's state from step to step (no fresh pages
+  // per step); a step undone after two good ones must restore the values of the second, not of an earlier step.
+  // No bias, inputs ~1e-10 and lr 1e10: the good steps move the weights by O(1); then inputs ~1e150 give a loss
+  // ~1e300 (finite) and a gradient ~1e300, which lr takes past the float64 range.
+  const ModelSpec spec{.input = {3}, .layers = {Linear{.out_features = 2, .bias = false}}};
+  Sequential<double> net(spec, 1), fresh(spec, 1);
+  TrainOptions opt;
+  opt.optimizer.lr = 1e10;
+  opt.optimizer.momentum = 0.9;
+  auto x = test::randn<double>({4, 3}, 2);
+  for (int64_t i = 0; i < x.size(); ++i) x[i] *= 1e-10;
+  const auto y = test::randn<double>({4, 2}, 3);
+  Tensor<double> huge = test::randn<double>({4, 3}, 4);
+  for (int64_t i = 0; i < huge.size(); ++i) huge[i] *= 1e150;
+  const auto weight = [](const Sequential<double>& m) {
+    const auto& t = *m.named_parameters()[0].tensor;
+    return std::vector<double>(t.data(), t.data() + t.size());
+  };
+  Trainer<double> trainer(net, opt), other(fresh, opt);
+  for (int s = 0; s < 2; ++s) {
+    trainer.step(x, y);
+    other.step(x, y);
+  }
+  const std::vector<double> second = weight(net);
+  REQUIRE(second == weight(fresh));
+  CHECK_THROWS_WITH(trainer.step(huge, y), Contains("would not be finite after step 3") && Contains("undone"));
+  CHECK(weight(net) == second);
+  CHECK(trainer.steps() == 2);
+  // the momentum buffer is the second step's: the next step is the third step of a trainer that never failed
+  trainer.step(x, y);
+  other.step(x, y);
+  CHECK(weight(net) == weight(fresh));
+  CHECK(weight(net) != second);
+}
+
 TEST_CASE("a loss's parameter gradient through the layers equals the autograd path's and finite differences",
           "[dynamics][loss]") {
   const Sequential<double> net(
