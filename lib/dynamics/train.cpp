@@ -10,6 +10,7 @@
 #include <exception>
 #include <limits>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <tuple>
 #include <vector>
@@ -150,8 +151,31 @@ struct Trainer<T>::State {
     return y;
   }
 
-  /// PyTorch's update of one parameter tensor p with gradient g (state index i).
-  void update(size_t i, Tensor<T>& p, Tensor<T>& g) {
+  /// p[e] = p[e] + d(e) for every element, in blocks on the threads, first copying p[e] into keep[e] where
+  /// `keep` is given (the copy that undoes the step, taken in the same pass); whether every new value is finite
+  /// (each block checked just after it is written, while it is in cache). The last loop of every update.
+  template <class D>
+  static bool apply(int64_t n, T* p, T* keep, D d) {
+    std::atomic<bool> ok{true};
+    for_blocks(n, [&](int64_t b, int64_t end) {
+      T* __restrict pd = p;
+      if (keep) {
+        T* __restrict kd = keep;
+        for (int64_t e = b; e < end; ++e) {
+          kd[e] = pd[e];
+          pd[e] = pd[e] + d(e);
+        }
+      } else {
+        for (int64_t e = b; e < end; ++e) pd[e] = pd[e] + d(e);
+      }
+      if (!detail::all_finite(pd + b, end - b)) ok = false;
+    });
+    return ok;
+  }
+
+  /// PyTorch's update of one parameter tensor p with gradient g (state index i), p's old values copied into
+  /// `keep` if given; whether p is finite afterwards.
+  bool update(size_t i, Tensor<T>& p, Tensor<T>& g, T* keep = nullptr) {
     const Optimizer& o = opt.optimizer;
     const int64_t n = p.size();
     // each loop elementwise over restrict pointers, in blocks on the threads: the same operations per element
@@ -184,12 +208,8 @@ struct Trainer<T>::State {
         else
           g = buf;
       }
-      for_blocks(n, [&, step = T(-o.lr)](int64_t b, int64_t end) {
-        T* __restrict pd = p.data();
-        const T* __restrict gd = g.data();
-        for (int64_t e = b; e < end; ++e) pd[e] = pd[e] + step * gd[e];
-      });
-      return;
+      const T* __restrict gd = g.data();
+      return apply(n, p.data(), keep, [gd, step = T(-o.lr)](int64_t e) { return step * gd[e]; });
     }
     // Adam
     if (exp_avg.size() <= i) {
@@ -225,14 +245,11 @@ struct Trainer<T>::State {
       });
       second = &mx;
     }
-    for_blocks(n, [&, eps = T(o.eps)](int64_t b, int64_t end) {
-      T* __restrict pd = p.data();
-      const T* __restrict md = m.data();
-      const T* __restrict sd = second->data();
-      for (int64_t e = b; e < end; ++e) {
-        const T denom = std::sqrt(sd[e]) / bc2_sqrt + eps;
-        pd[e] = pd[e] + (-step_size) * (md[e] / denom);
-      }
+    const T* __restrict md = m.data();
+    const T* __restrict sd = second->data();
+    return apply(n, p.data(), keep, [md, sd, bc2_sqrt, step_size, eps = T(o.eps)](int64_t e) {
+      const T denom = std::sqrt(sd[e]) / bc2_sqrt + eps;
+      return (-step_size) * (md[e] / denom);
     });
   }
 };
@@ -332,7 +349,9 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   // and the trainer are left as they were before it (one copy of θ and of the state per step, into the
   // copies the trainer keeps: memcpy speed, no fresh pages)
   s.before.resize(params.size());
-  for (size_t i = 0; i < params.size(); ++i) copy_into(s.before[i], *params[i].tensor);
+  for (size_t i = 0; i < params.size(); ++i)  // (the copies themselves are taken by the update's last pass)
+    if (s.before[i].shape() != params[i].tensor->shape() || s.before[i].size() != params[i].tensor->size())
+      s.before[i] = Tensor<T>(params[i].tensor->shape());
   auto copy_all = [](std::vector<Tensor<T>>& to, const std::vector<Tensor<T>>& from) {
     to.resize(from.size());
     for (size_t i = 0; i < from.size(); ++i) copy_into(to[i], from[i]);
@@ -341,17 +360,18 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   copy_all(s.exp_avg_before, s.exp_avg);
   copy_all(s.exp_avg_sq_before, s.exp_avg_sq);
   copy_all(s.max_exp_avg_sq_before, s.max_exp_avg_sq);
-  for (size_t i = 0; i < params.size(); ++i) s.update(i, *params[i].tensor, grads[i].tensor);
-  for (const auto& p : params)
-    if (!finite(*p.tensor)) {
-      for (size_t i = 0; i < params.size(); ++i) copy_into(*params[i].tensor, s.before[i]);
-      copy_all(s.momentum, s.momentum_before);
-      copy_all(s.exp_avg, s.exp_avg_before);
-      copy_all(s.exp_avg_sq, s.exp_avg_sq_before);
-      copy_all(s.max_exp_avg_sq, s.max_exp_avg_sq_before);
-      throw Error("training: " + p.name + " would not be finite after step " + std::to_string(s.steps + 1) +
-                  "; stopped, the step undone (lower the learning rate?)");
-    }
+  std::optional<size_t> bad;  // the first parameter not finite after the step
+  for (size_t i = 0; i < params.size(); ++i)
+    if (!s.update(i, *params[i].tensor, grads[i].tensor, s.before[i].data()) && !bad) bad = i;
+  if (bad) {
+    for (size_t i = 0; i < params.size(); ++i) copy_into(*params[i].tensor, s.before[i]);
+    copy_all(s.momentum, s.momentum_before);
+    copy_all(s.exp_avg, s.exp_avg_before);
+    copy_all(s.exp_avg_sq, s.exp_avg_sq_before);
+    copy_all(s.max_exp_avg_sq, s.max_exp_avg_sq_before);
+    throw Error("training: " + params[*bad].name + " would not be finite after step " + std::to_string(s.steps + 1) +
+                "; stopped, the step undone (lower the learning rate?)");
+  }
   ++s.steps;
   return l.value;
 }
