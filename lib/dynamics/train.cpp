@@ -133,9 +133,11 @@ struct Trainer<T>::State {
       std::vector<NamedTensor<T>> temporary;
       std::vector<NamedTensor<T>>& d = held ? *held : temporary;
       displacement(d);
-      y = jvp(initial, x, d);  // J(θ₀)(θ − θ₀)
-      if (!opt.transform.center) {
-        const Tensor<T> f0 = initial.forward(x);
+      if (opt.transform.center) {
+        y = jvp(initial, x, d);  // J(θ₀)(θ − θ₀)
+      } else {                   // f(θ₀) + J(θ₀)(θ − θ₀), f(θ₀) from the JVP's own forward pass
+        Tensor<T> f0;
+        y = detail::jvp<T>(initial, x, d, &f0);
         for (int64_t i = 0; i < y.size(); ++i) y[i] += f0[i];
       }
     } else {

@@ -159,6 +159,12 @@ void detail::value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
 
 template <class T>
 Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<NamedTensor<T>>& tangents) {
+  return detail::jvp<T>(model, x, tangents, nullptr);
+}
+
+template <class T>
+Tensor<T> detail::jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<NamedTensor<T>>& tangents,
+                      Tensor<T>* primal_out) {
   const int64_t n = detail::check_batch(model, x, "jvp: x");
   const auto& impl = model.impl();
   nn::Tangents<T> dtheta;
@@ -202,7 +208,11 @@ Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<Name
   Tensor<T> out(shape);
   nn::Context<T> cx(backend::get("cpu"));
   nn::Values<T> primal(cx, impl.nodes), tangent(cx, impl.nodes);
-  impl.root->forward(cx, primal, x.data(), n);
+  const T* y = impl.root->forward(cx, primal, x.data(), n);
+  if (primal_out) {
+    *primal_out = Tensor<T>(shape);
+    std::copy(y, y + out.size(), primal_out->data());
+  }
   const T* dy = impl.root->tangent(cx, primal, tangent, x.data(), nullptr, n, dtheta);
   if (dy) std::copy(dy, dy + out.size(), out.data());
   return out;
@@ -216,6 +226,10 @@ template void detail::value_and_gradient(const Sequential<double>&, TensorArg<do
                                          std::vector<NamedTensor<double>>&);
 template std::vector<NamedTensor<float>> gradient(const Sequential<float>&, TensorArg<float>, TensorArg<float>);
 template std::vector<NamedTensor<double>> gradient(const Sequential<double>&, TensorArg<double>, TensorArg<double>);
+template Tensor<float> detail::jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&,
+                                   Tensor<float>*);
+template Tensor<double> detail::jvp(const Sequential<double>&, TensorArg<double>,
+                                    const std::vector<NamedTensor<double>>&, Tensor<double>*);
 template Tensor<float> jvp(const Sequential<float>&, TensorArg<float>, const std::vector<NamedTensor<float>>&);
 template Tensor<double> jvp(const Sequential<double>&, TensorArg<double>, const std::vector<NamedTensor<double>>&);
 

@@ -74,5 +74,11 @@ void value_and_gradient(const Sequential<T>& model, TensorArg<T> x,
                         const std::function<TensorRef<T>(Tensor<T>&)>& cotangent_of,
                         std::vector<NamedTensor<T>>& grads);
 
+/// xntk::jvp, and the model's outputs f(x) from the same forward pass into `primal` if given (the linearised
+/// network's f(x; θ₀) + J(x; θ₀)·δθ needs both: a second forward pass was one more read of θ₀ per step).
+template <class T>
+Tensor<T> jvp(const Sequential<T>& model, TensorArg<T> x, const std::vector<NamedTensor<T>>& tangents,
+              Tensor<T>* primal);
+
 }  // namespace detail
 }  // namespace xntk
