@@ -82,12 +82,26 @@ std::string type_name(const LayerSpec& layer) {
 }
 
 template <class T>
-Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
+Sequential<T>::Sequential(ModelSpec spec, uint64_t seed) : Sequential(std::move(spec), seed, true) {}
+
+template <class T>
+Sequential<T> Sequential<T>::copy() const {
+  Sequential<T> c(spec_, 0, false);  // every parameter and buffer is overwritten below
+  const auto from = named_parameters(), to = c.named_parameters();
+  for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = *from[i].tensor;
+  const auto bfrom = named_buffers(), bto = c.named_buffers();
+  for (size_t i = 0; i < bfrom.size(); ++i) *bto[i].tensor = *bfrom[i].tensor;
+  return c;
+}
+
+template <class T>
+Sequential<T>::Sequential(ModelSpec spec, uint64_t seed, bool draw)
+    : spec_(std::move(spec)), impl_(std::make_unique<Impl>()) {
   if (spec_.input.empty()) throw Error("model: input shape is empty; expected e.g. (784) or (3, 32, 32)");
   for (int64_t d : spec_.input)
     if (d <= 0) throw Error("model: input shape " + to_string(spec_.input) + " must have positive dimensions");
   if (spec_.layers.empty()) throw Error("model: no layers");
-  detail::Rng rng(seed);
+  detail::Rng rng(seed, draw);
   int nodes = 0;
   impl_->root = nn::build_sequence<T>(spec_.layers, "", spec_.input, spec_.parameterization, rng, nodes);
   impl_->nodes = nodes;

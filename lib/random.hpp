@@ -14,7 +14,10 @@ namespace xntk::detail {
 
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : engine_(seed) {}
+  /// `draw` false: initialize() leaves the parameters as they are (zero) and draws nothing (Sequential::copy,
+  /// which overwrites them).
+  explicit Rng(uint64_t seed, bool draw = true) : engine_(seed), draw_(draw) {}
+  bool draws() const { return draw_; }
   /// U[0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
   /// U[lo, hi).
@@ -29,6 +32,7 @@ class Rng {
 
  private:
   std::mt19937_64 engine_;
+  bool draw_;
 };
 
 /// Draws a layer's weight then bias (either may be empty) in its parameterisation and returns (c_w, c_b):
@@ -38,13 +42,16 @@ std::pair<double, double> initialize(Tensor& weight, Tensor& bias, double fan_in
                                      double b_std, Rng& rng) {
   using T = typename Tensor::value_type;
   if (p == Parameterization::standard) {
+    if (!rng.draws()) return {1.0, 1.0};
     const double bound = 1.0 / std::sqrt(fan_in);
     for (int64_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<T>(rng.uniform(-bound, bound));
     for (int64_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<T>(rng.uniform(-bound, bound));
     return {1.0, 1.0};
   }
-  for (int64_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<T>(rng.normal());
-  for (int64_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<T>(rng.normal());
+  if (rng.draws()) {
+    for (int64_t i = 0; i < weight.size(); ++i) weight[i] = static_cast<T>(rng.normal());
+    for (int64_t i = 0; i < bias.size(); ++i) bias[i] = static_cast<T>(rng.normal());
+  }
   return {w_std / std::sqrt(fan_in), b_std};
 }
 

@@ -43,6 +43,9 @@ template <class T>
 class Sequential {
  public:
   explicit Sequential(ModelSpec spec, uint64_t seed = 0);
+  /// An independent copy: the same spec, parameters and buffers (PyTorch's copy.deepcopy of a module). Draws
+  /// no random numbers: a copy of a 100 M-parameter MLP takes the time of copying it, not of initialising one.
+  Sequential copy() const;
   ~Sequential();
   Sequential(Sequential&&) noexcept;
   Sequential& operator=(Sequential&&) noexcept;
@@ -84,6 +87,7 @@ class Sequential {
   const Impl& impl() const { return *impl_; }
 
  private:
+  Sequential(ModelSpec spec, uint64_t seed, bool draw);
   ModelSpec spec_;
   std::unique_ptr<Impl> impl_;
 };

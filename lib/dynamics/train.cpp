@@ -38,17 +38,6 @@ double diagonal_sum(const Tensor<T>& k) {
   return t;
 }
 
-/// A copy of the model: the same spec, parameters and buffers (BatchNorm's running statistics).
-template <class T>
-Sequential<T> copy_of(const Sequential<T>& m) {
-  Sequential<T> c(m.spec(), 0);
-  const auto from = m.named_parameters(), to = c.named_parameters();
-  for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = *from[i].tensor;
-  const auto bfrom = m.named_buffers(), bto = c.named_buffers();
-  for (size_t i = 0; i < bfrom.size(); ++i) *bto[i].tensor = *bfrom[i].tensor;
-  return c;
-}
-
 /// f(b, e) over the blocks [b, e) of [0, n), on the OpenMP threads where n is large: the optimiser's
 /// elementwise loops (the 784-1000-1000-10 MLP's SGD update ran as one scalar thread, 4% of the samples of a
 /// step, while the other thread waited).
@@ -106,7 +95,7 @@ struct Trainer<T>::State {
   std::vector<NamedTensor<T>> grads;
   std::vector<Tensor<T>> before, momentum_before, exp_avg_before, exp_avg_sq_before, max_exp_avg_sq_before;
 
-  State(Sequential<T>& m, TrainOptions o) : model(&m), opt(std::move(o)), initial(copy_of(m)) {}
+  State(Sequential<T>& m, TrainOptions o) : model(&m), opt(std::move(o)), initial(m.copy()) {}
 
   /// θ − θ₀ under the parameters' names, into d's tensors where they are already of the parameters' shapes.
   void displacement(std::vector<NamedTensor<T>>& d) const {

@@ -181,3 +181,41 @@ TEST_CASE("residual and sequential blocks round-trip through the model JSON", "[
   CHECK_THAT(error(R"({"type": "residual", "body": [{"type": "residual", "body": [{"type": "lin"}]}]})"),
              Contains("m.json: layer 0.body.0.body.0: unknown layer type \"lin\""));
 }
+
+TEST_CASE("Sequential::copy has the same parameters and buffers, computes the same, and is independent",
+          "[blocks][model]") {
+  for (const Parameterization p : {Parameterization::standard, Parameterization::ntk}) {
+    INFO(name(p));
+    Sequential<double> net(
+        {.input = {2, 5, 5},
+         .parameterization = p,
+         .layers = {conv(3, 3, 1, 1), BatchNorm2d{}, ReLU(),
+                    Residual{.body = {conv(3, 3, 1, 1), BatchNorm2d{}}, .shortcut = {}}, Flatten{}, lin(4)}},
+        7);
+    // buffers that a fresh model of any seed would not have: BatchNorm's running statistics set by hand
+    for (const auto& b : net.named_buffers())
+      for (int64_t i = 0; i < b.tensor->size(); ++i) (*b.tensor)[i] = 0.25 + 0.5 * static_cast<double>(i + 1);
+    const Sequential<double> c = net.copy();
+    const auto pn = net.named_parameters(), pc = c.named_parameters();
+    REQUIRE(pn.size() == pc.size());
+    for (size_t i = 0; i < pn.size(); ++i) {
+      CHECK(pc[i].name == pn[i].name);
+      CHECK(pc[i].tensor->shape() == pn[i].tensor->shape());
+      CHECK(pc[i].tensor->data() != pn[i].tensor->data());
+      CHECK(std::equal(pn[i].tensor->data(), pn[i].tensor->data() + pn[i].tensor->size(), pc[i].tensor->data()));
+    }
+    const auto bn = net.named_buffers(), bc = c.named_buffers();
+    REQUIRE(bn.size() == bc.size());
+    REQUIRE(!bn.empty());
+    for (size_t i = 0; i < bn.size(); ++i)
+      CHECK(std::equal(bn[i].tensor->data(), bn[i].tensor->data() + bn[i].tensor->size(), bc[i].tensor->data()));
+    for (int i = 0; i < net.num_layers(); ++i) CHECK(c.multipliers(i) == net.multipliers(i));
+    const auto x = test::randn<double>({3, 2, 5, 5}, 8);
+    const Tensor<double> a = net.forward(x), b = c.forward(x);
+    CHECK(std::equal(a.data(), a.data() + a.size(), b.data()));
+    // independent: changing the original leaves the copy as it was
+    const double before = (*pc[0].tensor)[0];
+    (*pn[0].tensor)[0] += 1;
+    CHECK((*pc[0].tensor)[0] == before);
+  }
+}
