@@ -3,6 +3,7 @@
 // the command line, so that a 1 MB tensor name or a binary file given as a model still gives one short line.
 
 #include <algorithm>
+#include <charconv>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -33,6 +34,15 @@ inline std::string quote(std::string_view s, size_t max = kQuoteBytes, char mark
   }
   if (s.size() > max) return r + "..." + mark + " (" + std::to_string(s.size()) + " bytes)";
   return r + mark;
+}
+
+/// A number as a message shows it: the shortest text that reads back as the same double ("2", "0.5",
+/// "1e+300", "-1e-12", "nan", "inf"), never std::to_string's fixed notation (300 digits for 1e300, "0.000000"
+/// for 1e-12).
+inline std::string number(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 /// A message from a library (which may embed what it read) made printable and cut to `max` bytes.

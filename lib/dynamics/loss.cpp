@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "batch.hpp"
+#include "quote.hpp"
 #include "xntk/train.hpp"
 
 namespace xntk {
@@ -52,7 +53,7 @@ LossValue<T> loss(Loss kind, TensorRef<T> f, TensorArg<T> y, const std::string& 
     if (labels) {
       const double v = static_cast<double>(y.data()[s]);
       if (!(v >= 0 && v < static_cast<double>(C) && v == std::floor(v)))
-        throw Error(what + ": the label of sample " + std::to_string(s) + " is " + std::to_string(v) +
+        throw Error(what + ": the label of sample " + std::to_string(s) + " is " + detail::number(v) +
                     ", expected an integer in [0, " + std::to_string(C) + ")");
       label = static_cast<int64_t>(v);
     }

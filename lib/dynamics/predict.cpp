@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "batch.hpp"
+#include "quote.hpp"
 #include "xntk/dynamics.hpp"
 
 namespace xntk {
@@ -151,7 +152,7 @@ Mat targets_of(TensorRef<T> y, int64_t rows, int64_t O, bool labels) {
     for (int64_t i = 0; i < rows; ++i) {
       const double v = y.data()[i];
       if (!(v >= 0 && v < static_cast<double>(O) && v == std::floor(v)))
-        throw Error("the targets: the label of sample " + std::to_string(i) + " is " + std::to_string(v) +
+        throw Error("the targets: the label of sample " + std::to_string(i) + " is " + detail::number(v) +
                     ", expected an integer in [0, " + std::to_string(O) + ")");
       m(i, static_cast<int64_t>(v)) = 1;
     }
@@ -230,7 +231,7 @@ Predictions<T> mse_closed_form(const PredictInputs<T>& in, const Shapes& s, size
 template <class T>
 Predictions<T> predict_steps(const PredictInputs<T>& in, Loss loss, double lr, const std::vector<int64_t>& steps) {
   if (!(lr > 0) || !std::isfinite(lr))
-    throw Error("predictions: the learning rate must be positive and finite, got " + std::to_string(lr));
+    throw Error("predictions: the learning rate must be positive and finite, got " + detail::number(lr));
   for (int64_t k : steps)
     if (k < 0) throw Error("predictions: a step count must be non-negative, got " + std::to_string(k));
   const Shapes s = check(in, loss);
@@ -289,7 +290,7 @@ Predictions<T> predict_steps(const PredictInputs<T>& in, Loss loss, double lr, c
 template <class T>
 Predictions<T> predict_time(const PredictInputs<T>& in, double lr, const std::vector<double>& times, double ridge) {
   if (!(lr > 0) || !std::isfinite(lr))
-    throw Error("predictions: the learning rate must be positive and finite, got " + std::to_string(lr));
+    throw Error("predictions: the learning rate must be positive and finite, got " + detail::number(lr));
   if (!(ridge >= 0) || !std::isfinite(ridge))
     throw Error("predictions: the ridge must be non-negative and finite, got " + std::to_string(ridge));
   for (double t : times)

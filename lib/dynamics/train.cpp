@@ -20,6 +20,7 @@
 #include "checked.hpp"
 #include "nn/model.hpp"
 #include "ntk/driver.hpp"
+#include "quote.hpp"
 #include "xntk/analysis.hpp"
 
 namespace xntk {
@@ -249,9 +250,9 @@ template <class T>
 Trainer<T>::Trainer(Sequential<T>& model, TrainOptions options) : s_(std::make_unique<State>(model, options)) {
   const auto& o = s_->opt;
   if (!(o.optimizer.lr > 0) || !std::isfinite(o.optimizer.lr))
-    throw Error("training: the learning rate must be positive and finite, got " + std::to_string(o.optimizer.lr));
+    throw Error("training: the learning rate must be positive and finite, got " + detail::number(o.optimizer.lr));
   if (!std::isfinite(o.transform.alpha) || o.transform.alpha == 0)
-    throw Error("training: alpha must be finite and non-zero, got " + std::to_string(o.transform.alpha));
+    throw Error("training: alpha must be finite and non-zero, got " + detail::number(o.transform.alpha));
   if (o.optimizer.momentum < 0 || !std::isfinite(o.optimizer.momentum))
     throw Error("training: momentum must be non-negative and finite");
   if (o.optimizer.nesterov && (o.optimizer.momentum <= 0 || o.optimizer.dampening != 0))
@@ -299,7 +300,7 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   auto cotangent = [&](const Tensor<T>& out) {
     l = loss(s.opt.loss, out, y);
     if (s.opt.stop_on_nonfinite && !std::isfinite(l.value))
-      throw Error("training: the loss is " + std::to_string(l.value) + " at step " + std::to_string(s.steps + 1) +
+      throw Error("training: the loss is " + detail::number(l.value) + " at step " + std::to_string(s.steps + 1) +
                   "; stopped (lower the learning rate?)");
     const T scale = T(1.0 / s.opt.transform.alpha);
     for (int64_t i = 0; i < l.grad.size(); ++i) l.grad[i] *= scale;

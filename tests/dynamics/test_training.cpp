@@ -14,6 +14,7 @@
 
 using namespace xntk;
 using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
 namespace fs = std::filesystem;
 
 TEST_CASE("mse and cross-entropy as PyTorch defines them, with their derivatives", "[dynamics][loss]") {
@@ -50,7 +51,10 @@ TEST_CASE("mse and cross-entropy as PyTorch defines them, with their derivatives
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0, 3}), "y.npy"),
                     Contains("y.npy: the label of sample 1 is 3") && Contains("[0, 3)"));
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0.5, 1}), "y.npy"),
-                    Contains("label of sample 0"));
+                    Contains("label of sample 0 is 0.5, expected"));
+  // a huge label is quoted short, not as std::to_string's 300 digits
+  CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({2}, std::vector<double>{0, 1e300}), "y.npy"),
+                    Equals("y.npy: the label of sample 1 is 1e+300, expected an integer in [0, 3)"));
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, f, Tensor<double>({3}), "y.npy"), Contains("expected (2,) class labels"));
   Tensor<double> nan_y = y;
   nan_y[4] = std::nan("");
@@ -62,6 +66,20 @@ TEST_CASE("mse and cross-entropy as PyTorch defines them, with their derivatives
   const Tensor<double> none({2, 0});
   CHECK_THROWS_WITH(loss(Loss::cross_entropy, none, Tensor<double>({2})), Contains("(2, 0) have no values"));
   CHECK_THROWS_WITH(loss(Loss::mse, none, none), Contains("(2, 0) have no values"));
+}
+
+TEST_CASE("bad learning rates and alphas are quoted as the numbers they are", "[dynamics][train][predict][errors]") {
+  // std::to_string wrote -1e-12 as "-0.000000" and -1e300 as 301 digits
+  Sequential<double> net(ModelSpec{.input = {3}, .layers = {Linear{.out_features = 2}}}, 1);
+  CHECK_THROWS_WITH(Trainer<double>(net, {.optimizer = {.lr = -1e-12}}),
+                    Equals("training: the learning rate must be positive and finite, got -1e-12"));
+  CHECK_THROWS_WITH(Trainer<double>(net, {.optimizer = {.lr = -1e300}}),
+                    Equals("training: the learning rate must be positive and finite, got -1e+300"));
+  CHECK_THROWS_WITH(Trainer<double>(net, {.optimizer = {.lr = 0.1}, .transform = {.alpha = 0.0}}),
+                    Equals("training: alpha must be finite and non-zero, got 0"));
+  const Tensor<double> k({2, 2}, std::vector<double>{2, 1, 1, 2}), y({2, 1}, std::vector<double>{1, -1});
+  CHECK_THROWS_WITH(predict_steps<double>({.k_train = k, .y = y}, Loss::mse, -2.5, {1}),
+                    Contains("learning rate must be positive and finite, got -2.5"));
 }
 
 TEST_CASE("training refuses inputs and targets without samples or with NaN, naming them", "[dynamics][train][errors]") {
