@@ -142,6 +142,10 @@ struct TrainData {
   std::optional<TensorRef<T>> probe = std::nullopt, probe_y = std::nullopt;
 };
 
+namespace detail {
+struct TrainerAccess;  // train()'s access to a trainer's work arrays (lib/dynamics/train.cpp)
+}  // namespace detail
+
 /// Trains step by step: keeps θ₀ (the parameters when constructed) for the transforms, the linearisation and
 /// the metrics, and the optimiser's state.
 template <class T>
@@ -172,6 +176,7 @@ class Trainer {
   const Sequential<T>& initial() const;
 
  private:
+  friend struct detail::TrainerAccess;
   struct State;
   std::unique_ptr<State> s_;
 };

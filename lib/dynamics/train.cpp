@@ -115,19 +115,24 @@ struct Trainer<T>::State {
     }
   }
 
-  /// f(x; θ) or f_lin(x; θ), centred or not, times α; the linearisation's θ − θ₀ goes into `held` (or a
-  /// temporary).
-  Tensor<T> outputs(TensorRef<T> x, bool linear, std::vector<NamedTensor<T>>* held = nullptr) const {
+  /// f(x; θ) or f_lin(x; θ), centred or not, times α. The linearisation's θ − θ₀ is `given` (already computed),
+  /// or computed into `held`, or into a temporary.
+  Tensor<T> outputs(TensorRef<T> x, bool linear, std::vector<NamedTensor<T>>* held = nullptr,
+                    const std::vector<NamedTensor<T>>* given = nullptr) const {
     Tensor<T> y;
     if (linear) {
       std::vector<NamedTensor<T>> temporary;
-      std::vector<NamedTensor<T>>& d = held ? *held : temporary;
-      displacement(d);
+      const std::vector<NamedTensor<T>>* d = given;
+      if (!d) {
+        std::vector<NamedTensor<T>>& into = held ? *held : temporary;
+        displacement(into);
+        d = &into;
+      }
       if (opt.transform.center) {
-        y = jvp(initial, x, d);  // J(θ₀)(θ − θ₀)
-      } else {                   // f(θ₀) + J(θ₀)(θ − θ₀), f(θ₀) from the JVP's own forward pass
+        y = jvp(initial, x, *d);  // J(θ₀)(θ − θ₀)
+      } else {                    // f(θ₀) + J(θ₀)(θ − θ₀), f(θ₀) from the JVP's own forward pass
         Tensor<T> f0;
-        y = detail::jvp<T>(initial, x, d, &f0);
+        y = detail::jvp<T>(initial, x, *d, &f0);
         for (int64_t i = 0; i < y.size(); ++i) y[i] += f0[i];
       }
     } else {
@@ -243,6 +248,13 @@ struct Trainer<T>::State {
       const T denom = std::sqrt(sd[e]) / bc2_sqrt + eps;
       return (-step_size) * (md[e] / denom);
     });
+  }
+};
+
+struct detail::TrainerAccess {
+  template <class T>
+  static typename Trainer<T>::State& state(Trainer<T>& t) {
+    return *t.s_;
   }
 };
 
@@ -519,10 +531,15 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
     b.out = Tensor<T>(s);
     return b;
   };
+  // a log's linearised outputs (every loss block when training the linearisation, the probe's) share one
+  // θ − θ₀, computed once per log into the gradient's arrays, which are free between steps: formed afresh for
+  // each, 800 MB at the lazy-training study's width 10000, they were most of a log's time
+  auto& st = detail::TrainerAccess::state(trainer);
+  const std::vector<NamedTensor<T>>* delta = nullptr;
   auto run_block = [&](Blocks& b, int64_t i) {
     Shape part = b.x.shape();
     part[0] = std::min(chunk, b.rows - i * chunk);
-    const Tensor<T> y = trainer.outputs(TensorRef<T>(b.x.data() + i * chunk * b.in, part));
+    const Tensor<T> y = st.outputs(TensorRef<T>(b.x.data() + i * chunk * b.in, part), opt.linearized, nullptr, delta);
     std::copy(y.data(), y.data() + y.size(), b.out.data() + i * chunk * b.per);
   };
   // the probe's kernel and its float64 copy, kept from one log to the next so that their pages are reused
@@ -548,6 +565,11 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
     };
     std::tie(l.weight_change, l.weight_change_per_tensor) = trainer.weight_change();
     const bool probe_due = opt.ntk_every > 0 && (step % opt.ntk_every == 0 || step == total);
+    delta = nullptr;
+    if (opt.linearized || (probe_due && probe)) {
+      st.displacement(st.grads);
+      delta = &st.grads;
+    }
     if (!(probe_due && probe)) {
       backend::parallel_for(loss_blocks, loss_block);
       loss_values();
@@ -579,8 +601,8 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
             loss_block(task - 2);
             return;
           }
-          const Tensor<double> f = trainer.network_outputs(*probe).template cast<double>(),
-                               fl = trainer.linearized_outputs(*probe).template cast<double>();
+          const Tensor<double> f = st.outputs(*probe, false).template cast<double>(),
+                               fl = st.outputs(*probe, true, nullptr, delta).template cast<double>();
           Tensor<double> gap = f, change = fl;
           const Tensor<double> f0 = [&] {
             Tensor<T> y = trainer.initial().forward(*probe);
