@@ -107,6 +107,7 @@ void bind_model(py::module_& m, const char* cls) {
             return to_numpy(std::move(y));
           },
           py::arg("x"))
+      .def("copy", &S::copy)
       .def("as_float32", &cast_model<float, T>)
       .def("as_float64", &cast_model<double, T>);
 }

@@ -72,6 +72,28 @@ def test_state_dict_load_weights_and_save_weights(tmp_path):
     assert list(xntk.read_safetensors(path)) == net.parameter_names()
 
 
+def test_copy_and_deepcopy_are_independent_models_with_the_same_weights():
+    import copy
+    bn_spec = {"input": [2, 5, 5], "layers": [
+        {"type": "conv2d", "out_channels": 3, "kernel_size": 3}, {"type": "batchnorm2d"}, {"type": "relu"},
+        {"type": "flatten"}, {"type": "linear", "out_features": 2}]}
+    for dtype in ("float32", "float64"):
+        net = xntk.Sequential.from_json(bn_spec, seed=5, dtype=dtype)
+        x = np.random.default_rng(1).standard_normal((4, 2, 5, 5)).astype(dtype)
+        for c in (net.copy(), copy.copy(net), copy.deepcopy(net), net.astype(dtype)):
+            assert c is not net and c.dtype == net.dtype
+            assert c.parameter_names() == net.parameter_names()
+            for (k, a), (k2, b) in zip(net.state_dict().items(), c.state_dict().items()):
+                assert k == k2 and np.array_equal(a, b)
+            assert np.array_equal(c.forward(x), net.forward(x))
+        # independent: new weights in the copy leave the original as it was
+        c = net.copy()
+        before = net.state_dict()
+        c.load_weights({k: v + 1 for k, v in before.items()})
+        assert all(np.array_equal(v, net.state_dict()[k]) for k, v in before.items())
+        assert not np.array_equal(c.forward(x), net.forward(x))
+
+
 def test_load_weights_errors_leave_the_model_unchanged():
     net = xntk.Sequential(SPEC, seed=1)
     before = net.state_dict()

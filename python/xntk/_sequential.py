@@ -127,9 +127,22 @@ class Sequential:
         """Writes the parameters as safetensors under their names (the file `xntk compute --weights` reads)."""
         self._core.save_weights(os.fspath(path))
 
+    def copy(self) -> "Sequential":
+        """An independent copy: the same spec, parameters and buffers (no random draws). Also what copy.copy and
+        copy.deepcopy return."""
+        return Sequential._wrap(self._core.copy(), None if self.torch_names is None else dict(self.torch_names))
+
+    def __copy__(self) -> "Sequential":
+        return self.copy()
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "Sequential":
+        return self.copy()
+
     def astype(self, dtype: DTypeLike) -> "Sequential":
         """A copy in another dtype (parameters rounded to it)."""
         d = dtype_of(dtype)
+        if d == self.dtype:
+            return self.copy()
         core = self._core.as_float32() if d == np.float32 else self._core.as_float64()
         return Sequential._wrap(core, self.torch_names)
 
