@@ -292,9 +292,9 @@ Predictions<T> predict_time(const PredictInputs<T>& in, double lr, const std::ve
   if (!(lr > 0) || !std::isfinite(lr))
     throw Error("predictions: the learning rate must be positive and finite, got " + detail::number(lr));
   if (!(ridge >= 0) || !std::isfinite(ridge))
-    throw Error("predictions: the ridge must be non-negative and finite, got " + std::to_string(ridge));
+    throw Error("predictions: the ridge must be non-negative and finite, got " + detail::number(ridge));
   for (double t : times)
-    if (!(t >= 0) || std::isnan(t)) throw Error("predictions: a time must be non-negative, got " + std::to_string(t));
+    if (!(t >= 0) || std::isnan(t)) throw Error("predictions: a time must be non-negative, got " + detail::number(t));
   const Shapes s = check(in, Loss::mse);
   const double c = lr * 2.0 / static_cast<double>(s.n * s.outputs);
   auto infinite = [&](size_t k) { return std::isinf(times[k]); };

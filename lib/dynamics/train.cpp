@@ -5,6 +5,7 @@
 #include "xntk/train.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <exception>
@@ -58,10 +59,17 @@ bool finite(const Tensor<T>& t) {
   return ok;
 }
 
+/// Whether t is already a tensor of `like`'s shape, whose storage can take its values (the sizes are compared
+/// too: a default tensor and a 0-d one both have shape {}).
+template <class T>
+bool holds(const Tensor<T>& t, const Tensor<T>& like) {
+  return t.shape() == like.shape() && t.size() == like.size();
+}
+
 /// to = from, on the threads, in to's storage where it is of from's shape.
 template <class T>
 void copy_into(Tensor<T>& to, const Tensor<T>& from) {
-  if (to.shape() != from.shape() || to.size() != from.size()) {  // (a default tensor and a 0-d one: shape {})
+  if (!holds(to, from)) {
     to = from;
     return;
   }
@@ -98,14 +106,25 @@ struct Trainer<T>::State {
 
   State(Sequential<T>& m, TrainOptions o) : model(&m), opt(std::move(o)), initial(m.copy()) {}
 
+  /// Each part of the optimiser's state with the copy that undoes a step.
+  std::array<std::pair<std::vector<Tensor<T>>*, std::vector<Tensor<T>>*>, 4> optimiser_state() {
+    return {{{&momentum, &momentum_before},
+             {&exp_avg, &exp_avg_before},
+             {&exp_avg_sq, &exp_avg_sq_before},
+             {&max_exp_avg_sq, &max_exp_avg_sq_before}}};
+  }
+
+  /// The model whose NTK Trainer::kernel and train()'s probe report: the trained network, or the initial one
+  /// when training the linearisation.
+  const Sequential<T>& kernel_model() const { return opt.linearized ? initial : *model; }
+
   /// θ − θ₀ under the parameters' names, into d's tensors where they are already of the parameters' shapes.
   void displacement(std::vector<NamedTensor<T>>& d) const {
     const auto now = model->named_parameters(), then = initial.named_parameters();
     d.resize(now.size());
     for (size_t i = 0; i < now.size(); ++i) {
       d[i].name = now[i].name;
-      if (d[i].tensor.shape() != now[i].tensor->shape() || d[i].tensor.size() != now[i].tensor->size())
-        d[i].tensor = Tensor<T>(now[i].tensor->shape());
+      if (!holds(d[i].tensor, *now[i].tensor)) d[i].tensor = Tensor<T>(now[i].tensor->shape());
       for_blocks(d[i].tensor.size(), [&](int64_t b, int64_t end) {
         T* __restrict dd = d[i].tensor.data();
         const T* __restrict a = now[i].tensor->data();
@@ -354,25 +373,18 @@ double Trainer<T>::step(TensorArg<T> x, TensorArg<T> y) {
   // copies the trainer keeps: memcpy speed, no fresh pages)
   s.before.resize(params.size());
   for (size_t i = 0; i < params.size(); ++i)  // (the copies themselves are taken by the update's last pass)
-    if (s.before[i].shape() != params[i].tensor->shape() || s.before[i].size() != params[i].tensor->size())
-      s.before[i] = Tensor<T>(params[i].tensor->shape());
+    if (!holds(s.before[i], *params[i].tensor)) s.before[i] = Tensor<T>(params[i].tensor->shape());
   auto copy_all = [](std::vector<Tensor<T>>& to, const std::vector<Tensor<T>>& from) {
     to.resize(from.size());
     for (size_t i = 0; i < from.size(); ++i) copy_into(to[i], from[i]);
   };
-  copy_all(s.momentum_before, s.momentum);
-  copy_all(s.exp_avg_before, s.exp_avg);
-  copy_all(s.exp_avg_sq_before, s.exp_avg_sq);
-  copy_all(s.max_exp_avg_sq_before, s.max_exp_avg_sq);
+  for (const auto& [state, saved] : s.optimiser_state()) copy_all(*saved, *state);
   std::optional<size_t> bad;  // the first parameter not finite after the step
   for (size_t i = 0; i < params.size(); ++i)
     if (!s.update(i, *params[i].tensor, grads[i].tensor, s.before[i].data()) && !bad) bad = i;
   if (bad) {
     for (size_t i = 0; i < params.size(); ++i) copy_into(*params[i].tensor, s.before[i]);
-    copy_all(s.momentum, s.momentum_before);
-    copy_all(s.exp_avg, s.exp_avg_before);
-    copy_all(s.exp_avg_sq, s.exp_avg_sq_before);
-    copy_all(s.max_exp_avg_sq, s.max_exp_avg_sq_before);
+    for (const auto& [state, saved] : s.optimiser_state()) copy_all(*state, *saved);
     throw Error("training: " + params[*bad].name + " would not be finite after step " + std::to_string(s.steps + 1) +
                 "; stopped, the step undone (lower the learning rate?)");
   }
@@ -422,7 +434,7 @@ void probe_kernel_into(const Sequential<T>& model, TensorArg<T> probe, Mode mode
 template <class T>
 Kernel<T> Trainer<T>::kernel(TensorArg<T> probe, Mode mode) const {
   Kernel<T> k;
-  probe_kernel_into(s_->opt.linearized ? s_->initial : *s_->model, probe, mode, s_->opt, k);
+  probe_kernel_into(s_->kernel_model(), probe, mode, s_->opt, k);
   return k;
 }
 
@@ -574,7 +586,7 @@ StepLog train(Sequential<T>& model, const TrainData<T>& data, const TrainOptions
       backend::parallel_for(loss_blocks, loss_block);
       loss_values();
     } else {
-      probe_kernel_into<T>(opt.linearized ? trainer.initial() : model, *probe, opt.probe_mode, opt, pk);
+      probe_kernel_into<T>(st.kernel_model(), *probe, opt.probe_mode, opt, pk);
       const Kernel<T>& k = pk;
       if (kt.shape() != k.total.shape()) kt = Tensor<double>(k.total.shape());
       std::copy(k.total.data(), k.total.data() + k.total.size(), kt.data());

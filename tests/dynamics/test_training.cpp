@@ -80,6 +80,10 @@ TEST_CASE("bad learning rates and alphas are quoted as the numbers they are", "[
   const Tensor<double> k({2, 2}, std::vector<double>{2, 1, 1, 2}), y({2, 1}, std::vector<double>{1, -1});
   CHECK_THROWS_WITH(predict_steps<double>({.k_train = k, .y = y}, Loss::mse, -2.5, {1}),
                     Contains("learning rate must be positive and finite, got -2.5"));
+  CHECK_THROWS_WITH(predict_time<double>({.k_train = k, .y = y}, 0.1, {1.0}, -1e-12),
+                    Equals("predictions: the ridge must be non-negative and finite, got -1e-12"));
+  CHECK_THROWS_WITH(predict_time<double>({.k_train = k, .y = y}, 0.1, {-1e300}, 0.0),
+                    Equals("predictions: a time must be non-negative, got -1e+300"));
 }
 
 TEST_CASE("training refuses inputs and targets without samples or with NaN, naming them", "[dynamics][train][errors]") {
